@@ -1,0 +1,55 @@
+"""Model bundle: the unit the registry stores and serving packages — weights (safe to load with
+``torch.load(weights_only=True)``) plus a JSON description. No pickle of Python objects."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .models import build_model
+
+WEIGHTS, META = "weights.pt", "bundle.json"
+
+
+def save_bundle(directory: str | os.PathLike, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
+    """Write atomically: a temp dir beside the target, renamed into place (an existing bundle is replaced
+    only once the new one is complete)."""
+    for key in ("model_config", "num_classes", "label_table"):
+        if key not in meta:
+            raise ValueError(f"bundle meta is missing {key!r}")
+    d = Path(directory)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, tmp / WEIGHTS)
+    (tmp / META).write_text(json.dumps({"input_size": 256, "stage": "parser", **meta}, indent=2, default=str))
+    if d.exists():
+        old = d.with_name(f".{d.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        d.rename(old)
+        tmp.rename(d)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(d)
+    return d
+
+
+def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    p = Path(directory) / META
+    if not p.is_file():
+        raise FileNotFoundError(f"not a model bundle (no {META}): {Path(directory).resolve()}")
+    return json.loads(p.read_text())
+
+
+def load_bundle(directory: str | os.PathLike, map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    meta = read_meta(directory)
+    model = build_model(meta["model_config"], int(meta["num_classes"]))
+    state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), meta

@@ -1,0 +1,43 @@
+"""The `faceparse` command line: one command per pipeline step, each calling one library function.
+
+Heavy libraries (torch, mlflow, great-expectations) are imported inside the commands, so `--help`
+stays fast."""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="faceparse",
+    help="Face parsing from data to endpoint: synthesise/ingest → validate → train → evaluate → "
+         "register → package → serve. Configuration comes from params.yaml (see --params / --set).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
+    if version:
+        from . import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+# Command groups, in pipeline order; each module's register(app) adds its commands.
+COMMAND_MODULES = ("model",)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"faceparse.commands.{_name}").register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Options and error handling shared by every CLI command."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from ..config import ConfigError, load_params
+
+console = Console(stderr=True)
+
+ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $FACEPARSE_PARAMS or ./params.yaml)")
+SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set train.epochs=3 (repeatable)")
+
+
+def params_from(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
+    return load_params(params, sets or [])
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Turn the library's input errors into one red line and exit code 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:
+            console.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,1 @@
+"""Datasets: the embedded synthetic faces, real-dataset ingestion and the canonical manifest."""
