@@ -36,11 +36,15 @@ def nearest_cell(coord: torch.Tensor, h: int, w: int):
     return (r * w + c).long(), centre
 
 
-def ensemble_weights(rels: list[torch.Tensor]) -> torch.Tensor:
+def ensemble_weights(rels) -> torch.Tensor:
     """LIIF's local-ensemble weights: each of the 4 members is weighted by the area of the rectangle
-    between the query and the *diagonally opposite* member's cell centre. Returns (4, ...) summing to 1."""
-    areas = torch.stack([(r[..., 0] * r[..., 1]).abs() + 1e-9 for r in rels])
-    areas = areas[[3, 2, 1, 0]]  # swap diagonals: member k takes the area of member 3-k
+    between the query and the *diagonally opposite* member's cell centre.
+
+    rels: the 4 members' relative coordinates, stacked on dim 0 (4, ..., 2) or a list of 4.
+    Returns (4, ...) summing to 1 over dim 0."""
+    rels = torch.stack(list(rels)) if isinstance(rels, (list, tuple)) else rels
+    areas = (rels[..., 0] * rels[..., 1]).abs() + 1e-9
+    areas = areas.flip(0)  # swap diagonals: member k takes the area of member 3-k
     return areas / areas.sum(0, keepdim=True)
 
 
@@ -72,16 +76,17 @@ class LIIFDecoder(nn.Module):
         g = codes.mean(1)                                                  # (B, code)
         first: nn.Linear = self.imnet[0]
         wz, wg, wr = first.weight.split([self.code_dim, self.code_dim, 2], dim=1)
-        return {"codes": codes, "g": g, "hw": (h, w),
-                "proj_cell": codes @ wz.t(), "proj_img": (g @ wg.t() + first.bias).unsqueeze(1), "wr": wr}
+        # W_z ẑ + (W_g g + b): one 'proj' row per latent cell, the image term folded in.
+        proj = torch.baddbmm((g @ wg.t() + first.bias).unsqueeze(1), codes, wz.t().expand(b, -1, -1))
+        return {"codes": codes, "g": g, "hw": (h, w), "proj": proj, "wr_t": wr.t()}
 
     def _member(self, state: dict, idx: torch.Tensor, rel: torch.Tensor, factorized: bool) -> torch.Tensor:
         """Prediction from latent cell idx (B, Q) for relative coordinates rel (B, Q, 2), in cell units."""
         if factorized:
-            proj = state["proj_cell"]
+            proj = state["proj"]
             x = torch.gather(proj, 1, idx.unsqueeze(-1).expand(-1, -1, proj.shape[-1]))
-            x = torch.relu(x + state["proj_img"] + rel @ state["wr"].t())
-            return self.imnet[2:](x)
+            x = x.view(-1, x.shape[-1]).addmm_(rel.reshape(-1, 2), state["wr_t"]).relu_()
+            return self.imnet[2:](x).view(*idx.shape, -1)
         codes = state["codes"]
         q = torch.gather(codes, 1, idx.unsqueeze(-1).expand(-1, -1, codes.shape[-1]))
         inp = torch.cat([q, state["g"].unsqueeze(1).expand(-1, q.shape[1], -1), rel], dim=-1)
@@ -107,19 +112,16 @@ class LIIFDecoder(nn.Module):
     def _query(self, state: dict, coord: torch.Tensor, factorized: bool) -> torch.Tensor:
         if not self.ensemble:
             return self._bilinear(state, coord)
+        b, q, _ = coord.shape
         h, w = state["hw"]
-        rx, ry = 1 / h, 1 / w  # half a cell, in [-1, 1] units
-        preds, rels = [], []
-        for vx in (-1, 1):
-            for vy in (-1, 1):
-                shifted = coord.clone()
-                shifted[..., 0] += vx * rx + 1e-6
-                shifted[..., 1] += vy * ry + 1e-6
-                shifted.clamp_(-1 + 1e-6, 1 - 1e-6)
-                idx, centre = nearest_cell(shifted, h, w)
-                # LIIF measures rel from the *unshifted* query to the member's cell centre.
-                rel = (coord - centre) * coord.new_tensor([h, w])
-                preds.append(self._member(state, idx, rel, factorized))
-                rels.append(rel)
-        wts = ensemble_weights(rels)
-        return sum(p * wk.unsqueeze(-1) for p, wk in zip(preds, wts))
+        scale = coord.new_tensor([h, w])
+        # The 4 members (vx, vy) ∈ {-1, 1}²: the query shifted by half a cell diagonally (+ LIIF's eps),
+        # all decoded in one batched MLP call of 4·Q rows.
+        signs = coord.new_tensor([[-1, -1], [-1, 1], [1, -1], [1, 1]])
+        shifted = (coord.unsqueeze(0) + (signs / scale + 1e-6).view(4, 1, 1, 2)).clamp_(-1 + 1e-6, 1 - 1e-6)
+        idx, centre = nearest_cell(shifted, h, w)                 # (4, B, Q), (4, B, Q, 2)
+        rel = (coord.unsqueeze(0) - centre) * scale                # from the *unshifted* query, in cells
+        pred = self._member(state, idx.permute(1, 0, 2).reshape(b, 4 * q),
+                            rel.permute(1, 0, 2, 3).reshape(b, 4 * q, 2), factorized)
+        pred = pred.view(b, 4, q, -1).transpose(0, 1)              # (4, B, Q, C)
+        return (pred * ensemble_weights(rel).unsqueeze(-1)).sum(0)
