@@ -67,7 +67,7 @@ def _console():
 
 
 def _warn(msg: str) -> None:
-    _console().print(f"[yellow]warning:[/] {msg}", highlight=False)
+    _console().print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------- readers

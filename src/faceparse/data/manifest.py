@@ -149,8 +149,8 @@ def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
         raise ValueError(f"{path}: manifest lacks columns {missing}")
     df["id"] = df["id"].astype(str)
     df["class_pixels"] = [list(map(int, v)) if v is not None else None for v in df["class_pixels"]]
-    df["landmarks"] = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
-                       for v in df["landmarks"]]
+    df["landmarks"] = pd.Series([None if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)
+                                 for v in df["landmarks"]], index=df.index, dtype=object)
     return df
 
 
@@ -180,5 +180,6 @@ def load_split(dataset_dir: str | os.PathLike, split: str, quarantine: str | os.
     df = df.reset_index(drop=True).copy()
     df["image_path"] = [str(root / p) for p in df["image"]]
     df["label_path"] = [str(root / p) for p in df["label"]]
-    df["landmarks_path"] = [None if p is None else str(root / p) for p in df["landmarks"]]
+    df["landmarks_path"] = pd.Series([None if p is None else str(root / p) for p in df["landmarks"]],
+                                     index=df.index, dtype=object)
     return df

@@ -5,8 +5,9 @@ the eye line), given a depth ``z`` (a parabolic face surface plus protrusions), 
 pitch, then rolled, scaled and translated into pixels. The same projection yields the 68 iBUG landmarks, so
 they line up with the painted parts.
 
-Side convention: ``l_*`` classes (l_eye, l_brow, l_ear) are on the *image left*, matching iBUG points 36-41
-(image-left eye) and 17-21 (image-left brow).
+Side convention (as in the real CelebAMask-HQ maps): ``l_*`` classes (l_eye, l_brow, l_ear) are the
+subject's left, i.e. on the *image right*; iBUG points 36-41 / 17-21 (image-left eye / brow) therefore
+outline ``r_eye`` / ``r_brow`` and 42-47 / 22-26 outline ``l_eye`` / ``l_brow``.
 """
 from __future__ import annotations
 
@@ -125,7 +126,8 @@ def sample_geometry(rng: np.random.Generator, size: int, occluded: bool) -> Face
         lm = geo.landmarks
         if lm.min() >= 1.0 and lm.max() <= size - 2.0:
             return geo
-    return geo  # pragma: no cover - the shrinking scale makes this unreachable in practice
+    geo.landmarks = np.clip(geo.landmarks, 0, size - 1)   # pragma: no cover - not reached in practice
+    return geo
 
 
 def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: float) -> FaceGeometry:
@@ -134,7 +136,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
     pose = Pose(
         tx=S * (0.5 + _u(rng, -0.09, 0.09)),
         ty=S * (0.43 + _u(rng, -0.07, 0.07)),
-        s=S * _u(rng, 0.16, 0.25) * shrink,
+        s=S * _u(rng, 0.16, 0.28) * shrink,
         roll=float(np.clip(rng.normal(0.0, 0.17), -0.45, 0.45)),
         yaw=yaw,
         pitch=_u(rng, -0.12, 0.12),
@@ -156,7 +158,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
     opening = _u(rng, 0.03, 0.18) if rng.random() < 0.35 else 0.0
     smile, bow, ki = _u(rng, -0.02, 0.08), _u(rng, 0.2, 0.5), _u(rng, 0.78, 0.9)
     nk = _u(rng, 0.45, 0.62)
-    y_sh = cy + b_low + _u(rng, 0.35, 0.8)
+    y_sh = cy + b_low + _u(rng, 0.2, 0.6)
     hair_style = str(rng.choice(["short", "bob", "long", "bun", "buzz"], p=[0.3, 0.2, 0.3, 0.1, 0.1]))
     has_hat = rng.random() < 0.15
     if has_hat and rng.random() < 0.3:
@@ -175,12 +177,27 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
     if hair_style in ("bun", "buzz"):
         Hx, Hy = _u(rng, 1.02, 1.07), _u(rng, 1.25, 1.35)
     y_side = _u(rng, -0.1, 0.2)
+    # a slightly irregular cranium outline (hair volume), shared by the back and front hair shapes
+    harm_k = np.arange(2, 7)
+    harm_a = rng.uniform(0.0, 0.035, 5) / harm_k ** 0.5
+    harm_p = rng.uniform(0, 2 * np.pi, 5)
+
+    def cranium(t0, t1, n):
+        pts = ellipse_pts(0, cyh, Hx, Hy, 0, n, t0, t1)
+        t = np.linspace(t0, t1, n)
+        r = 1.0 + (harm_a[:, None] * np.sin(harm_k[:, None] * t[None] + harm_p[:, None])).sum(0)
+        return np.stack([pts[:, 0] * r, cyh + (pts[:, 1] - cyh) * r], 1)
+
     hair_back: list[np.ndarray] = []
+    if hair_style == "none":      # bald under a hat: the scalp is skin
+        tc = np.arcsin(np.clip((y_side + 0.1 - cyh) / (Hy * 0.97), -1, 1))
+        ops.append(Op(C["skin"], [P(ellipse_pts(0, cyh, Hx * 0.97, Hy * 0.97, 0, 40, np.pi - tc, 2 * np.pi + tc),
+                                    0.0)]))
     if hair_style != "none":
         # top arc of the cranium between the two points at height y_cut
         y_cut = y_side + 0.1 if hair_style in ("short", "buzz", "bun") else cyh + Hy * 0.2
         tc = np.arcsin(np.clip((y_cut - cyh) / Hy, -1, 1))
-        arc = ellipse_pts(0, cyh, Hx, Hy, 0, 40, np.pi - tc, 2 * np.pi + tc)
+        arc = cranium(np.pi - tc, 2 * np.pi + tc, 40)
         if hair_style in ("bob", "long"):
             y_end = _u(rng, 0.9, 1.4) if hair_style == "bob" else y_sh + _u(rng, 0.3, 1.5)
             flare = _u(rng, 1.0, 1.08) if hair_style == "bob" else _u(rng, 1.05, 1.35)
@@ -232,7 +249,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
 
     # ---- ears + earrings
     ear_info = []
-    for sd, cls in ((-1, C["l_ear"]), (1, C["r_ear"])):
+    for sd, cls in ((-1, C["r_ear"]), (1, C["l_ear"])):
         ecx, ecy = sd * _u(rng, 0.95, 1.02), _u(rng, 0.1, 0.25)
         ea, eb, eang = _u(rng, 0.13, 0.2), _u(rng, 0.28, 0.38), sd * _u(rng, -0.2, 0.1)
         ear_info.append((sd, cls, ecx, ecy, ea, eb, eang))
@@ -314,7 +331,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
     # ---- eyes
     u = np.linspace(-1, 1, 15)
     eyes = []
-    for sd, cls, sl in ((-1, C["l_eye"], slice(36, 42)), (1, C["r_eye"], slice(42, 48))):
+    for sd, cls, sl in ((-1, C["r_eye"], slice(36, 42)), (1, C["l_eye"], slice(42, 48))):
         cxe = sd * ex
         tilt_y = -tilt * (sd * u)          # outer corner (|x| larger) higher when tilt > 0
         skew = _u(rng, -0.25, 0.25)
@@ -332,7 +349,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
         lm[sl] = P(pts, pose.surface(pts[:, 0]) - 0.05)
         gaze = _u(rng, -0.35, 0.35) * ew
         centre = P(np.array([[cxe + gaze, ey - eh * 0.15]]), pose.surface(np.array([cxe])) - 0.05)[0]
-        eyes.append({"centre": centre, "iris_r": pose.px(ew * _u(rng, 0.38, 0.5)) * (0.75 + 0.25 * np.cos(pose.yaw)),
+        eyes.append({"cls": cls, "centre": centre, "iris_r": pose.px(ew * _u(rng, 0.38, 0.5)) * (0.75 + 0.25 * np.cos(pose.yaw)),
                      "lash": P(upper, pose.surface(upper[:, 0]) - 0.05)})
 
     # ---- brows
@@ -344,7 +361,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
     yb = ey - eh - gap - th_in / 2
     tb = np.linspace(0, 1, 13)
     bump = np.sin(np.pi * tb ** (np.log(0.5) / np.log(tp)))
-    for sd, cls, sl in ((-1, C["l_brow"], slice(17, 22)), (1, C["r_brow"], slice(22, 27))):
+    for sd, cls, sl in ((-1, C["r_brow"], slice(17, 22)), (1, C["l_brow"], slice(22, 27))):
         jit = _u(rng, -0.015, 0.015)
         xb = sd * (x_in + tb * (x_out - x_in))
         yc = yb + jit - arch * bump + slope * tb
@@ -413,7 +430,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
             h0 = _u(rng, -0.55, -0.38)
         kexp = _u(rng, 3.5, 6.0)
         tc = np.arcsin(np.clip((y_side - cyh) / Hy, -1, 1))
-        top = ellipse_pts(0, cyh, Hx, Hy, 0, 40, np.pi - tc, 2 * np.pi + tc)
+        top = cranium(np.pi - tc, 2 * np.pi + tc, 40)
         xl = np.linspace(top[-1, 0], top[0, 0], 41)
         yl = h0 + (y_side - h0) * np.clip(np.abs(xl) / Hx, 0, 1) ** kexp
         if bangs:
@@ -491,7 +508,7 @@ def _occluder(rng: np.random.Generator, kind: str, a: np.ndarray, pose: Pose) ->
             r = _u(rng, 0.15, 0.3)
             polys.append(ellipse_pts(*(a + d * ln / 2), r, r, 0, 16))
     else:
-        r = _u(rng, 0.22, 0.55)
+        r = _u(rng, 0.25, 0.8)
         if rng.random() < 0.5:
             nv = int(rng.integers(5, 10))
             t = np.sort(rng.uniform(0, 2 * np.pi, nv))
