@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-*; touch $@; echo "venv ready: $(VENV)"
 
 run: venv
-	$(VENV)/bin/python scripts/run_main.py
+	bash scripts/run_main.sh
 
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

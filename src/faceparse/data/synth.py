@@ -1,0 +1,220 @@
+"""The embedded synthetic face dataset: the default data of the whole pipeline.
+
+Each sample draws a plausible face *label map* first (CelebAMask-HQ 19 classes: face oval, neck, cloth, hair
+of several styles, ears, almond eyes, thin brows, nose, lips / inner mouth, and random eyeglasses, hat,
+earrings, necklace) under a random identity, roll, yaw-like asymmetry, scale and translation
+(:mod:`faceparse.data.synth_face`), then renders the RGB image from it (:mod:`faceparse.data.synth_render`):
+per-identity colours, texture, shading, cluttered background, blur, noise, JPEG. Optional occluders (hands,
+bars, objects) are painted as background (0) in the visible label map; the complete map is kept.
+
+Sample ``i`` of seed ``S`` depends on ``(S, i)`` only (``numpy.random.default_rng([S, i])``).
+Side convention (as in the real CelebAMask-HQ maps): ``l_*`` = the subject's left = the image right, so iBUG
+points 36-41 (image-left eye) outline ``r_eye`` and 42-47 outline ``l_eye``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceparse.data.synth_face import paint, sample_geometry
+from faceparse.data.synth_render import render
+from faceparse.labels import CELEBAMASK_HQ, celebamask_to_lapa
+
+__all__ = ["SynthSample", "generate_sample", "write_dataset", "to_lapa", "sample_id", "assign_splits"]
+
+NUM_CLASSES = CELEBAMASK_HQ.num_classes
+_LAPA_LUT = celebamask_to_lapa()
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class SynthSample:
+    image: np.ndarray        # uint8 (H, W, 3) RGB
+    label: np.ndarray        # uint8 (H, W) visible CelebAMask-HQ class ids (occluders → 0)
+    complete: np.ndarray     # uint8 (H, W) label map before occlusion
+    occlusion: np.ndarray    # bool (H, W) occluder pixels
+    landmarks: np.ndarray    # float32 (68, 2) (x, y) pixels, iBUG 300-W order
+
+    @property
+    def occluded(self) -> bool:
+        return bool(self.occlusion.any())
+
+
+def generate_sample(seed: int, index: int, size: int = 256, occlusion_prob: float = 0.3) -> SynthSample:
+    """Sample ``index`` of the synthetic dataset ``seed`` (a pure function of its arguments)."""
+    if size < 32:
+        raise ValueError(f"synthetic faces need size >= 32, got {size}")
+    if not 0.0 <= occlusion_prob <= 1.0:
+        raise ValueError(f"occlusion_prob must be in [0, 1], got {occlusion_prob}")
+    rng = np.random.default_rng([int(seed), int(index)])
+    occluded = bool(rng.random() < occlusion_prob)
+    geo = sample_geometry(rng, size, occluded)
+    complete = paint(np.zeros((size, size), np.uint8), geo.ops)
+    under = paint(np.zeros((size, size), np.uint8), geo.ops, skip_tags=("glasses", "glasses_frame"))
+    occ_ids = np.zeros((size, size), np.uint8)
+    for k, (_, polys) in enumerate(geo.occluders, 1):
+        cv2.fillPoly(occ_ids, [np.round(p * 16).astype(np.int32).reshape(-1, 1, 2) for p in polys], k,
+                     cv2.LINE_8, 4)
+    occlusion = occ_ids > 0
+    label = complete.copy()
+    label[occlusion] = 0
+    image = render(rng, geo, complete, under, occ_ids)
+    return SynthSample(image=image, label=label, complete=complete, occlusion=occlusion,
+                       landmarks=geo.landmarks.astype(np.float32))
+
+
+def to_lapa(label: np.ndarray) -> np.ndarray:
+    """CelebAMask-HQ ids → LaPa's 11 ids (accessories, ears, neck, cloth → background)."""
+    return _LAPA_LUT[np.asarray(label)]
+
+
+def sample_id(seed: int, index: int) -> str:
+    return f"synth_{seed}_{index:06d}"
+
+
+def assign_splits(n: int, seed: int, splits: dict[str, float]) -> list[str]:
+    """Deterministic split per index (a function of n, seed, splits); every split with a positive fraction is
+    non-empty when n >= the number of such splits."""
+    unknown = set(splits) - set(SPLIT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown split names {sorted(unknown)}; allowed: {list(SPLIT_NAMES)}")
+    fr = {k: float(v) for k, v in splits.items()}
+    if any(v < 0 for v in fr.values()) or sum(fr.values()) <= 0:
+        raise ValueError(f"split fractions must be >= 0 with a positive sum, got {splits}")
+    names = [k for k in SPLIT_NAMES if fr.get(k, 0.0) > 0]
+    total = sum(fr[k] for k in names)
+    exact = {k: n * fr[k] / total for k in names}
+    counts = {k: int(np.floor(exact[k])) for k in names}
+    for k in sorted(names, key=lambda k: exact[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[k] += 1
+    if n >= len(names):   # every split gets at least one sample, taken from the largest
+        for k in names:
+            while counts[k] == 0:
+                big = max(names, key=lambda j: counts[j])
+                counts[big] -= 1
+                counts[k] += 1
+    order = np.random.default_rng([int(seed), 0x5B1]).permutation(n)
+    out = [""] * n
+    pos = 0
+    for k in names:
+        for i in order[pos: pos + counts[k]]:
+            out[int(i)] = k
+        pos += counts[k]
+    return out
+
+
+def _check_target(out_dir: Path) -> None:
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise ValueError(f"{out_dir} exists and is not a directory")
+        if any(out_dir.iterdir()) and not (out_dir / "dataset.json").is_file():
+            raise ValueError(f"{out_dir} is not empty and is not a faceparse dataset (no dataset.json); "
+                             "refusing to overwrite it")
+
+
+def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_prob: float = 0.3,
+                  splits: dict[str, float] | None = None, progress: bool = True) -> Path:
+    """Write ``n`` synthetic samples in the canonical dataset layout (docs/CONTRACTS.md) to ``out_dir``.
+
+    Built in a temporary directory beside ``out_dir`` and renamed into place; a previous faceparse dataset
+    (a directory with dataset.json) is replaced, any other non-empty directory is refused (ValueError)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    splits = dict(splits) if splits is not None else {"train": 0.8, "val": 0.1, "test": 0.1}
+    split_of = assign_splits(n, seed, splits)
+    _check_target(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for sub in ("images", "labels", "complete", "occlusion", "landmarks"):
+            (tmp / sub).mkdir()
+        rows = []
+        bar = _progress(progress, n, f"synth → {out_dir}")
+        with bar:
+            task = bar.add_task("generate", total=n) if progress else None
+            for i in range(n):
+                s = generate_sample(seed, i, size=size, occlusion_prob=occlusion_prob)
+                sid = sample_id(seed, i)
+                img_rel, lab_rel, lm_rel = f"images/{sid}.jpg", f"labels/{sid}.png", f"landmarks/{sid}.npy"
+                Image.fromarray(s.image, "RGB").save(tmp / img_rel, quality=95)
+                Image.fromarray(s.label, "L").save(tmp / lab_rel)
+                Image.fromarray(s.complete, "L").save(tmp / f"complete/{sid}.png")
+                Image.fromarray(s.occlusion.astype(np.uint8) * 255, "L").save(tmp / f"occlusion/{sid}.png")
+                np.save(tmp / lm_rel, s.landmarks.astype(np.float32))
+                rows.append({
+                    "id": sid, "split": split_of[i], "image": img_rel, "label": lab_rel, "landmarks": lm_rel,
+                    "width": size, "height": size, "label_width": size, "label_height": size,
+                    "class_pixels": np.bincount(s.label.ravel(), minlength=NUM_CLASSES).astype(int).tolist(),
+                    "sha256": hashlib.sha256((tmp / img_rel).read_bytes()).hexdigest(), "source": "synth",
+                })
+                if task is not None:
+                    bar.advance(task)
+        df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+        pq.write_table(pa.Table.from_pandas(df, schema=_manifest_schema(), preserve_index=False),
+                       tmp / "manifest.parquet")
+        info = {"label_table": CELEBAMASK_HQ.name, "size": int(size), "source": "synth", "count": n,
+                "seed": int(seed), "occlusion_prob": float(occlusion_prob), "splits": splits,
+                "num_classes": NUM_CLASSES, "classes": list(CELEBAMASK_HQ.classes),
+                "landmarks": "ibug68", "generator": "faceparse.data.synth"}
+        (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+        _check_target(out_dir)              # re-check: it may have changed while generating
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            old.rmdir()
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+MANIFEST_COLUMNS = ("id", "split", "image", "label", "landmarks", "width", "height", "label_width",
+                    "label_height", "class_pixels", "sha256", "source")
+
+
+def _manifest_schema():
+    """Column types of manifest.parquet (docs/CONTRACTS.md), as the other dataset writers use them."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("split", pa.string()), ("image", pa.string()), ("label", pa.string()),
+        ("landmarks", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+        ("label_width", pa.int32()), ("label_height", pa.int32()), ("class_pixels", pa.list_(pa.int64())),
+        ("sha256", pa.string()), ("source", pa.string()),
+    ])
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(enabled: bool, n: int, desc: str):
+    if not enabled:
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True))
