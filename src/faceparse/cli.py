@@ -29,7 +29,7 @@ def _root(version: bool = typer.Option(False, "--version", help="print the versi
 
 
 # Command groups, in pipeline order; each module's register(app) adds its commands.
-COMMAND_MODULES = ("data", "model", "train", "evaluate",)
+COMMAND_MODULES = ("data", "model", "train", "evaluate", "serve",)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"faceparse.commands.{_name}").register(app)

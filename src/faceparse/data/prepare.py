@@ -1,0 +1,53 @@
+"""The DVC ``prepare`` stage: params ``data.*`` → the canonical dataset at ``data.dir``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, require, section
+from .ingest import FORMATS
+
+# the class table each real layout produces (labelmaps: data.ingest.labelmaps_table)
+FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "helen"}
+
+
+def prepare(params: dict[str, Any], progress: bool = True) -> Path:
+    """``data.source == "synth"`` → ``synth.write_dataset(data.dir, **data.synth)``; otherwise
+    ``ingest(data.source, data.raw_dir, data.dir, ...)``. Returns data.dir."""
+    data = section(params, "data")
+    source = require(data, "source", "data")
+    out = Path(require(data, "dir", "data"))
+    size = int(require(data, "size", "data"))
+    table = data.get("label_table")
+
+    if source == "synth":
+        from .synth import write_dataset
+
+        opts = dict(data.get("synth") or {})
+        if "n" not in opts:
+            raise ConfigError("params: missing data.synth.n")
+        path = Path(write_dataset(out, size=size, progress=progress, **opts))
+    elif source in FORMATS:
+        ing = dict(data.get("ingest") or {})
+        expected = ing.get("labelmaps_table", "celebamask-hq") if source == "labelmaps" else FORMAT_TABLES[source]
+        if table is not None and table != expected:
+            raise ConfigError(f"params: data.label_table={table!r}, but data.source={source!r} produces "
+                              f"{expected!r} labels; set data.label_table={expected}")
+        from .ingest import ingest
+
+        raw = Path(require(data, "raw_dir", "data"))
+        if not raw.is_dir():
+            raise FileNotFoundError(f"data.raw_dir {raw} does not exist: put the {source} layout there "
+                                    "(or `faceparse data fetch` it) before `faceparse data prepare`")
+        path = ingest(source, raw, out, size=size, labelmaps_table=ing.get("labelmaps_table", "celebamask-hq"),
+                      split_seed=int(ing.get("split_seed", 0)), splits=ing.get("splits"), progress=progress)
+    else:
+        raise ConfigError(f"params: data.source={source!r} is not one of {['synth', *FORMATS]}")
+
+    from .manifest import read_info
+
+    info = read_info(path)
+    if table is not None and info.get("label_table") != table:
+        raise ConfigError(f"params: data.label_table={table!r}, but the prepared dataset {path} uses "
+                          f"{info.get('label_table')!r}; set data.label_table={info.get('label_table')}")
+    return path
