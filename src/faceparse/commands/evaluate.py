@@ -1,0 +1,140 @@
+"""`faceparse evaluate`, `register`, `promote`, `rollback`, `predict`: from a trained bundle to a registered,
+promoted model, and predictions from any model the registry (or a folder) holds."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from ..config import ConfigError
+from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from
+
+ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weights.pt + bundle.json) or a "
+             "training checkpoint .pt")
+
+
+def _params_or_empty(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
+    """params.yaml when there is one; {} when none was asked for and ./params.yaml is absent (predict works
+    outside the repository: the tracking URI then comes from $MLFLOW_TRACKING_URI)."""
+    try:
+        return params_from(params, sets)
+    except ConfigError:
+        if params is None and not sets:
+            from ..config import find_params
+
+            try:
+                find_params(None)
+            except ConfigError:
+                return {}
+        raise
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    @friendly_errors
+    def evaluate_cmd(
+        bundle: Optional[str] = typer.Option(None, "--bundle", "-b",
+                                             help=f"model to evaluate (default: train.bundle_dir): {ModelHelp}"),
+        data: Optional[Path] = typer.Option(None, "--data", "-d", help="canonical dataset (default: data.dir)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+    ):
+        """Score a model on the test split (quarantined ids left out).
+
+        Writes evaluate.metrics_file (per-class F1/IoU, mean F1, mIoU, the multi-resolution table 64…512),
+        the plots in evaluate.plots_dir and the paper-style markdown table evaluate.table_file; logs the test
+        metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout."""
+        from ..evaluate import evaluate
+
+        res = evaluate(params_from(params, set_), bundle_dir=bundle, dataset_dir=data, progress=not quiet)
+        multires = "  ".join(f"{s}: {m['mean_f1']:.4f}" if m["mean_f1"] is not None else f"{s}: n/a"
+                             for s, m in sorted(res["multires"].items(), key=lambda kv: int(kv[0])))
+        f1 = "n/a" if res["mean_f1"] is None else f"{res['mean_f1']:.4f}"
+        miou = "n/a" if res["miou"] is None else f"{res['miou']:.4f}"
+        console.print(f"[green]evaluated[/] {res['bundle']} on {res['n_images']} {res['split']} images: "
+                      f"mean F1 {f1}, mIoU {miou}", soft_wrap=True)
+        console.print(f"mean F1 by output size: {multires}", soft_wrap=True)
+        emit_json({k: res[k] for k in ("mean_f1", "miou", "pixel_acc", "n_images", "multires", "bundle",
+                                       "bundle_sha256") if k in res})
+
+    @app.command("register")
+    @friendly_errors
+    def register_cmd(
+        bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="bundle directory (default: train.bundle_dir)"),
+        metrics: Optional[Path] = typer.Option(None, "--metrics", "-m",
+                                               help="test metrics of this bundle (default: evaluate.metrics_file)"),
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+    ):
+        """Register a bundle as a new version of registry.model_name (alias 'challenger').
+
+        The bundle is logged as an artifact of its training run (or of a new run), the version gets alias
+        'challenger' and the test metrics as tags; writes metrics/registered.json."""
+        from ..registry import register
+
+        res = register(params_from(params, set_), bundle_dir=bundle, metrics_file=metrics)
+        console.print(f"[green]registered[/] {res['name']} v{res['version']} @{res['alias']} "
+                      f"(test mean F1 {res['mean_f1']}) in {res['tracking_uri']}", soft_wrap=True)
+        emit_json(res)
+
+    @app.command("promote")
+    @friendly_errors
+    def promote_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+        """Move alias 'champion' to the challenger if it beats the champion's test mean F1.
+
+        The challenger must beat the champion by more than registry.promote_margin; the first model is always
+        promoted. The decision and its reason are recorded as model-version tags; a refusal is not an error
+        (exit 0, "promoted": false)."""
+        from ..registry import promote
+
+        res = promote(params_from(params, set_))
+        colour = "green" if res["promoted"] else "yellow"
+        console.print(f"[{colour}]{'promoted' if res['promoted'] else 'not promoted'}[/]: {res['reason']}",
+                      soft_wrap=True)
+        emit_json(res)
+
+    @app.command("rollback")
+    @friendly_errors
+    def rollback_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+        """Point 'champion' back at the previous champion (recorded when the current one was promoted)."""
+        from ..registry import rollback
+
+        res = rollback(params_from(params, set_))
+        console.print(f"[green]rolled back[/] {res['name']}: champion v{res['champion_before']} → "
+                      f"v{res['champion_after']}", soft_wrap=True)
+        emit_json(res)
+
+    @app.command("predict")
+    @friendly_errors
+    def predict_cmd(
+        inputs: List[str] = typer.Argument(..., help="image files, folders and/or glob patterns (quote globs)"),
+        model: str = typer.Option(..., "--model", "-m", help=ModelHelp),
+        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+        resolution: Optional[int] = typer.Option(None, "--resolution", "-r",
+                                                 help="output size in pixels, any value 1…4096 "
+                                                      "(default: the model's input size)"),
+        masks: bool = typer.Option(False, "--masks", help="also write <stem>_masks/<class>.png (0/255) per class"),
+        batch_size: int = typer.Option(4, "--batch-size", help="images per forward pass"),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1… (default: a GPU if any)"),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+    ):
+        """Parse faces in images with any model: label maps, overlays, masks.
+
+        Per input, --out gets <stem>_label.png (palette PNG of class ids) and <stem>_overlay.png. Inputs are resized to the model's input size; the label map is decoded at --resolution. Unreadable
+        images are reported and skipped (exit 1 once the rest are written)."""
+        from ..predict import predict
+
+        p = _params_or_empty(params, set_)
+        results = predict(model, inputs, out, resolution=resolution, masks=masks, batch_size=batch_size,
+                          params=p, progress=not quiet, device=device)
+        failed = [r for r in results if not r["ok"]]
+        done = len(results) - len(failed)
+        console.print(f"[green]predicted[/] {done} image(s) into {out}"
+                      + (f"; [bold red]{len(failed)} failed[/]" if failed else ""), soft_wrap=True)
+        emit_json({"model": model, "out": str(out), "ok": done, "failed": len(failed), "results": results})
+        if failed:
+            raise typer.Exit(1)

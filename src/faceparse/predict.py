@@ -1,0 +1,182 @@
+"""Batch prediction from the command line: images → label maps, overlays and per-class masks.
+
+``model`` is anything ``faceparse.registry.resolve_bundle`` accepts (``models:/name@alias``,
+``models:/name/<version>``, a bundle directory, a training checkpoint ``.pt``). Each input image is resized
+to the bundle's ``input_size`` (bicubic, ``faceparse.models.preprocess``) and the label map is decoded at
+``resolution`` × ``resolution`` (any size: the LIIF property; default the bundle's input size).
+
+Per input ``<stem>``, in ``out_dir``:
+* ``<stem>_label.png``: palette PNG (mode P) of class ids, palette = the bundle's label table colours;
+* ``<stem>_overlay.png``: the label colours blended over the input resized to the output size;
+* ``<stem>_masks/<class>.png`` (``masks=True``): one 0/255 mask per class of the table.
+
+An unreadable image is reported (the file named) and skipped; the others are still written. Stems shared
+by several inputs get a ``-2``, ``-3``… suffix so no output overwrites another.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_GLOB_CHARS = set("*?[")
+PER_IMAGE_ABOVE = 1024  # output sizes above this are decoded one image at a time
+
+
+def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """An image path, a folder (its image files, sorted, not recursive) or a glob — or a list of these —
+    → the image paths, in order, without duplicates."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    out: list[Path] = []
+    for item in inputs:
+        s = str(item)
+        p = Path(s).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            found = [p]
+        elif _GLOB_CHARS & set(s):
+            found = sorted(Path(f) for f in _glob.glob(os.path.expanduser(s), recursive=True) if Path(f).is_file())
+        else:
+            raise FileNotFoundError(f"input not found: {s} (give image files, folders or glob patterns)")
+        out.extend(found)
+    seen, unique = set(), []
+    for f in out:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def _stems(paths: Sequence[Path]) -> list[str]:
+    used: dict[str, int] = {}
+    out = []
+    for p in paths:
+        stem = p.stem
+        n = used.get(stem, 0) + 1
+        used[stem] = n
+        out.append(stem if n == 1 else f"{stem}-{n}")
+    return out
+
+
+def _read(path: Path):
+    """(RGB PIL image, None) or (None, error message naming the file)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later
+            return im.convert("RGB"), None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        return None, f"cannot read image {path}: {e}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
+            masks: bool = False, batch_size: int = 4, params: dict[str, Any] | None = None,
+            progress: bool = True, device: str | None = None) -> list[dict[str, Any]]:
+    """Predict every input; returns one dict per input: {"input", "ok", "label", "overlay", "masks",
+    "classes", "resolution"} or {"input", "ok": False, "error"}. Raises ValueError when there is no input
+    image at all; an unreadable image is an entry with ok=False (the caller decides the exit code)."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bundle import load_bundle
+    from .commands.common import console
+    from .evaluate import pick_device
+    from .labels import get_table
+    from .models import check_out_size, preprocess
+    from .plots import overlay
+    from .registry import resolve_bundle
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        given = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]
+        raise ValueError(f"no input images found in {', '.join(given) or '(nothing given)'} "
+                         f"(image extensions: {' '.join(IMAGE_EXTS)})")
+    bs = int(batch_size)
+    if bs < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    uri = None
+    if str(model).startswith(("models:/", "runs:/")):
+        from .tracking import tracking_uri
+
+        uri = tracking_uri(params)
+    bdir, info = resolve_bundle(model, tracking_uri=uri)
+    net, meta = load_bundle(bdir)
+    device = pick_device(device)
+    net.to(device)
+    table = get_table(meta["label_table"])
+    palette = table.palette()
+    input_size = int(meta.get("input_size", 256))
+    res = int(resolution) if resolution is not None else input_size
+    check_out_size(res)
+    flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = _stems(paths)
+    results: list[dict[str, Any]] = []
+    prog = Progress(TextColumn("[bold]predict[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, disable=not progress or len(paths) < 2)
+    with prog, torch.inference_mode():
+        task = prog.add_task(f"{len(paths)} images → {res}×{res}", total=len(paths))
+        for i in range(0, len(paths), bs):
+            chunk = list(zip(paths[i:i + bs], stems[i:i + bs]))
+            ok = []
+            for path, stem in chunk:
+                img, err = _read(path)
+                if err:
+                    console.print(f"[bold red]error:[/] {err}")
+                    results.append({"input": str(path), "ok": False, "error": err})
+                else:
+                    ok.append((path, stem, img))
+            if ok:
+                x = torch.stack([preprocess(img, input_size) for _, _, img in ok]).to(device)
+                if res <= PER_IMAGE_ABOVE:
+                    pred = net(x, res).argmax(1)
+                else:  # bound the (B, classes, res, res) logits: one image at a time
+                    pred = torch.cat([net(x[j:j + 1], res).argmax(1) for j in range(len(ok))])
+                pred = pred.to(torch.uint8).cpu().numpy()
+                for (path, stem, img), lab in zip(ok, pred):
+                    results.append(_write(out, path, stem, img, lab, flat_palette, palette, table, masks, res,
+                                          overlay))
+            prog.update(task, advance=len(chunk))
+    order = {str(p): k for k, p in enumerate(paths)}
+    results.sort(key=lambda r: order[r["input"]])
+    for r in results:
+        r.setdefault("model", info.get("uri"))
+    return results
+
+
+def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, palette, table, masks: bool,
+           res: int, overlay_fn) -> dict[str, Any]:
+    from PIL import Image
+
+    label_path = out / f"{stem}_label.png"
+    lab = np.ascontiguousarray(lab, dtype=np.uint8)
+    lp = Image.frombytes("P", (lab.shape[1], lab.shape[0]), lab.tobytes())
+    lp.putpalette(flat_palette)
+    lp.save(label_path)
+    base = np.asarray(img.resize((res, res), Image.BICUBIC) if img.size != (res, res) else img, dtype=np.uint8)
+    ov_path = out / f"{stem}_overlay.png"
+    Image.fromarray(np.asarray(overlay_fn(base, lab, palette), dtype=np.uint8)).save(ov_path)
+    entry: dict[str, Any] = {"input": str(path), "ok": True, "label": str(label_path), "overlay": str(ov_path),
+                             "resolution": res,
+                             "classes": [table.classes[c] for c in np.unique(lab).tolist() if c < table.num_classes]}
+    if masks:
+        mdir = out / f"{stem}_masks"
+        mdir.mkdir(exist_ok=True)
+        for c, name in enumerate(table.classes):
+            Image.fromarray(((lab == c) * 255).astype(np.uint8)).save(mdir / f"{_safe(name)}.png")
+        entry["masks"] = str(mdir)
+    return entry
