@@ -1,0 +1,43 @@
+"""evaluate: test-split metrics of the trained bundle → kfp Metrics, ClassificationMetrics (confusion
+matrix) and the report files (eval.json, plots/, table.md)."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from .base import COMPONENT
+
+
+@dsl.component(**COMPONENT)
+def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
+             model: Input[Model], metrics: Output[Metrics], confusion: Output[ClassificationMetrics],
+             report: Output[Artifact]) -> float:
+    """faceparse.evaluate.evaluate(params, bundle_dir=model, dataset_dir=dataset) with the metrics file,
+    plots and table written into ``report``; every scalar metric logged to ``metrics`` (test_* names, as
+    in MLflow) and the pixel confusion matrix (rows = truth) to ``confusion``. Returns the test mean F1
+    (the pipeline's quality gate; one output on purpose — kfp.local 2.17 cannot resolve a named output of
+    a multi-output task in a dsl.If condition)."""
+    import csv
+    from pathlib import Path
+
+    from faceparse.evaluate import evaluate as evaluate_step
+    from faceparse.evaluate import mlflow_metrics
+    from faceparse.kube import component_params
+
+    rep = Path(report.path)
+    params = component_params(params_yaml, overrides, {
+        "data.dir": dataset.path,
+        "validate.out_dir": validation.path,
+        "evaluate.metrics_file": str(rep / "eval.json"),
+        "evaluate.plots_dir": str(rep / "plots"),
+        "evaluate.table_file": str(rep / "table.md"),
+    })
+    result = evaluate_step(params, bundle_dir=model.path, dataset_dir=dataset.path, progress=False)
+    for name, value in mlflow_metrics(result).items():
+        metrics.log_metric(name, value)
+    with open(rep / "plots" / "confusion_matrix.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    confusion.log_confusion_matrix(rows[0][1:], [[int(x) for x in r[1:]] for r in rows[1:]])
+    report.metadata.update({"mean_f1": result.get("mean_f1"), "n_images": result.get("n_images")})
+    return float(result.get("mean_f1") or 0.0)

@@ -1,0 +1,1 @@
+"""The faceparse Kubeflow pipeline: pipeline.py (DAG), compile.py, run_local.py, submit.py."""

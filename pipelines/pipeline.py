@@ -1,0 +1,91 @@
+"""The faceparse pipeline DAG (kfp v2):
+
+    prepare → validate ─┬─ passed ──→ train → evaluate → register ─→ [mean_f1 ≥ min_mean_f1] promote
+                        │                                              → [promoted] package (.mar)
+                        └─ failed ──→ validation_failed (run fails; the Data Docs artifact is kept)
+
+Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
+source; every component re-reads it through faceparse.config.load_params), ``overrides`` are
+``section.key=value`` strings applied on top (as ``faceparse --set``). ``launcher`` picks where training
+runs: ``pytorchjob`` (the compiled default: a Training Operator PyTorchJob with the ``pytorchjob``
+settings — workers × GPUs, A100 node selector, NCCL env) or ``local`` (torchrun with ``nproc`` CPU
+processes in the step's own pod/process; what run_local.py uses).
+
+On a cluster the S3 credentials (secret faceparse-s3) and the MLflow tracking URI (secret
+faceparse-mlflow) reach the steps as environment variables (kfp-kubernetes); see infra/k8s/.
+"""
+import sys
+from pathlib import Path
+from typing import List
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from kfp import dsl, kubernetes  # noqa: E402
+
+import components as c  # noqa: E402
+from faceparse.kube import MLFLOW_SECRET, PYTORCHJOB_DEFAULTS, S3_SECRET  # noqa: E402
+
+PARAMS_FILE = REPO / "params.yaml"
+PARAMS_YAML = PARAMS_FILE.read_text()
+PIPELINE_NAME = "faceparse"
+
+S3_ENV = {k: k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "FACEPARSE_S3_ENDPOINT")}
+MLFLOW_ENV = {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
+
+
+def _s3(task):
+    """S3 credentials + endpoint (optional: a synthetic-data run needs none)."""
+    return kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env=S3_ENV, optional=True)
+
+
+def _mlflow(task):
+    """The MLflow tracking URI — required: without it a step would track into its pod's own disk."""
+    return kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=MLFLOW_ENV)
+
+
+def _step(task, name: str):
+    """Every step has side effects (MLflow, S3) or cheap inputs: never served from the KFP cache."""
+    return task.set_display_name(name).set_caching_options(False)
+
+
+@dsl.pipeline(name=PIPELINE_NAME,
+              description="FP-LIIF face parsing: prepare → validate (gate) → train (torchrun / PyTorchJob) → "
+                          "evaluate → register → promote → package")
+def faceparse_pipeline(
+    params_yaml: str = PARAMS_YAML,
+    overrides: List[str] = [],
+    raw_uri: str = "",
+    raw_sha256: str = "",
+    allow_quarantine: bool = False,
+    launcher: str = "pytorchjob",
+    nproc: int = 2,
+    pytorchjob: dict = PYTORCHJOB_DEFAULTS,
+    min_mean_f1: float = 0.0,
+    package_upload: str = "",
+):
+    prep = _s3(_step(c.prepare(params_yaml=params_yaml, overrides=overrides, raw_uri=raw_uri,
+                               raw_sha256=raw_sha256), "prepare"))
+    val = _step(c.validate(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
+                           allow_quarantine=allow_quarantine), "validate")
+
+    with dsl.If(val.outputs["passed"] == True, name="dataset-valid"):  # noqa: E712 - a kfp condition
+        tr = _mlflow(_s3(_step(c.train(params_yaml=params_yaml, overrides=overrides,
+                                       dataset=prep.outputs["dataset"], validation=val.outputs["report"],
+                                       launcher=launcher, nproc=nproc, pytorchjob=pytorchjob), "train")))
+        ev = _mlflow(_step(c.evaluate(params_yaml=params_yaml, overrides=overrides,
+                                      dataset=prep.outputs["dataset"], validation=val.outputs["report"],
+                                      model=tr.outputs["model"]), "evaluate"))
+        reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=tr.outputs["model"],
+                                       eval_report=ev.outputs["report"]), "register"))
+        with dsl.If(ev.outputs["Output"] >= min_mean_f1, name="quality-gate"):
+            pro = _mlflow(_step(c.promote(params_yaml=params_yaml, overrides=overrides,
+                                          challenger_version=reg.outputs["version"]), "promote"))
+            with dsl.If(pro.output == True, name="promoted"):  # noqa: E712
+                _s3(_mlflow(_step(c.package(params_yaml=params_yaml, overrides=overrides,
+                                            model_uri=reg.outputs["model_uri"], upload=package_upload),
+                                  "package")))
+    with dsl.Else(name="dataset-invalid"):
+        _step(c.validation_failed(summary=val.outputs["summary"], data_docs=val.outputs["data_docs"]),
+              "validation failed")

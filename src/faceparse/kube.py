@@ -1,0 +1,526 @@
+"""Distributed training launchers for the kfp ``train`` component: one step, two places to run it.
+
+``launcher="local"``   torchrun (``python -m torch.distributed.run --standalone``) with N processes on this
+                       machine; on CPU the processes talk over gloo. What ``pipelines/run_local.py`` uses.
+``launcher="pytorchjob"``  a Kubeflow Training Operator ``PyTorchJob`` (kubeflow.org/v1) with
+                       ``workers`` pods × ``gpus_per_worker`` GPUs (one process per GPU, NCCL), created with
+                       the kubeflow-training SDK's ``TrainingClient``, waited for, failures surfaced with the
+                       master's log tail. The dataset reaches the pods through S3 (staged by the component)
+                       or a PVC; the model bundle and the training result come back through S3.
+
+Both end in the same place: ``faceparse.train.train(params)`` (the contract's step function) running
+under torchrun, which sets RANK / WORLD_SIZE / LOCAL_RANK for it. In a pod, ``python -m faceparse.kube
+worker --stage s3://…`` fetches the staged inputs, runs torchrun with the PET_* / MASTER_* environment the
+Training Operator sets, and (node rank 0) uploads the bundle.
+
+Also the kfp components' params helper (:func:`component_params`): the pipeline carries the params.yaml
+text, and each component turns it back into params through ``config.load_params``.
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import datetime as _dt
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from . import __version__
+from .config import ConfigError, load_params
+
+LAUNCHERS = ("local", "pytorchjob")
+
+# The project image (infra/docker/Dockerfile.train): CUDA torch + the pinned lock + faceparse. Push it as
+#   docker build -f infra/docker/Dockerfile.train -t ghcr.io/faceparse/faceparse:<version> .
+# Pushed elsewhere? Set FACEPARSE_IMAGE=<registry>/<name>:<tag> when compiling the pipeline: the
+# components' base_image and the PyTorchJob's default image both follow it.
+IMAGE_REPOSITORY = "ghcr.io/faceparse/faceparse"
+DEFAULT_IMAGE = os.environ.get("FACEPARSE_IMAGE") or f"{IMAGE_REPOSITORY}:{__version__}"
+
+GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v1", "PyTorchJob", "pytorchjobs"
+CONTAINER = "pytorch"  # the Training Operator finds the master port / sets env on the container of this name
+S3_SECRET = "faceparse-s3"          # keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, FACEPARSE_S3_ENDPOINT
+MLFLOW_SECRET = "faceparse-mlflow"  # keys: MLFLOW_TRACKING_URI (+ MLFLOW_TRACKING_USERNAME / _PASSWORD if the server has auth)
+DATA_MOUNT = "/mnt/data"
+WORKSPACE = "/workspace"
+
+# Cluster settings of the PyTorchJob; the pipeline's ``pytorchjob`` parameter defaults to this dict (so it
+# is visible, and editable per run, in the compiled pipeline YAML). infra/k8s/pytorchjob.yaml is this
+# dict rendered by build_pytorchjob (tests keep the two in sync).
+PYTORCHJOB_DEFAULTS: dict[str, Any] = {
+    "image": DEFAULT_IMAGE,
+    "image_pull_policy": "IfNotPresent",
+    "namespace": "",                 # "" = the namespace the pipeline step runs in
+    "service_account": "",           # "" = the namespace's default service account
+    "workers": 2,                    # N pods: 1 Master + N-1 Worker replicas
+    "gpus_per_worker": 8,            # G processes per pod (nprocPerNode), one per GPU
+    "gpu_resource": "nvidia.com/gpu",
+    "cpu": "48",
+    "memory": "400Gi",
+    "shm_size": "64Gi",              # /dev/shm for NCCL and DataLoader workers
+    "node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "nccl_env": {
+        "NCCL_DEBUG": "WARN",
+        "NCCL_IB_DISABLE": "0",             # use InfiniBand / RoCE between A100 nodes when present
+        "NCCL_SOCKET_IFNAME": "eth0",       # the pod network interface for bootstrap / socket transport
+        "NCCL_P2P_LEVEL": "NVL",            # NVLink within a node
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",  # a dead peer fails the step instead of hanging it
+        "OMP_NUM_THREADS": "4",
+    },
+    "staging_uri": "s3://faceparse/pytorchjobs",  # <staging_uri>/<job name>/{params.yaml,dataset.tar,...}
+    "data_pvc": "",                  # a PVC holding the dataset: mounted at /mnt/data, no dataset staging
+    "data_pvc_path": "processed",    # data.dir inside that PVC
+    "s3_secret": S3_SECRET,
+    "mlflow_secret": MLFLOW_SECRET,
+    "restart_policy": "ExitCode",    # the operator retries pods that died of a signal (128+), not code errors
+    "backoff_limit": 2,
+    "active_deadline_seconds": 172800,
+    "ttl_seconds_after_finished": 86400,
+    "timeout_s": 172800,             # how long the pipeline step waits for the job
+    "poll_s": 30,
+}
+
+
+class PyTorchJobError(RuntimeError):
+    """The PyTorchJob failed, timed out, or could not be created; the message names it and tells why."""
+
+
+# ------------------------------------------------------------------------------------- component params
+def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` verbatim (no YAML parsing: for artifact paths that may hold any character)."""
+    parts = dotted.split(".")
+    node = params
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set {dotted}: {part!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def component_params(params_yaml: str, overrides: Iterable[str] = (),
+                     paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """params.yaml text (what the pipeline carries) + ``section.key=value`` overrides → params, through
+    ``config.load_params``; then ``paths`` (dotted key → artifact path) set verbatim."""
+    with tempfile.TemporaryDirectory(prefix="faceparse-params-") as tmp:
+        p = Path(tmp) / "params.yaml"
+        p.write_text(params_yaml)
+        params = load_params(p, list(overrides or ()))
+    for key, value in (paths or {}).items():
+        set_key(params, key, str(value) if isinstance(value, os.PathLike) else value)
+    return params
+
+
+def write_params(params: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(dict(params), sort_keys=False))
+    return p
+
+
+# ------------------------------------------------------------------------------------------- entry points
+def train_distributed(params: dict[str, Any], launcher: str = "local", nproc: int = 2,
+                      pytorchjob: Mapping[str, Any] | None = None, workdir: str | os.PathLike | None = None,
+                      client: Any = None, job_name: str | None = None) -> dict[str, Any]:
+    """Run ``faceparse.train.train(params)`` distributed; return its result (``bundle``, ``checkpoint``,
+    ``mlflow_run_id``, ``val``). The bundle ends up in ``train.bundle_dir`` either way."""
+    if launcher == "local":
+        return run_torchrun(params, nproc=nproc, workdir=workdir)
+    if launcher == "pytorchjob":
+        return run_pytorchjob(params, settings=pytorchjob, client=client, name=job_name)
+    raise ValueError(f"launcher {launcher!r} is not one of {list(LAUNCHERS)}")
+
+
+def _train_module_args(params_file: Path, result_file: Path) -> list[str]:
+    return ["-m", "faceparse.kube", "train", "--params", str(params_file), "--result", str(result_file)]
+
+
+def _tee(cmd: list[str], env: Mapping[str, str], cwd: str | os.PathLike | None = None, keep: int = 60) -> tuple[int, str]:
+    """Run cmd, streaming its output to ours; (return code, last ``keep`` lines)."""
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(env),
+                          cwd=cwd, bufsize=1, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail.append(line.rstrip("\n"))
+        rc = proc.wait()
+    sys.stdout.flush()
+    return rc, "\n".join(tail)
+
+
+def torchrun_command(nproc: int | str, params_file: Path, result_file: Path, *, nnodes: int | str = 1,
+                     node_rank: int | str = 0, master_addr: str | None = None,
+                     master_port: int | str | None = None) -> list[str]:
+    """``torchrun`` as ``python -m torch.distributed.run`` (same interpreter; no PATH lookup)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run"]
+    if master_addr is None:
+        cmd += ["--standalone", "--nnodes", "1"]
+    else:
+        cmd += ["--nnodes", str(nnodes), "--node-rank", str(node_rank), "--master-addr", master_addr,
+                "--master-port", str(master_port or 23456)]
+    cmd += ["--nproc-per-node", str(nproc)]
+    return cmd + _train_module_args(params_file, result_file)
+
+
+def run_torchrun(params: dict[str, Any], nproc: int = 2, workdir: str | os.PathLike | None = None,
+                 torchrun_args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """torchrun ``nproc`` processes of the train step on this machine; raise with the log tail on failure."""
+    nproc = int(nproc)
+    if nproc < 1:
+        raise ValueError(f"nproc must be ≥ 1, got {nproc}")
+    own = workdir is None
+    wd = Path(tempfile.mkdtemp(prefix="faceparse-torchrun-")) if own else Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    params_file = write_params(params, wd / "params.yaml")
+    result_file = wd / "result.json"
+    result_file.unlink(missing_ok=True)
+    cmd = torchrun_command(nproc, params_file, result_file, **dict(torchrun_args or {}))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    print(f"[faceparse.kube] {' '.join(cmd)}", flush=True)
+    rc, tail = _tee(cmd, env)
+    if rc != 0:
+        raise RuntimeError(f"distributed training failed: torchrun ({nproc} processes) exited with {rc}; "
+                           f"last output:\n{tail}")
+    if not result_file.is_file():
+        raise RuntimeError(f"torchrun exited 0 but rank 0 wrote no result ({result_file}); last output:\n{tail}")
+    return json.loads(result_file.read_text())
+
+
+def _train_entry(params_file: str, result_file: str) -> int:
+    """One torchrun process: the contract's train step; rank 0 writes the result JSON."""
+    from .train import train
+
+    params = load_params(params_file)
+    result = train(params, progress=False)
+    if int(os.environ.get("RANK", "0")) == 0:
+        Path(result_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(result_file).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- PyTorchJob
+def settings_with_defaults(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    s = copy.deepcopy(PYTORCHJOB_DEFAULTS)
+    unknown = set(settings or {}) - set(s)
+    if unknown:
+        raise ValueError(f"pytorchjob settings: unknown keys {sorted(unknown)}; known: {sorted(s)}")
+    s.update(copy.deepcopy(dict(settings or {})))
+    if int(s["workers"]) < 1 or int(s["gpus_per_worker"]) < 1:
+        raise ValueError(f"pytorchjob settings: workers and gpus_per_worker must be ≥ 1, got "
+                         f"{s['workers']} × {s['gpus_per_worker']}")
+    return s
+
+
+def new_job_name(prefix: str = "faceparse-train") -> str:
+    """A unique DNS-1123 name (≤ 50 characters leaves room for the operator's -master-0 / -worker-N)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"[:50]
+
+
+def stage_uri(settings: Mapping[str, Any], name: str) -> str:
+    base = str(settings["staging_uri"]).rstrip("/")
+    if not base.startswith("s3://"):
+        raise ValueError(f"pytorchjob settings: staging_uri {base!r} must be an s3:// prefix")
+    return f"{base}/{name}"
+
+
+def _pod_template(s: Mapping[str, Any], name: str, stage: str, gpus: int) -> dict[str, Any]:
+    env = [{"name": k, "value": str(v)} for k, v in s["nccl_env"].items()]
+    env.append({"name": "FACEPARSE_WORKDIR", "value": WORKSPACE})
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "workspace", "mountPath": WORKSPACE}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(s["shm_size"])}},
+        {"name": "workspace", "emptyDir": {}},
+    ]
+    command = ["python", "-m", "faceparse.kube", "worker", "--stage", stage]
+    if s.get("data_pvc"):
+        mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": str(s["data_pvc"]),
+                                                                  "readOnly": True}})
+        command += ["--data-dir", f"{DATA_MOUNT}/{str(s['data_pvc_path']).strip('/')}"]
+    resources = {str(s["gpu_resource"]): str(gpus), "cpu": str(s["cpu"]), "memory": str(s["memory"])}
+    container = {
+        "name": CONTAINER,
+        "image": str(s["image"]),
+        "imagePullPolicy": str(s["image_pull_policy"]),
+        "command": command,
+        "env": env,
+        "envFrom": [{"secretRef": {"name": str(s["s3_secret"])}},
+                    {"secretRef": {"name": str(s["mlflow_secret"])}}],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "nodeSelector": dict(s["node_selector"]),
+        "tolerations": [dict(t) for t in s["tolerations"]],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+    }
+    if s.get("service_account"):
+        spec["serviceAccountName"] = str(s["service_account"])
+    return {
+        "metadata": {"labels": {"app.kubernetes.io/name": "faceparse", "app.kubernetes.io/component": "train",
+                                "faceparse/job": name},
+                     "annotations": {"sidecar.istio.io/inject": "false"}},
+        "spec": spec,
+    }
+
+
+def build_pytorchjob(settings: Mapping[str, Any] | None, name: str, stage: str,
+                     namespace: str | None = None) -> dict[str, Any]:
+    """The PyTorchJob manifest (a plain dict, kubeflow.org/v1): Master + (workers-1) Worker pods, each
+    ``gpus_per_worker`` GPUs and as many torchrun processes (``nprocPerNode``)."""
+    s = settings_with_defaults(settings)
+    workers, gpus = int(s["workers"]), int(s["gpus_per_worker"])
+    template = _pod_template(s, name, stage, gpus)
+    replica = {"restartPolicy": str(s["restart_policy"])}
+    replicas = {"Master": {"replicas": 1, **replica, "template": template}}
+    if workers > 1:
+        replicas["Worker"] = {"replicas": workers - 1, **replica, "template": copy.deepcopy(template)}
+    metadata: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": "faceparse",
+                                                         "app.kubernetes.io/component": "train"}}
+    ns = namespace if namespace is not None else s.get("namespace")
+    if ns:
+        metadata["namespace"] = ns
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "nprocPerNode": str(gpus),
+            "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": int(s["backoff_limit"]),
+                          "activeDeadlineSeconds": int(s["active_deadline_seconds"]),
+                          "ttlSecondsAfterFinished": int(s["ttl_seconds_after_finished"])},
+            "pytorchReplicaSpecs": replicas,
+        },
+    }
+
+
+def _tar_dir(src: Path, dst: Path) -> Path:
+    with tarfile.open(dst, "w") as tar:
+        tar.add(src, arcname=".")
+    return dst
+
+
+def _untar(archive: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dst, filter="data")
+    return dst
+
+
+# inputs staged for the pods: (params dotted key, archive name)
+STAGED_DIRS = (("data.dir", "dataset.tar"), ("validate.out_dir", "validation.tar"))
+
+
+def stage_inputs(params: dict[str, Any], stage: str, include_dataset: bool = True) -> list[str]:
+    """Upload params.yaml and the dataset / validation dirs (tar, sha256-checked by fetch) under ``stage``."""
+    from .data.storage import upload
+
+    uploaded = []
+    with tempfile.TemporaryDirectory(prefix="faceparse-stage-") as tmp:
+        t = Path(tmp)
+        for key, archive in STAGED_DIRS:
+            if key == "data.dir" and not include_dataset:
+                continue
+            sec, k = key.split(".")
+            src = Path(str((params.get(sec) or {}).get(k) or ""))
+            if not src.is_dir():
+                if key == "data.dir":
+                    raise FileNotFoundError(f"{key}: dataset directory {src} does not exist")
+                continue  # no validation output: train without a quarantine list
+            uploaded.append(upload(_tar_dir(src, t / archive), f"{stage}/{archive}", create_bucket=True))
+        uploaded.append(upload(write_params(params, t / "params.yaml"), f"{stage}/params.yaml", create_bucket=True))
+    return uploaded
+
+
+def _to_model(job: dict[str, Any]):
+    """The manifest dict as the SDK's KubeflowOrgV1PyTorchJob (what TrainingClient.create_job takes)."""
+    from kubeflow.training import ApiClient, models
+    from kubeflow.training.utils.utils import FakeResponse
+
+    return ApiClient().deserialize(FakeResponse(job), models.KubeflowOrgV1PyTorchJob)
+
+
+def _conditions(job: Any) -> list[Any]:
+    status = getattr(job, "status", None)
+    return list(getattr(status, "conditions", None) or [])
+
+
+def _log_tail(client: Any, name: str, namespace: str, lines: int = 60) -> str:
+    try:
+        logs, _ = client.get_job_logs(name, namespace=namespace, is_master=True)
+        text = "\n".join(f"[{pod}] {line}" for pod, log in (logs or {}).items()
+                         for line in str(log).splitlines()[-lines:])
+        return text or "(no log)"
+    except Exception as e:  # noqa: BLE001 - logs are a courtesy: never hide the failure itself
+        return f"(could not read the master's log: {e})"
+
+
+def launch_pytorchjob(job: dict[str, Any], client: Any = None, timeout_s: int = 172800,
+                      poll_s: int = 30) -> Any:
+    """Create the job with ``TrainingClient``, wait for Succeeded, return the final job object.
+
+    Raises PyTorchJobError naming the job: creation refused, Failed (with the last condition's message and
+    the master's log tail), or not finished within ``timeout_s`` (the job is then deleted)."""
+    name = job["metadata"]["name"]
+    if client is None:
+        from kubeflow.training import TrainingClient
+
+        client = TrainingClient(job_kind=KIND)
+    namespace = job["metadata"].get("namespace") or client.namespace
+    job = copy.deepcopy(job)
+    job["metadata"]["namespace"] = namespace
+    where = f"PyTorchJob {namespace}/{name}"
+    try:
+        client.create_job(job=_to_model(job), namespace=namespace)
+    except (RuntimeError, TimeoutError, ValueError) as e:
+        raise PyTorchJobError(f"{where}: could not be created: {e}") from None
+    print(f"[faceparse.kube] created {where}: {len(job['spec']['pytorchReplicaSpecs'])} replica types, "
+          f"nprocPerNode={job['spec'].get('nprocPerNode')}", flush=True)
+
+    def _report(j: Any) -> None:
+        conds = _conditions(j)
+        if conds:
+            c = conds[-1]
+            print(f"[faceparse.kube] {where}: {c.type} ({getattr(c, 'reason', '') or ''})", flush=True)
+
+    try:
+        return client.wait_for_job_conditions(name, namespace=namespace, job_kind=KIND,
+                                              expected_conditions={"Succeeded"}, wait_timeout=int(timeout_s),
+                                              polling_interval=max(1, int(poll_s)), callback=_report)
+    except TimeoutError:
+        try:
+            client.delete_job(name, namespace=namespace, job_kind=KIND)
+            note = "deleted it"
+        except Exception as e:  # noqa: BLE001
+            note = f"could not delete it: {e}"
+        raise PyTorchJobError(f"{where} did not succeed within {timeout_s} s; {note}") from None
+    except RuntimeError as e:
+        reason = str(e)
+        try:
+            conds = _conditions(client.get_job(name, namespace=namespace, job_kind=KIND))
+            if conds:
+                reason = f"{conds[-1].type}: {getattr(conds[-1], 'reason', '')} {getattr(conds[-1], 'message', '')}".strip()
+        except Exception:  # noqa: BLE001
+            pass
+        raise PyTorchJobError(f"{where} failed ({reason}); master log tail:\n"
+                              f"{_log_tail(client, name, namespace)}") from None
+
+
+def collect_outputs(stage: str, bundle_dir: str | os.PathLike) -> dict[str, Any]:
+    """Fetch what node rank 0 uploaded: the bundle (into ``bundle_dir``) and the train result."""
+    from .data.storage import fetch
+
+    with tempfile.TemporaryDirectory(prefix="faceparse-collect-") as tmp:
+        t = Path(tmp)
+        try:
+            result = json.loads(fetch(f"{stage}/result.json", t).read_text())
+            archive = fetch(f"{stage}/model.tar", t)
+        except FileNotFoundError as e:
+            raise PyTorchJobError(f"the PyTorchJob succeeded but left no outputs: {e}") from None
+        _untar(archive, Path(bundle_dir))
+    result["bundle"] = str(bundle_dir)
+    return result
+
+
+def run_pytorchjob(params: dict[str, Any], settings: Mapping[str, Any] | None = None, client: Any = None,
+                   name: str | None = None) -> dict[str, Any]:
+    """Stage inputs → PyTorchJob → wait → fetch the bundle into ``train.bundle_dir``; the train result."""
+    s = settings_with_defaults(settings)
+    name = name or new_job_name()
+    stage = stage_uri(s, name)
+    stage_inputs(params, stage, include_dataset=not s.get("data_pvc"))
+    job = build_pytorchjob(s, name, stage)
+    launch_pytorchjob(job, client=client, timeout_s=int(s["timeout_s"]), poll_s=int(s["poll_s"]))
+    bundle_dir = Path(str((params.get("train") or {}).get("bundle_dir") or "artifacts/model"))
+    return collect_outputs(stage, bundle_dir)
+
+
+def worker_main(stage: str, data_dir: str | None = None, workdir: str | None = None) -> int:
+    """In a PyTorchJob pod: fetch the staged inputs, torchrun the train step across the job's nodes
+    (PET_NNODES / PET_NPROC_PER_NODE / PET_NODE_RANK / MASTER_ADDR / MASTER_PORT, set by the Training
+    Operator), then on node rank 0 upload the bundle and the result next to the inputs."""
+    from .data.storage import fetch, upload
+
+    wd = Path(workdir or os.environ.get("FACEPARSE_WORKDIR") or tempfile.mkdtemp(prefix="faceparse-worker-"))
+    inputs = wd / "inputs"
+    params = load_params(fetch(f"{stage}/params.yaml", inputs))
+    if data_dir:
+        set_key(params, "data.dir", data_dir)
+    else:
+        set_key(params, "data.dir", str(_untar(fetch(f"{stage}/dataset.tar", inputs), wd / "dataset")))
+    try:
+        set_key(params, "validate.out_dir",
+                str(_untar(fetch(f"{stage}/validation.tar", inputs), wd / "validation")))
+    except FileNotFoundError:
+        pass
+    set_key(params, "train.run_dir", str(wd / "run"))
+    set_key(params, "train.bundle_dir", str(wd / "model"))
+    params_file = write_params(params, wd / "params.yaml")
+    result_file = wd / "result.json"
+    env = os.environ
+    node_rank = int(env.get("PET_NODE_RANK", env.get("RANK", "0")))
+    cmd = torchrun_command(env.get("PET_NPROC_PER_NODE", "1"), params_file, result_file,
+                           nnodes=env.get("PET_NNODES", "1"), node_rank=node_rank,
+                           master_addr=env.get("MASTER_ADDR", "localhost"),
+                           master_port=env.get("MASTER_PORT", "23456"))
+    print(f"[faceparse.kube] node {node_rank}: {' '.join(cmd)}", flush=True)
+    rc, _ = _tee(cmd, dict(env, PYTHONUNBUFFERED="1"))
+    if rc != 0 or node_rank != 0:
+        return rc
+    upload(_tar_dir(wd / "model", wd / "model.tar"), f"{stage}/model.tar")
+    upload(result_file, f"{stage}/result.json")
+    print(f"[faceparse.kube] uploaded the bundle and result to {stage}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m faceparse.kube",
+                                 description="faceparse distributed-training entries (used by torchrun and "
+                                             "by PyTorchJob pods; not a user CLI)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="one torchrun process of the train step")
+    t.add_argument("--params", required=True)
+    t.add_argument("--result", required=True)
+    w = sub.add_parser("worker", help="a PyTorchJob pod: fetch inputs, torchrun, upload outputs")
+    w.add_argument("--stage", required=True, help="s3:// prefix the pipeline staged the inputs under")
+    w.add_argument("--data-dir", default=None, help="dataset already mounted here (PVC): do not fetch it")
+    w.add_argument("--workdir", default=None)
+    r = sub.add_parser("render", help="print the PyTorchJob manifest for the given settings (YAML)")
+    r.add_argument("--name", default="faceparse-train")
+    r.add_argument("--stage", default=None)
+    r.add_argument("--settings", default=None, help="YAML/JSON file of pytorchjob settings (overrides)")
+    a = ap.parse_args(argv)
+    if a.cmd == "train":
+        return _train_entry(a.params, a.result)
+    if a.cmd == "worker":
+        return worker_main(a.stage, data_dir=a.data_dir, workdir=a.workdir)
+    settings = yaml.safe_load(Path(a.settings).read_text()) if a.settings else None
+    s = settings_with_defaults(settings)
+    sys.stdout.write(render_yaml(build_pytorchjob(s, a.name, a.stage or stage_uri(s, a.name))))
+    return 0
+
+
+def render_yaml(manifest: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(manifest), sort_keys=False, default_flow_style=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
