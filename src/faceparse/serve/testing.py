@@ -1,0 +1,113 @@
+"""Helpers for serving tests, the load test and demos: tiny bundles, free loopback ports, a bounded traffic
+generator. Not used by the serving path itself."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+TINY = {"width": 8, "groups": [1, 1, 1], "norm": "instance", "decoder": "liif", "unfold": True, "reduce": [16],
+        "hidden": [16], "ensemble": True, "query_chunk": 16384}
+
+
+def tiny_bundle(directory, seed: int = 0, cfg: dict | None = None, num_classes: int = 19, noise_from=None,
+                noise: float = 0.0, **meta) -> Path:
+    """A random FP-LIIF bundle; ``noise_from`` = another bundle dir whose weights (plus ``noise`` × N(0,1))
+    are used instead (a 'retrained' challenger that nearly agrees with it). Extra ``meta`` goes into
+    bundle.json (e.g. ``fault_injection={"error_rate": 1.0}``)."""
+    import torch
+
+    from ..bundle import load_bundle, save_bundle
+    from ..models import build_model
+
+    if noise_from is not None:
+        model, base = load_bundle(noise_from)
+        cfg, num_classes = base["model_config"], int(base["num_classes"])
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * noise)
+    else:
+        cfg = dict(cfg or TINY)
+        torch.manual_seed(seed)
+        model = build_model(cfg, num_classes)
+    return save_bundle(directory, model, {"model_config": cfg, "num_classes": num_classes,
+                                          "label_table": "celebamask-hq", **meta})
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def port_overrides() -> list[str]:
+    i, m, x, r = free_ports(4)
+    return [f"serve.inference_port={i}", f"serve.management_port={m}", f"serve.metrics_port={x}",
+            f"serve.rollout.router_port={r}"]
+
+
+class Traffic:
+    """Background load on an endpoint: ``threads`` clients POSTing ``image`` until stopped or ``max_requests``.
+    Records (t, status, version header, arm) per request."""
+
+    def __init__(self, state: dict[str, Any], image: bytes, threads: int = 3, resolution: int = 64,
+                 max_requests: int = 20000, base: str | None = None):
+        self.state, self.image, self.threads, self.resolution = state, image, threads, resolution
+        self.base = base or state["endpoint_url"]
+        self.max_requests = max_requests
+        self.records: list[tuple[float, int, str | None, str | None]] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pool: list[threading.Thread] = []
+
+    def _run(self) -> None:
+        from .client import Client
+
+        cl = Client.from_state(self.state, timeout=120)
+        while not self._stop.is_set():
+            with self._lock:
+                if len(self.records) >= self.max_requests:
+                    return
+            try:
+                r = cl.predict(self.state["model_name"], self.image, resolution=self.resolution, base=self.base)
+                rec = (time.time(), r.status_code, r.headers.get("X-Model-Version"), r.headers.get("X-Canary-Arm"))
+            except Exception as e:  # noqa: BLE001 - a failed connection is a failed request
+                rec = (time.time(), -1, None, type(e).__name__)
+            with self._lock:
+                self.records.append(rec)
+
+    def __enter__(self) -> "Traffic":
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._pool.append(t)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._pool:
+            t.join(timeout=180)
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            recs = list(self.records)
+        by = Counter((r[3] or "direct", r[1]) for r in recs)
+        return {"n": len(recs), "by_arm_status": {f"{a}:{s}": c for (a, s), c in sorted(by.items(), key=str)},
+                "versions": dict(Counter(r[2] for r in recs if r[1] == 200))}
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
