@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from .models import build_model
 
 WEIGHTS, META = "weights.pt", "bundle.json"
 
@@ -49,7 +48,9 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
 
 def load_bundle(directory: str | os.PathLike, map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     meta = read_meta(directory)
-    model = build_model(meta["model_config"], int(meta["num_classes"]))
+    from .stages import get_stage
+
+    model = get_stage(meta.get("stage", "parser")).build_model(meta["model_config"], int(meta["num_classes"]))
     state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), meta

@@ -34,7 +34,17 @@ def load_params(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(params).__name__}")
+    base = params.pop("extends", None)
+    if base:  # a variant file names its base (relative to itself) and holds only what differs
+        params = deep_merge(load_params(p.parent / base), params)
     return apply_overrides(params, overrides)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
 
 
 def apply_overrides(params: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

@@ -140,8 +140,8 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     from .commands.common import console
     from .data.manifest import load_split, read_info
     from .labels import get_table
-    from .metrics import scores
     from .registry import resolve_bundle
+    from .stages import get_stage
 
     ev = section(params, "evaluate")
     for key in ("split", "out_sizes", "metrics_file", "plots_dir", "table_file"):
@@ -162,6 +162,7 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     model.to(pick_device(ev.get("device")))
     info = read_info(data_dir)
     table = get_table(meta["label_table"])
+    scores = get_stage(meta.get("stage", "parser")).scores
     if info["label_table"] != table.name:
         raise ValueError(f"the bundle predicts the {table.name!r} classes but {data_dir} is labelled with "
                          f"{info['label_table']!r}: evaluate on a dataset with the bundle's label table")

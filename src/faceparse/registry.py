@@ -464,7 +464,7 @@ def _checkpoint_to_bundle(ckpt: Path, dst: Path | None) -> Path:
     import torch
 
     from .bundle import save_bundle
-    from .models import build_model
+    from .stages import get_stage
 
     try:
         obj = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -479,7 +479,7 @@ def _checkpoint_to_bundle(ckpt: Path, dst: Path | None) -> Path:
                          "under 'model' and the bundle meta (model_config, num_classes, label_table) under 'meta'")
     out = dst or (MODEL_CACHE / "checkpoints" / hashlib.sha256(str(ckpt.resolve()).encode()).hexdigest()[:12])
     _check_replaceable(Path(out))
-    model = build_model(meta["model_config"], int(meta["num_classes"]))
+    model = get_stage(meta.get("stage", "parser")).build_model(meta["model_config"], int(meta["num_classes"]))
     model.load_state_dict(state)
     save_bundle(out, model, {**meta, "source_checkpoint": str(ckpt.resolve())})
     return Path(out)

@@ -257,9 +257,9 @@ def train(params: dict[str, Any], resume: bool = False, progress: bool = True) -
     from .training import distributed
 
     cfg = TrainConfig.from_params(params)
-    stage = params.get("stage", "parser")
-    if stage != "parser":
-        raise ValueError(f"train supports stage 'parser' (FP-LIIF) only, got stage={stage!r}")
+    from .stages import get_stage
+
+    get_stage(params.get("stage", "parser"))  # unknown stage → a clear error before any work
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -277,10 +277,9 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
 
     from . import tracking
     from .bundle import save_bundle
-    from .losses import EdgeAwareCE
-    from .models import build_model, make_coord
+    from .models import make_coord
+    from .stages import get_stage
     from .training import checkpoint as ckpt
-    from .training.dataset import FaceParsingDataset
     from .training.distributed import all_reduce_sum, barrier
 
     t_start = time.perf_counter()
@@ -300,12 +299,13 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
     torch.manual_seed(cfg.seed)
 
     # --- model, optimiser, schedule
-    model = build_model(mcfg, num_classes).to(dd.device)
+    stage = get_stage(params.get("stage", "parser"))
+    model = stage.build_model(mcfg, num_classes).to(dd.device)
     if dd.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
-    loss_fn = EdgeAwareCE(cfg.edge_weight, cfg.temperature, cfg.edge_kernel)
+    loss_fn = stage.build_loss(params)
     loader_gen = torch.Generator().manual_seed(cfg.seed)
 
     start_epoch, history, run_id, val = 0, [], None, None
@@ -332,10 +332,10 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
         ckpt.clear_run_dir(cfg.run_dir)
 
     # --- data
-    train_ds = FaceParsingDataset(frames["train"], cfg.input_size, cfg.out_size, num_classes, cfg.edge_kernel,
+    train_ds = stage.dataset(frames["train"], cfg.input_size, cfg.out_size, num_classes, cfg.edge_kernel,
                                   augment=cfg.augment if cfg.augment.get("enabled", True) else None,
                                   sample_queries=cfg.sample_queries, seed=cfg.seed)
-    val_ds = FaceParsingDataset(frames["val"], cfg.input_size, cfg.out_size, num_classes, cfg.edge_kernel)
+    val_ds = stage.dataset(frames["val"], cfg.input_size, cfg.out_size, num_classes, cfg.edge_kernel)
     sampler = DistributedSampler(train_ds, num_replicas=dd.world_size, rank=dd.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
     pin = dd.device.type == "cuda"
@@ -355,7 +355,7 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
     if dd.is_main:
         tracker = tracking.start_run(
             params, run_name=f"train-{mcfg['preset']}", resume_run_id=run_id,
-            tags={"faceparse.step": "train", "faceparse.stage": "parser", "faceparse.dataset": str(data_dir.resolve())})
+            tags={"faceparse.step": "train", "faceparse.stage": stage.name, "faceparse.dataset": str(data_dir.resolve())})
         run_id = tracker.run_id
         logged = {k: v for k, v in flatten(params).items()}
         logged.update({f"resolved_model.{k}": v for k, v in mcfg.items()})
@@ -434,7 +434,7 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                         "sampler": {"seed": cfg.seed, "next_epoch": epoch + 1},
                         "rng": ckpt.rng_state(loader_gen), "history": history, "val": _nan_to_none(val),
-                        "meta": _bundle_meta(mcfg, num_classes, table.name, cfg, None),
+                        "meta": _bundle_meta(stage.name, mcfg, num_classes, table.name, cfg, None),
                         "params": _nan_to_none(params), "mlflow_run_id": run_id, "world_size": dd.world_size,
                         "global_batch": cfg.batch_size,
                     })
@@ -453,7 +453,7 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
             val, matrix = _validate(model, val_loader, num_classes, cfg.out_size, dd, table)
 
         if dd.is_main:
-            meta = _bundle_meta(mcfg, num_classes, table.name, cfg, val, run_id=run_id, epochs=cfg.epochs)
+            meta = _bundle_meta(stage.name, mcfg, num_classes, table.name, cfg, val, run_id=run_id, epochs=cfg.epochs)
             save_bundle(cfg.bundle_dir, model, meta)
             _final_artifacts(tracker, model, val, matrix, val_ds, table, cfg, dd)
             tracker.log_artifacts(cfg.bundle_dir, "bundle")
@@ -490,9 +490,9 @@ def _broadcast_run_id(run_id, dd):
     return broadcast_object(run_id, dd)
 
 
-def _bundle_meta(mcfg, num_classes, table_name, cfg: TrainConfig, val, run_id=None, epochs=None) -> dict:
+def _bundle_meta(stage_name, mcfg, num_classes, table_name, cfg: TrainConfig, val, run_id=None, epochs=None) -> dict:
     meta = {"model_config": mcfg, "num_classes": num_classes, "label_table": table_name,
-            "input_size": cfg.input_size, "stage": "parser", "out_size": cfg.out_size}
+            "input_size": cfg.input_size, "stage": stage_name, "out_size": cfg.out_size}
     if val is not None:
         meta["metrics"] = _nan_to_none({"split": "val", "out_size": cfg.out_size, "mean_f1": val["mean_f1"],
                                         "miou": val["miou"], "pixel_acc": val["pixel_acc"], "f1": val["f1"]})

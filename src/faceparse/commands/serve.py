@@ -118,6 +118,24 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold]{k}[/]: {v}")
 
     # --- rollout ---------------------------------------------------------------------------------------
+    @serve_app.command("demo")
+    @friendly_errors
+    @_runtime_errors
+    def serve_demo(
+        image: Path = typer.Option(..., "--image", exists=True, dir_okay=False, help="JPEG/PNG to send"),
+        out: Path = typer.Option(Path("runs/demo/served_overlay.png"), "--out", help="where the returned overlay goes"),
+        model: Optional[str] = typer.Option(None, "--model", help="registry URI or bundle dir (default: the champion)"),
+        resolution: int = typer.Option(512, "--resolution", help="output size asked of the endpoint"),
+        run_dir: Optional[Path] = RunDirOpt,
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+    ):
+        """Serve a model, query it once with IMAGE, save the overlay, stop (kept running with KEEP_SERVING=1)."""
+        from ..serve.demo import serve_and_query
+
+        p = params_from(params, set_)
+        emit_json(serve_and_query(p, model or _champion(p), image, out, run_dir=run_dir, resolution=resolution))
+
     @rollout_app.command("start")
     @friendly_errors
     @_runtime_errors
