@@ -19,6 +19,8 @@ then the multi-resolution table).
 """
 from __future__ import annotations
 
+from .hashing import sha256_file
+
 import csv
 import hashlib
 import json
@@ -36,12 +38,6 @@ LOGIT_UPSAMPLING = "bilinear"  # logits at outputs below the reference resolutio
 METRIC_PREFIX = "test_"        # names of the metrics logged to the MLflow run
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def clean(value: Any) -> Any:

@@ -18,6 +18,8 @@ The tracking URI comes only from ``faceparse.tracking.tracking_uri(params)``.
 """
 from __future__ import annotations
 
+from .hashing import sha256_file
+
 import datetime as _dt
 import hashlib
 import json
@@ -140,12 +142,6 @@ def _registry_section(params: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ register
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _load_metrics(metrics_file: Path, explicit: bool, weights_sha: str) -> dict[str, Any] | None:
@@ -189,7 +185,7 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     meta = read_meta(bdir)
     if not (bdir / WEIGHTS).is_file():
         raise FileNotFoundError(f"not a model bundle (no {WEIGHTS}): {bdir.resolve()}")
-    sha = _sha256(bdir / WEIGHTS)
+    sha = sha256_file(bdir / WEIGHTS)
     explicit = metrics_file is not None
     mfile = Path(metrics_file if explicit else (params.get("evaluate") or {}).get("metrics_file", "metrics/eval.json"))
     metrics = _load_metrics(mfile, explicit, sha)

@@ -24,6 +24,8 @@ shared, oversubscribed CPU 1 thread can be >10× faster than 2).
 """
 from __future__ import annotations
 
+from .hashing import sha256_file
+
 import contextlib
 import json
 import math
@@ -140,10 +142,6 @@ def _dataset_frames(params: dict[str, Any]):
     return d, info, table, frames, qfile, n_quarantined
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -364,7 +362,7 @@ def _train(params: dict[str, Any], cfg: TrainConfig, dd, resume: bool, progress:
         logged.update({"dataset.dir": str(data_dir.resolve()), "dataset.label_table": table.name,
                        "dataset.source": info.get("source"), "dataset.train_count": len(train_ds),
                        "dataset.val_count": len(val_ds), "dataset.quarantined": n_quarantined,
-                       "dataset.manifest_sha256": _sha256(manifest) if manifest.is_file() else None,
+                       "dataset.manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
                        "train.local_batch": local_batch})
         if cfg.report:
             from .report import model_report

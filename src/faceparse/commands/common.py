@@ -22,6 +22,22 @@ def params_from(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, 
     return load_params(params, sets or [])
 
 
+def params_or_empty(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
+    """params.yaml when there is one; {} when none was asked for and ./params.yaml is absent, so commands
+    with explicit options (data ingest, predict, ...) also work outside the repository."""
+    try:
+        return params_from(params, sets)
+    except ConfigError:
+        if params is None and not sets:
+            from ..config import find_params
+
+            try:
+                find_params(None)
+            except ConfigError:
+                return {}
+        raise
+
+
 def friendly_errors(fn: Callable) -> Callable:
     """Turn the library's input errors into one red line and exit code 2, instead of a traceback."""
 

@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 import typer
 
 from ..config import ConfigError
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from
+from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
 data_app = typer.Typer(
     name="data",
@@ -20,21 +20,6 @@ data_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
-
-def _params_or_empty(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
-    """params.yaml when there is one; {} when none was asked for and ./params.yaml is absent, so the
-    commands with explicit options also work outside the repository."""
-    try:
-        return params_from(params, sets)
-    except ConfigError:
-        if params is None and not sets:
-            from ..config import find_params
-
-            try:
-                find_params(None)
-            except ConfigError:
-                return {}
-        raise
 
 
 def _counts(path: Path) -> str:
@@ -78,7 +63,7 @@ def synth_cmd(
     Options left out come from params.yaml (data.dir, data.size, data.synth.*)."""
     from ..data.synth import write_dataset
 
-    p = _params_or_empty(params, set_)
+    p = params_or_empty(params, set_)
     d = p.get("data", {}) or {}
     syn = dict(d.get("synth", {}) or {})
     out = out or (Path(d["dir"]) if "dir" in d else None)
@@ -118,7 +103,7 @@ def ingest_cmd(
     touches the source. Missing label files are skipped with a warning and listed in dataset.json."""
     from ..data.ingest import ingest
 
-    d = _params_or_empty(params, set_).get("data", {}) or {}
+    d = params_or_empty(params, set_).get("data", {}) or {}
     ing = d.get("ingest", {}) or {}
     path = ingest(fmt, src, out, size=size if size is not None else int(d.get("size", 256)),
                   labelmaps_table=label_table or ing.get("labelmaps_table", "celebamask-hq"),
@@ -151,7 +136,7 @@ def validate_cmd(
     1 on failure with every bad file named on stderr, 2 on unusable input."""
     from ..data.validate import validate_dataset
 
-    v = _params_or_empty(params, set_).get("validate", {}) or {}
+    v = params_or_empty(params, set_).get("validate", {}) or {}
     out = out_dir or Path(v.get("out_dir") or (dataset.parent / "validation"))
     summary = validate_dataset(
         dataset, out,

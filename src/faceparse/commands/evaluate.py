@@ -8,26 +8,11 @@ from typing import Any, List, Optional
 import typer
 
 from ..config import ConfigError
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from
+from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
 ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weights.pt + bundle.json) or a "
              "training checkpoint .pt")
 
-
-def _params_or_empty(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
-    """params.yaml when there is one; {} when none was asked for and ./params.yaml is absent (predict works
-    outside the repository: the tracking URI then comes from $MLFLOW_TRACKING_URI)."""
-    try:
-        return params_from(params, sets)
-    except ConfigError:
-        if params is None and not sets:
-            from ..config import find_params
-
-            try:
-                find_params(None)
-            except ConfigError:
-                return {}
-        raise
 
 
 def register(app: typer.Typer) -> None:
@@ -128,7 +113,7 @@ def register(app: typer.Typer) -> None:
         images are reported and skipped (exit 1 once the rest are written)."""
         from ..predict import predict
 
-        p = _params_or_empty(params, set_)
+        p = params_or_empty(params, set_)
         results = predict(model, inputs, out, resolution=resolution, masks=masks, batch_size=batch_size,
                           params=p, progress=not quiet, device=device)
         failed = [r for r in results if not r["ok"]]

@@ -6,7 +6,8 @@ adapters (ingest, synth) use, so every dataset on disk has the same columns and 
 """
 from __future__ import annotations
 
-import hashlib
+from ..hashing import sha256_file  # noqa: F401 (re-exported where others import it)
+
 import json
 import os
 from pathlib import Path
@@ -22,12 +23,6 @@ COLUMNS = ("id", "split", "image", "label", "landmarks", "width", "height", "lab
            "class_pixels", "sha256", "source")
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def class_pixels(label: np.ndarray, num_classes: int) -> list[int]:

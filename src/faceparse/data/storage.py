@@ -7,7 +7,8 @@ servers (SeaweedFS, MinIO) need.
 """
 from __future__ import annotations
 
-import hashlib
+from ..hashing import sha256_file
+
 import json
 import os
 from pathlib import Path
@@ -80,14 +81,6 @@ def _translate(e: Exception, uri: str, endpoint: str | None, s3=None, bucket: st
                                    "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
         return StorageError(f"{uri}: S3 error {code} from {_where(endpoint)}: {err.get('Message', e)}")
     return StorageError(f"{uri}: {type(e).__name__}: {e}")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fetch(uri: str, dest_dir: str | os.PathLike, sha256: str | None = None, endpoint_url: str | None = None,

@@ -9,7 +9,8 @@ the HTML).
 """
 from __future__ import annotations
 
-import hashlib
+from ..hashing import sha256_file
+
 import json
 import os
 import shutil
@@ -29,12 +30,6 @@ COLUMNS = ("id", "split", "image", "label", "image_readable", "label_readable", 
            "sha256", "sha256_matches_manifest", "class_pixels_match_manifest", "landmarks_ok", "n_reasons")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: int, *, min_classes: int,
@@ -56,7 +51,7 @@ def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: 
     if not img_path.is_file():
         reasons.append(f"{img_rel}: image file missing")
     else:
-        rec["sha256"] = _sha256(img_path)
+        rec["sha256"] = sha256_file(img_path)
         rec["sha256_matches_manifest"] = rec["sha256"] == row.sha256
         if not rec["sha256_matches_manifest"]:
             reasons.append(f"{img_rel}: sha256 differs from the manifest (file changed after the manifest was written)")
