@@ -27,5 +27,9 @@ step "package the champion, serve it, query it once"
 faceparse serve demo --model "models:/$model_name@champion" --image "$photo" --out runs/demo/served_overlay.png
 
 step "done"
-cat metrics/eval.json | python -c 'import json,sys; m=json.load(sys.stdin); print(f"test mean F1 {m[\"mean_f1\"]:.4f}  mIoU {m[\"miou\"]:.4f}")'
+python - <<'PY'
+import json
+m = json.load(open("metrics/eval.json"))
+print(f"test mean F1 {m['mean_f1']:.4f}  mIoU {m['miou']:.4f}  ({m['n_images']} test images)")
+PY
 echo "prediction: runs/demo/predict/   served overlay: runs/demo/served_overlay.png"
