@@ -53,18 +53,24 @@ def apply_overrides(params: dict[str, Any], overrides: Iterable[str]) -> dict[st
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = out
-        for part in parts[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
-            node = nxt
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            value = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from None
+        set_key(out, key.strip(), value)
     return out
+
+
+def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` in place to ``value`` as given (no YAML parsing), creating sections."""
+    parts = dotted.split(".")
+    node = params
+    for part in parts[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set {dotted}: {part!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
 
 
 def section(params: dict[str, Any], name: str) -> dict[str, Any]:

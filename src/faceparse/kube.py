@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from . import __version__
-from .config import ConfigError, load_params
+from .config import ConfigError, load_params, set_key  # noqa: F401 (set_key: components/prepare.py)
 
 LAUNCHERS = ("local", "pytorchjob")
 
@@ -95,18 +95,6 @@ class PyTorchJobError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------- component params
-def set_key(params: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``section.key`` verbatim (no YAML parsing: for artifact paths that may hold any character)."""
-    parts = dotted.split(".")
-    node = params
-    for part in parts[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"cannot set {dotted}: {part!r} is a value, not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
 def component_params(params_yaml: str, overrides: Iterable[str] = (),
                      paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """params.yaml text (what the pipeline carries) + ``section.key=value`` overrides → params, through
