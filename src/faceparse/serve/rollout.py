@@ -249,14 +249,20 @@ def analyse(params: dict[str, Any], run_dir=None, snapshot: dict[str, Any] | Non
                                               "min_agreement_miou", "min_requests", "min_mirrored")}}
 
 
-def promote(params: dict[str, Any], run_dir=None) -> dict[str, Any]:
-    """The canary becomes the stable version: router first (all traffic to the canary), drain the old
-    version, then TorchServe's default version, then unregister the old one."""
+def _with_canary(params: dict[str, Any], run_dir, action: str):
+    """What promote and rollback both start from: thresholds, server handles and a rollout that has a canary."""
     ro = rollout_params(params)
     rd, st, cl = _server(run_dir)
     state = read_rollout(rd) or {}
     if not state.get("canary"):
-        raise ValueError("no canary to promote")
+        raise ValueError(f"no canary to {action}")
+    return ro, rd, st, cl, state
+
+
+def promote(params: dict[str, Any], run_dir=None) -> dict[str, Any]:
+    """The canary becomes the stable version: router first (all traffic to the canary), drain the old
+    version, then TorchServe's default version, then unregister the old one."""
+    ro, rd, st, cl, state = _with_canary(params, run_dir, "promote")
     name, old, new = state["model"], str(state["stable"]), str(state["canary"])
     t0 = time.monotonic()
     g = write_rollout(rd, stable=new, canary=None, percent=0, mirror=0.0, phase="promoting")["generation"]
@@ -270,11 +276,7 @@ def promote(params: dict[str, Any], run_dir=None) -> dict[str, Any]:
 
 def rollback(params: dict[str, Any], run_dir=None, reason: str = "manual") -> dict[str, Any]:
     """Remove the canary: router back to stable only, drain the canary, unregister it."""
-    ro = rollout_params(params)
-    rd, st, cl = _server(run_dir)
-    state = read_rollout(rd) or {}
-    if not state.get("canary"):
-        raise ValueError("no canary to roll back")
+    ro, rd, st, cl, state = _with_canary(params, run_dir, "roll back")
     name, stable, canary = state["model"], str(state["stable"]), str(state["canary"])
     t0 = time.monotonic()
     g = write_rollout(rd, canary=None, percent=0, mirror=0.0, phase="rolling-back", reason=reason)["generation"]
