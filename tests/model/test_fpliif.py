@@ -4,7 +4,7 @@ import torch
 
 from faceparse.config import load_params, model_config
 from faceparse.models import build_model, count_params, make_coord
-from faceparse.models.liif import LIIFDecoder, ensemble_weights, nearest_cell
+from faceparse.models.liif import ensemble_geometry, ensemble_weights
 
 
 def cfg(preset="tiny", **over):
@@ -77,22 +77,28 @@ def test_ensemble_weights_sum_to_one():
 
 def test_ensemble_reproduces_hand_computed_case():
     """4×4 latent grid, query (row, col) = (-0.6, 0.1). Its 4 neighbouring cells are (0,1), (0,2), (1,1),
-    (1,2); by hand the opposite-area weights are .21, .49, .09, .21 (= bilinear weights). Make each member
-    predict its cell index: the blend must be .21·1 + .49·2 + .09·5 + .21·6 = 2.9."""
-    dec = LIIFDecoder(8, 1, reduce=(8,), hidden=(8,))
-    state = {"hw": (4, 4)}
-    dec._member = lambda state, idx, rel, factorized: idx.unsqueeze(-1).float()
+    (1,2); by hand the opposite-area weights are .21, .49, .09, .21 (= bilinear weights), so blending the
+    members' cell indices gives .21·1 + .49·2 + .09·5 + .21·6 = 2.9."""
     coord = torch.tensor([[[-0.6, 0.1]]])
-    out = dec.query(state, coord)
-    assert out.item() == pytest.approx(2.9, abs=1e-5)
-    # and the weights themselves, member order (vx, vy) = (-1,-1), (-1,1), (1,-1), (1,1)
-    rels = []
-    for vx in (-1, 1):
-        for vy in (-1, 1):
-            s = coord + torch.tensor([vx / 4 + 1e-6, vy / 4 + 1e-6])
-            _, centre = nearest_cell(s, 4, 4)
-            rels.append((coord - centre) * 4)
-    assert torch.allclose(ensemble_weights(rels)[:, 0, 0], torch.tensor([0.21, 0.49, 0.09, 0.21]), atol=1e-5)
+    idx, rel, wts = ensemble_geometry(coord, 4, 4)
+    assert idx.tolist() == [1, 2, 5, 6]  # member order (vx, vy) = (-1,-1), (-1,1), (1,-1), (1,1)
+    assert torch.allclose(wts[0], torch.tensor([0.21, 0.49, 0.09, 0.21]), atol=1e-5)
+    assert (wts[0] * idx.float()).sum().item() == pytest.approx(2.9, abs=1e-5)
+    assert torch.allclose(rel, torch.tensor([[0.6, 1.4], [0.6, -0.6], [-1.4, 1.4], [-1.4, -0.6]]), atol=1e-5)
+    # second image of a batch: rows offset by one latent grid (16 cells)
+    idx2, _, _ = ensemble_geometry(coord.expand(2, -1, -1), 4, 4)
+    assert idx2.tolist() == [1, 2, 5, 6, 17, 18, 21, 22]
+
+
+def test_cpu_tiles_match_one_call():
+    torch.manual_seed(4)
+    m = build_model(cfg(), 19).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a = m(x, 40)
+        m.decoder.CPU_TILE = 7  # not a divisor of 2·40·40: exercises the ragged last tile
+        b = m(x, 40)
+    assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_make_coord_pixel_centres():
@@ -127,3 +133,16 @@ def test_bad_model_config_raises_value_error():
         build_model(cfg(norm="group"), 19)
     with pytest.raises(ValueError, match="decoder"):
         build_model(cfg(decoder="fpn"), 19)
+
+
+def test_cpu_inference_path_matches_autograd_path():
+    """The buffered no-grad CPU decoder (bias folded into the GEMM) against the plain one, with uneven
+    hidden widths and a ragged last tile."""
+    torch.manual_seed(5)
+    m = build_model(cfg(hidden=[24, 16, 8]), 19).eval()
+    m.decoder.CPU_TILE = 9
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a = m(x, 33)
+    b = m(x, 33)  # grad enabled: the tiled autograd path
+    assert torch.allclose(a, b.detach(), atol=1e-6)
