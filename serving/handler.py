@@ -38,6 +38,9 @@ IMAGE_FIELDS = ("data", "body", "file")
 
 class FaceParseHandler(BaseHandler):
     def initialize(self, context):
+        from faceparse.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()  # the worker process is ours (see faceparse.runtime)
         props = context.system_properties
         model_dir = props.get("model_dir")
         cfg = dict((getattr(context, "model_yaml_config", None) or {}).get("handler") or {})

@@ -17,7 +17,9 @@ def _row(kind: str, preset: str, out: int, batch: int, iters: int, classes: int,
     from .config import load_params, model_config
     from .losses import EdgeAwareCE
     from .models import build_model, make_coord
+    from .runtime import tune_cpu_allocator
 
+    tune_cpu_allocator()  # as the CLI and the TorchServe handler do
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -21,6 +21,9 @@ app = typer.Typer(
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
+    from .runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # this process is ours: keep big tensors in the heap (see faceparse.runtime)
     if version:
         from . import __version__
 

@@ -188,8 +188,10 @@ def run_torchrun(params: dict[str, Any], nproc: int = 2, workdir: str | os.PathL
 
 def _train_entry(params_file: str, result_file: str) -> int:
     """One torchrun process: the contract's train step; rank 0 writes the result JSON."""
+    from .runtime import tune_cpu_allocator
     from .train import train
 
+    tune_cpu_allocator()
     params = load_params(params_file)
     result = train(params, progress=False)
     if int(os.environ.get("RANK", "0")) == 0:

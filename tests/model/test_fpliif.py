@@ -56,6 +56,21 @@ def test_factorised_first_layer_equals_concatenated_formulation():
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_unfold_and_reduce_run_as_one_conv():
+    # prepare() computes unfold3x3 + the first reduce Linear as a 3×3 conv: same codes as the paper's
+    # literal unfold → MLP, and the same parameter (a Linear's weight).
+    torch.manual_seed(5)
+    m = build_model(cfg(), 19).eval()
+    dec = m.decoder
+    assert isinstance(dec.reduce[0], torch.nn.Linear)
+    c = dec.reduce[0].in_features // 9
+    z = torch.randn(2, c, 9, 7)
+    with torch.no_grad():
+        codes = dec.prepare(z)["codes"]
+        literal = dec.reduce(torch.nn.functional.unfold(z, 3, padding=1).view(2, c * 9, 9, 7).permute(0, 2, 3, 1))
+    assert torch.allclose(codes, literal.reshape(2, 63, -1), atol=1e-5)
+
+
 def test_chunked_decoding_matches_one_chunk():
     torch.manual_seed(2)
     m = build_model(cfg(query_chunk=100), 19).eval()

@@ -72,9 +72,18 @@ class LIIFDecoder(nn.Module):
         the ẑ and g terms are projected once per latent cell / image here, and the per-query work is a
         gather plus a 2→hidden product. Numerically the same function as the plain concatenation."""
         b, c, h, w = z.shape
-        if self.unfold:
-            z = F.unfold(z, 3, padding=1).view(b, c * 9, h, w)
-        codes = self.reduce(z.permute(0, 2, 3, 1)).reshape(b, h * w, -1)  # (B, hw, code)
+        if self.unfold and len(self.reduce):
+            # unfold3x3 then Linear(9c → r) is a 3×3 conv with the Linear's weight viewed as (r, c, 3, 3)
+            # (F.unfold orders its 9c channels channel-major, as a conv weight is): one conv instead of an
+            # im2col copy, a permute copy and a GEMM. Channels_last output makes the permute free.
+            first_reduce: nn.Linear = self.reduce[0]
+            x = F.conv2d(z, first_reduce.weight.view(-1, c, 3, 3), first_reduce.bias, padding=1)
+            codes = self.reduce[1:](x.permute(0, 2, 3, 1))
+        else:
+            if self.unfold:
+                z = F.unfold(z, 3, padding=1).view(b, c * 9, h, w)
+            codes = self.reduce(z.permute(0, 2, 3, 1))
+        codes = codes.reshape(b, h * w, -1)                                # (B, hw, code)
         g = codes.mean(1)                                                  # (B, code)
         first: nn.Linear = self.imnet[0]
         wz, wg, wr = first.weight.split([self.code_dim, self.code_dim, 2], dim=1)
