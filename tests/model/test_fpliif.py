@@ -45,14 +45,18 @@ def test_ablation_variants_run(over):
         assert m(torch.randn(2, 3, 64, 64), 40).shape == (2, 19, 40, 40)
 
 
+def before_and_after(m, x, out, change):
+    """The model's no-grad output, then its output again after change(m): for equivalence tests."""
+    with torch.no_grad():
+        a = m(x, out)
+        change(m)
+        return a, m(x, out)
+
+
 def test_factorised_first_layer_equals_concatenated_formulation():
     torch.manual_seed(1)
     m = build_model(cfg(), 19).eval()
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        a = m(x, 50)
-        m.factorized = False
-        b = m(x, 50)
+    a, b = before_and_after(m, torch.randn(2, 3, 64, 64), 50, lambda m: setattr(m, "factorized", False))
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -74,11 +78,7 @@ def test_unfold_and_reduce_run_as_one_conv():
 def test_chunked_decoding_matches_one_chunk():
     torch.manual_seed(2)
     m = build_model(cfg(query_chunk=100), 19).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        a = m(x, 48)
-        m.decoder.query_chunk = 10**6
-        b = m(x, 48)
+    a, b = before_and_after(m, torch.randn(1, 3, 64, 64), 48, lambda m: setattr(m.decoder, "query_chunk", 10**6))
     assert torch.allclose(a, b, atol=1e-6)
 
 
@@ -108,11 +108,8 @@ def test_ensemble_reproduces_hand_computed_case():
 def test_cpu_tiles_match_one_call():
     torch.manual_seed(4)
     m = build_model(cfg(), 19).eval()
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        a = m(x, 40)
-        m.decoder.CPU_TILE = 7  # not a divisor of 2·40·40: exercises the ragged last tile
-        b = m(x, 40)
+    # 7 is not a divisor of 2·40·40: exercises the ragged last tile
+    a, b = before_and_after(m, torch.randn(2, 3, 64, 64), 40, lambda m: setattr(m.decoder, "CPU_TILE", 7))
     assert torch.allclose(a, b, atol=1e-6)
 
 
