@@ -130,10 +130,7 @@ class LIIFDecoder(nn.Module):
         """_decode, tile by tile, without autograd: each activation carries a trailing column of ones and
         each weight its bias as an extra row, so a layer is one GEMM written into a reused buffer plus an
         in-place ReLU (no bias broadcast copy, no allocation per tile; bitwise equal to _decode here)."""
-        proj = state["proj"].reshape(-1, state["proj"].shape[-1])
-        proj = torch.cat([proj, proj.new_ones(proj.shape[0], 1)], 1)
-        layers = [self.imnet[i] for i in range(2, len(self.imnet) - 1, 2)]
-        weights = [torch.cat([lin.weight.t(), lin.bias.unsqueeze(0)]) for lin in layers]
+        proj, weights = self._inference_tables(state)
         t = self.CPU_TILE
         bufs = [proj.new_ones(4 * t, w.shape[1] + 1) for w in weights]
         outs = []
@@ -146,9 +143,23 @@ class LIIFDecoder(nn.Module):
                 out = buf[:4 * (e - s)]
                 torch.mm(x, w, out=out[:, :-1])
                 x = out.relu_()
-            x = torch.bmm(wts[s:e].unsqueeze(1), x[:, :-1].view(e - s, 4, -1)).squeeze(1)
-            outs.append(self.imnet[-1](x))
+            outs.append(self._blend_and_classify(x[:, :-1], wts[s:e]))
         return torch.cat(outs)
+
+    def _inference_tables(self, state: dict):
+        """proj with a ones column, and each hidden layer as [Wᵀ; b]: built once per prepared state, not
+        once per query chunk (evaluation queries one state at several output sizes)."""
+        if "proj_ones" not in state:
+            proj = state["proj"].reshape(-1, state["proj"].shape[-1])
+            state["proj_ones"] = torch.cat([proj, proj.new_ones(proj.shape[0], 1)], 1)
+            state["hidden_wb"] = [torch.cat([lin.weight.t(), lin.bias.unsqueeze(0)])
+                                  for lin in self.imnet[2:-1:2]]
+        return state["proj_ones"], state["hidden_wb"]
+
+    def _blend_and_classify(self, hidden: torch.Tensor, wts: torch.Tensor) -> torch.Tensor:
+        """Σ_k w_k h_k over each query's 4 member rows, then the last (affine) layer — see _decode."""
+        blended = torch.bmm(wts.unsqueeze(1), hidden.view(wts.shape[0], 4, -1)).squeeze(1)
+        return self.imnet[-1](blended)
 
     def _decode(self, state: dict, idx: torch.Tensor, rel: torch.Tensor, wts: torch.Tensor) -> torch.Tensor:
         """Logits (N, classes) for N queries, each from its 4 members' rows idx (4N,), rel (4N, 2).
@@ -159,8 +170,7 @@ class LIIFDecoder(nn.Module):
         proj = state["proj"].reshape(-1, state["proj"].shape[-1])
         x = proj.index_select(0, idx).addmm_(rel, state["wr_t"]).relu_()
         x = self.imnet[2:-1](x)                                      # remaining hidden layers (+ ReLU)
-        x = torch.bmm(wts.unsqueeze(1), x.view(wts.shape[0], 4, -1)).squeeze(1)
-        return self.imnet[-1](x)
+        return self._blend_and_classify(x, wts)
 
     def _decode_reference(self, state: dict, idx: torch.Tensor, rel: torch.Tensor,
                           wts: torch.Tensor) -> torch.Tensor:
