@@ -16,6 +16,7 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip==26.3
+	bash scripts/install_torch.sh $(VENV)/bin/python -q     # the CPU wheel: local, else $$TORCH_INDEX
 	$(VENV)/bin/python -m pip install -q -r requirements.lock
 	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*; touch $@; echo "venv ready: $(VENV)"

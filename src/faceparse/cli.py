@@ -18,21 +18,24 @@ app = typer.Typer(
 )
 
 
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
-    from .runtime import tune_cpu_allocator
-
-    tune_cpu_allocator()  # this process is ours: keep big tensors in the heap (see faceparse.runtime)
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from . import __version__
 
-        typer.echo(__version__)
+        typer.echo(f"faceparse {__version__}")
         raise typer.Exit()
 
 
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="print the version and exit")) -> None:
+    from .runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # this process is ours: keep big tensors in the heap (see faceparse.runtime)
+
+
 # Command groups, in pipeline order; each module's register(app) adds its commands.
-COMMAND_MODULES = ("data", "model", "train", "evaluate", "serve",)
+COMMAND_MODULES = ("data", "model", "train", "evaluate", "serve", "ui")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"faceparse.commands.{_name}").register(app)

@@ -27,6 +27,8 @@ def find_params(path: str | os.PathLike | None = None) -> Path:
 
 
 def load_params(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """params file (+ its ``extends`` chain) + overrides, each checked against ``faceparse.schema``:
+    an unknown or mistyped key is a ConfigError naming the file or override and the nearest known key."""
     p = find_params(path)
     try:
         params = yaml.safe_load(p.read_text()) or {}
@@ -37,7 +39,21 @@ def load_params(path: str | os.PathLike | None = None, overrides: Iterable[str] 
     base = params.pop("extends", None)
     if base:  # a variant file names its base (relative to itself) and holds only what differs
         params = deep_merge(load_params(p.parent / base), params)
-    return apply_overrides(params, overrides)
+    _check(params, str(p))
+    overrides = list(overrides)
+    if overrides:
+        params = apply_overrides(params, overrides)
+        _check(params, "--set " + " --set ".join(overrides))
+    return params
+
+
+def _check(params: dict[str, Any], source: str) -> None:
+    from .schema import SchemaError, check_params
+
+    try:
+        check_params(params)
+    except SchemaError as e:
+        raise ConfigError(f"{source}: " + "; ".join(e.problems)) from None
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

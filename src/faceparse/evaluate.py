@@ -72,24 +72,18 @@ def _quarantine_file(params: dict[str, Any]) -> Path | None:
 
 
 def _load_pair(image_path: str, label_path: str, input_size: int, ref: int):
-    from PIL import Image
-
+    from .images import read_image, read_label
     from .models import preprocess
+    from .training.dataset import resize_label
 
     try:
-        with Image.open(image_path) as im:
-            x = preprocess(im, input_size)
+        x = preprocess(read_image(image_path), input_size)
     except (OSError, ValueError) as e:
-        raise ValueError(f"unreadable test image {image_path}: {e}") from None
+        raise ValueError(f"unreadable test image: {e}") from None
     try:
-        with Image.open(label_path) as lm:
-            if lm.mode not in ("L", "P"):
-                raise ValueError(f"label map mode is {lm.mode}, expected L (class ids)")
-            if lm.size != (ref, ref):
-                lm = lm.resize((ref, ref), Image.NEAREST)
-            y = np.asarray(lm, dtype=np.uint8).copy()
+        y = resize_label(read_label(label_path), ref)
     except (OSError, ValueError) as e:
-        raise ValueError(f"unreadable test label map {label_path}: {e}") from None
+        raise ValueError(f"unreadable test label map: {e}") from None
     return x, y
 
 

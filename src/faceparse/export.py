@@ -45,9 +45,9 @@ def _check_inputs(input_size: int, images: Sequence[str | os.PathLike] = (), n_r
     g = torch.Generator().manual_seed(seed)
     batches = [torch.rand(n_random, 3, input_size, input_size, generator=g) * 2 - 1]
     if images:
-        from PIL import Image
+        from .images import read_image
 
-        batches.append(torch.stack([preprocess(Image.open(p), input_size) for p in images]))
+        batches.append(torch.stack([preprocess(read_image(p), input_size) for p in images]))
     return batches
 
 

@@ -66,15 +66,13 @@ def _stems(paths: Sequence[Path]) -> list[str]:
 
 
 def _read(path: Path):
-    """(RGB PIL image, None) or (None, error message naming the file)."""
-    from PIL import Image, UnidentifiedImageError
+    """(RGB PIL image, None) or (None, error message naming the file), through the one reader."""
+    from .images import ImageError, read_image
 
     try:
-        with Image.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            return im.convert("RGB"), None
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-        return None, f"cannot read image {path}: {e}"
+        return read_image(path), None
+    except (ImageError, OSError) as e:
+        return None, f"cannot read image: {e}"
 
 
 def _safe(name: str) -> str:

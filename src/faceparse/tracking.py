@@ -188,3 +188,34 @@ def start_run(params: Mapping[str, Any] | None = None, run_name: str | None = No
     exp_id = get_or_create_experiment(params)
     run = c.create_run(exp_id, run_name=run_name, tags={k: _str(v) for k, v in (tags or {}).items()})
     return Tracker(c, run.info.run_id)
+
+
+def ui_server_command(backend_uri: str, artifacts: str | os.PathLike | None, host: str = "127.0.0.1",
+                      port: int = 5000) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of a lean ``mlflow server``: one worker, and no job runner — by default MLflow 3 also
+    starts a job-execution service with several consumer processes (~240 MB each) that this project
+    never uses. Serves the UI, the tracking API and (with ``artifacts``) proxied artifacts."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).parent / "mlflow"
+    argv = [str(exe)] if exe.is_file() else [shutil.which("mlflow") or "mlflow"]
+    argv += ["server", "--backend-store-uri", backend_uri, "--host", host, "--port", str(int(port)),
+             "--workers", "1"]
+    if artifacts is not None:
+        argv += ["--artifacts-destination", str(artifacts)]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true",
+               DO_NOT_TRACK="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return argv, env
+
+
+def ui_command(params: Mapping[str, Any] | None, host: str = "127.0.0.1",
+               port: int = 5000) -> tuple[list[str], dict[str, str]]:
+    """The MLflow UI over this project's tracking store (``tracking_uri``). A store that is already a
+    server (http[s]://) has its own UI: ValueError naming it."""
+    uri = tracking_uri(params)
+    if uri.startswith(("http://", "https://", "databricks")):
+        raise ValueError(f"the tracking store is a server already: open {uri} in a browser")
+    root = artifact_location(uri)
+    return ui_server_command(uri, Path(root[len("file://"):]) if root else None, host, port)

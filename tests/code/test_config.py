@@ -27,5 +27,44 @@ def test_paper_config_extends_params(repo_root):
 
 
 def test_unknown_model_override_is_refused(repo_root):
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match=r"unknown key model\.overrides\.depth"):
         model_config(load_params(repo_root / "params.yaml", ["model.overrides.depth=3"]))
+    with pytest.raises(ConfigError, match="unknown keys"):   # model_config's own check, for dict-built params
+        model_config({"model": {"preset": "tiny", "presets": {"tiny": {"width": 8}}, "overrides": {"depth": 3}}})
+
+
+@pytest.mark.parametrize("override,named", [
+    ("train.epoch=3", "unknown key train.epoch (did you mean train.epochs?)"),
+    ("trian.epochs=3", "unknown key trian.epochs (did you mean train.epochs?)"),
+    ("data.synth.occlusion=0.5", "unknown key data.synth.occlusion (did you mean data.synth.occlusion_prob?)"),
+    ("model.presets.tiny.widht=8", "did you mean model.presets.tiny.width?"),
+    ("serve.rollout.percnt=5", "did you mean serve.rollout.percent?"),
+    ("data.synth.bogus=1", "unknown key data.synth.bogus (known: n, occlusion_prob, seed, splits)"),
+    ("train.epochs=three", "train.epochs: input should be a valid integer"),
+    ("model.overrides.norm=layer", "model.overrides.norm: input should be 'instance', 'batch' or 'none'"),
+])
+def test_unknown_or_mistyped_override_names_the_nearest_key(repo_root, override, named):
+    with pytest.raises(ConfigError) as e:
+        load_params(repo_root / "params.yaml", [override])
+    assert named in str(e.value) and f"--set {override}" in str(e.value)
+
+
+def test_bad_key_inside_a_params_file_names_the_file(tmp_path, repo_root):
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(f"extends: {repo_root / 'params.yaml'}\ntrain:\n  epoch: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_params(variant)
+    assert str(variant) in str(e.value) and "did you mean train.epochs?" in str(e.value)
+    base = tmp_path / "base.yaml"    # a bad base is named too, not the variant that extends it
+    base.write_text((repo_root / "params.yaml").read_text().replace("  epochs: 24", "  epocs: 24"))
+    variant.write_text("extends: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"base\.yaml: unknown key train\.epocs"):
+        load_params(variant)
+
+
+def test_every_shipped_params_file_fits_the_schema(repo_root):
+    from faceparse.schema import known_keys
+
+    for f in [repo_root / "params.yaml", *sorted((repo_root / "configs").glob("*.yaml"))]:
+        load_params(f)
+    assert "train.epochs" in known_keys() and "model.presets.<name>.width" in known_keys()

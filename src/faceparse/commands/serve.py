@@ -26,6 +26,8 @@ def _runtime_errors(fn):
 
         try:
             return fn(*a, **kw)
+        except typer.Exit:  # click's Exit is a RuntimeError: let the command's own exit code through
+            raise
         except (ServeError, RuntimeError, OSError) as e:
             if isinstance(e, (FileNotFoundError, PermissionError)):
                 raise
@@ -116,6 +118,20 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(3)
         for k, v in out.items():
             console.print(f"[bold]{k}[/]: {v}")
+
+    @serve_app.command("token")
+    @friendly_errors
+    def serve_token(run_dir: Optional[Path] = RunDirOpt,
+                    management: bool = typer.Option(False, "--management", help="the management API's key")):
+        """Print the running server's bearer token, for scripts and curl:
+        curl -H "Authorization: Bearer $(faceparse serve token)" ... Exit 3 when nothing is running."""
+        from ..serve.server import token
+
+        key = token(run_dir, "management" if management else "inference")
+        if key is None:
+            console.print("not running: start it with `faceparse serve start`")
+            raise typer.Exit(3)
+        typer.echo(key)
 
     # --- rollout ---------------------------------------------------------------------------------------
     @serve_app.command("demo")

@@ -72,41 +72,17 @@ def _warn(msg: str) -> None:
 
 # ------------------------------------------------------------------------------------------- readers
 def open_image(path: Path):
-    """A fully decoded RGB PIL image; ValueError naming the file when it is not a readable image."""
-    from PIL import Image
+    """A fully decoded RGB PIL image (faceparse.images, the one reader); ValueError naming the file."""
+    from ..images import read_image
 
-    try:
-        with Image.open(path) as im:
-            im.load()  # decodes everything: a truncated file fails here, not later
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: image file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: unreadable image ({e})") from None
+    return read_image(path)
 
 
 def read_label(path: Path) -> np.ndarray:
     """A single-channel class-id map as (H, W) uint8; ValueError naming the file otherwise."""
-    from PIL import Image
+    from ..images import read_label as _read_label
 
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.asarray(im)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: label file not found") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable label map ({e})") from None
-    if arr.ndim == 3:
-        if arr.shape[2] >= 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
-            arr = arr[..., 0]  # grey stored as RGB
-        else:
-            raise ValueError(f"{path}: label map has {arr.shape[2]} colour channels; expected single-channel class ids")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise ValueError(f"{path}: label values {arr.min()}..{arr.max()} do not fit uint8 class ids")
-    return arr.astype(np.uint8)
+    return _read_label(path)
 
 
 def read_part_mask(path: Path) -> np.ndarray:

@@ -39,17 +39,15 @@ def sample_row(dataset_dir: str | os.PathLike, sample_id: str, split: str, *, im
     ``image`` / ``label`` / ``landmarks`` are paths relative to ``dataset_dir``. Pass ``label_array``
     (the map just written) and ``image_size`` ((width, height)) to avoid reading the files back.
     """
-    from PIL import Image
+    from ..images import open_image, read_label
 
     root = Path(dataset_dir)
     if split not in SPLITS:
         raise ValueError(f"sample {sample_id!r}: split {split!r} is not one of {SPLITS}")
     if image_size is None:
-        with Image.open(root / image) as im:
-            image_size = im.size
+        image_size = open_image(root / image).size
     if label_array is None:
-        with Image.open(root / label) as lm:
-            label_array = np.asarray(lm)
+        label_array = read_label(root / label)
     lh, lw = label_array.shape[:2]
     return {
         "id": str(sample_id), "split": split, "image": str(image), "label": str(label),

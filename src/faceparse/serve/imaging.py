@@ -10,11 +10,12 @@ import base64
 import binascii
 import io
 import json
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
+
+from ..images import ImageError, read_image, read_label
 
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
 FORMATS = ("png", "overlay", "json")
@@ -22,19 +23,10 @@ IMAGE_FORMATS = ("JPEG", "PNG")
 MIN_SIDE = 16                 # smaller images carry no face worth parsing
 DEFAULT_MAX_PIXELS = 40_000_000
 OVERLAY_ALPHA = 0.5
-# 8-bit modes converted with PIL's own conversion; the alpha modes are composited onto white first.
-_DIRECT = {"RGB", "L", "1", "CMYK", "YCbCr", "P"}
-_ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}
-_WIDE_GRAY = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
-class RequestError(ValueError):
+class RequestError(ImageError):
     """A request the server refuses: ``status`` (4xx) and a message for the client."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = int(status)
-        self.message = message
 
     @property
     def phrase(self) -> str:
@@ -107,85 +99,13 @@ def payload_bytes(value: Any) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """JPEG/PNG bytes → an RGB PIL image, EXIF orientation applied.
-
-    400: empty, not an image, truncated or corrupt, too small; 413: more than ``max_pixels`` pixels
-    (decompression bombs are refused from the header, before any pixel is decoded); 415: another image
-    format or a pixel mode with no sensible RGB reading. Grayscale, palette, 16-bit grayscale (I;16),
-    CMYK are converted; alpha is composited onto white."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not data:
-        raise RequestError(400, "empty request body: send a JPEG or PNG image")
+    """JPEG/PNG request bytes → an RGB PIL image, through the one reader (``faceparse.images``: EXIF
+    orientation applied, alpha onto white, 16-bit grey scaled). 400: empty, not an image, truncated,
+    too small; 413: more than ``max_pixels`` (refused from the header); 415: another format or mode."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)  # no other decoder touches the bytes
-    except Image.DecompressionBombError as e:   # also raised for > 2× PIL's own limit
-        raise RequestError(413, f"image too large: {e}") from None
-    except Image.DecompressionBombWarning:
-        raise RequestError(413, "image too large (decompression bomb guard)") from None
-    except UnidentifiedImageError:
-        other = sniff_format(data)
-        if other:
-            raise RequestError(415, f"image format {other} is not accepted: send JPEG or PNG") from None
-        raise RequestError(400, "body is not a recognisable image: send a JPEG or PNG") from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise RequestError(400, f"unreadable image: {str(e)[:120]}") from None
-    w, h = img.size
-    if w * h > max_pixels:
-        raise RequestError(413, f"image has {w}×{h} = {w * h} pixels; the limit is {max_pixels}")
-    if min(w, h) < MIN_SIDE:
-        raise RequestError(400, f"image is {w}×{h}; each side must be at least {MIN_SIDE} pixels")
-    try:
-        img.load()
-        # a truncated PNG can still load its first rows lazily: force a full decode
-        img = ImageOps.exif_transpose(img) or img
-        return to_rgb(img)
-    except RequestError:
-        raise
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise RequestError(400, f"corrupt or truncated image: {str(e)[:120]}") from None
-
-
-_MAGIC = ((b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
-          (b"\x00\x00\x00\x0cjP", "JPEG 2000"), (b"%PDF", "PDF"))
-
-
-def sniff_format(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[4:12] in (b"ftypheic", b"ftypavif", b"ftypmif1"):
-        return "HEIF/AVIF"
-    return next((name for magic, name in _MAGIC if data.startswith(magic)), None)
-
-
-def to_rgb(img):
-    """Any PIL pixel mode a JPEG/PNG can carry → RGB uint8, explicitly; other modes → RequestError(415)."""
-    from PIL import Image
-
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode in _WIDE_GRAY:
-        a = np.asarray(img)
-        if a.dtype.kind == "u" and a.dtype.itemsize == 2 or mode.startswith("I;16"):
-            a8 = (a.astype(np.uint32) * 255 + 32767) // 65535   # full 16-bit range → 8 bits, rounded
-        else:  # 32-bit "I": Pillow's reading of 16-bit PNGs in some versions; values are 0..65535
-            a32 = a.astype(np.int64)
-            top = 65535 if a32.max(initial=0) > 255 else 255
-            a8 = (np.clip(a32, 0, top) * 255 + top // 2) // top
-        return Image.fromarray(a8.astype(np.uint8), "L").convert("RGB")
-    if mode == "P" and "transparency" in img.info:
-        mode, img = "RGBA", img.convert("RGBA")
-    if mode in _ALPHA:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    if mode in _DIRECT:
-        return img.convert("RGB")
-    raise RequestError(415, f"pixel mode {mode!r} is not supported: send 8-bit RGB, grayscale or RGBA, "
-                            "or 16-bit grayscale")
+        return read_image(data, formats=IMAGE_FORMATS, max_pixels=max_pixels, min_side=MIN_SIDE)
+    except ImageError as e:
+        raise RequestError(e.status, e.message.removeprefix("request body: ")) from None
 
 
 # --- outputs -------------------------------------------------------------------------------------------
@@ -222,9 +142,7 @@ def class_fractions(labels: np.ndarray, classes) -> dict[str, float]:
 
 
 def read_label_png(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)))
+    return read_label(data)
 
 
 def mean_iou(a: np.ndarray, b: np.ndarray, num_classes: int | None = None) -> float:

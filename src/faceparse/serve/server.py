@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .client import KEY_FILE, Client, ServeError, ready_workers
 from .package import MODEL_STORE, default_model_name, package, serve_section
@@ -36,8 +36,28 @@ def run_dir_of(run_dir: str | os.PathLike | None) -> Path:
     return Path(run_dir or os.environ.get("FACEPARSE_SERVE_DIR") or RUN_DIR).resolve()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _free_port(exclude: Iterable[int] = ()) -> int:
+    """A free loopback port drawn at random *outside* the kernel's ephemeral range. Nothing holds it until the
+    server binds it (seconds later: the JVM starts first), but every connect() and bind(0) on the machine is
+    given ports from the ephemeral range only, so none of them can take it meanwhile."""
+    import random
+
+    lo, hi = _ephemeral_range()
+    pool = range(20000, lo) if lo - 20000 >= 2000 else range(hi + 1, 65536) if 65535 - hi >= 2000 else None
+    rng = random.SystemRandom()
+    for _ in range(200 if pool is not None else 0):
+        port = rng.choice(pool)
+        if port not in exclude and _port_free(port):
+            return port
+    with socket.socket() as s:  # no room outside the ephemeral range: let the kernel choose
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
@@ -111,7 +131,8 @@ def _pid_alive(pid: int | None, run_dir: str | os.PathLike | None = None) -> boo
 
 def ts_config(params: dict[str, Any], rd: Path, model_store: Path, load: dict[str, str]) -> str:
     s = serve_section(params)
-    grpc_i, grpc_m = _free_port(), _free_port()
+    grpc_i = _free_port()
+    grpc_m = _free_port(exclude=(grpc_i,))
     lines = [
         "# written by faceparse serve start: loopback only, token authorization on",
         f"inference_address=http://{HOST}:{int(s['inference_port'])}",
@@ -303,6 +324,17 @@ def status(run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     out["router"] = router_status(rd) if running else None
     out["rollout"] = read_rollout(rd)
     return out
+
+
+def token(run_dir: str | os.PathLike | None = None, kind: str = "inference") -> str | None:
+    """The running server's bearer token (``inference`` or ``management`` key); None when not running."""
+    st = read_state(run_dir)
+    if not st or not _pid_alive(st.get("pid"), run_dir_of(run_dir)):
+        return None
+    try:
+        return str(json.loads(Path(st["key_file"]).read_text())[kind]["key"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        return None
 
 
 def kill_worker(run_dir: str | os.PathLike | None = None, sig: int = signal.SIGKILL) -> list[int]:

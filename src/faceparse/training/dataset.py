@@ -68,15 +68,9 @@ def build_augment(cfg: Mapping[str, Any] | None, input_size: int):
 
 
 def load_pair(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
+    from ..images import read_image, read_label
 
-    with Image.open(image_path) as im:
-        image = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    with Image.open(label_path) as lm:
-        label = np.asarray(lm, dtype=np.uint8)
-    if label.ndim != 2:
-        raise ValueError(f"{label_path}: label map must be single-channel, got shape {label.shape}")
-    return image, label
+    return np.asarray(read_image(image_path), dtype=np.uint8), read_label(label_path)
 
 
 def resize_pair(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
