@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test test-fast bench lock clean
+.PHONY: venv run test test-fast bench lock clean mutation
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ test-fast: venv
 
 bench: venv
 	$(VENV)/bin/python scripts/bench_model.py
+
+# Mutation testing (mutmut) of metrics, canary routing + rollout decision, registry promotion, response
+# encoding, config + schema validation; scratch copy in runs/mutation/ (~15 min on 2 cores).
+mutation: venv
+	OMP_NUM_THREADS=1 $(VENV)/bin/python scripts/mutation.py --workers $${MUTATION_WORKERS:-2} --fail-under 80
 
 # Re-resolve the lock from requirements.in (maintainers only; ~5 min of pip backtracking).
 lock:

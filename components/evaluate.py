@@ -12,18 +12,18 @@ from .base import COMPONENT
 @dsl.component(**COMPONENT)
 def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
              model: Input[Model], metrics: Output[Metrics], confusion: Output[ClassificationMetrics],
-             report: Output[Artifact]) -> float:
+             report: Output[Artifact], stage: str = "parser") -> float:
     """faceparse.evaluate.evaluate(params, bundle_dir=model, dataset_dir=dataset) with the metrics file,
     plots and table written into ``report``; every scalar metric logged to ``metrics`` (test_* names, as
-    in MLflow) and the pixel confusion matrix (rows = truth) to ``confusion``. Returns the test mean F1
-    (the pipeline's quality gate; one output on purpose — kfp.local 2.17 cannot resolve a named output of
-    a multi-output task in a dsl.If condition)."""
+    in MLflow) and, for the parser, the pixel confusion matrix (rows = truth) to ``confusion``. Returns the
+    stage's primary test metric (mean F1 / NME: the pipeline's quality gate; one output on purpose —
+    kfp.local 2.17 cannot resolve a named output of a multi-output task in a dsl.If condition)."""
     import csv
     from pathlib import Path
 
     from faceparse.evaluate import evaluate as evaluate_step
-    from faceparse.evaluate import mlflow_metrics
     from faceparse.kube import component_params
+    from faceparse.stages import get_stage
 
     rep = Path(report.path)
     params = component_params(params_yaml, overrides, {
@@ -32,12 +32,15 @@ def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], va
         "evaluate.metrics_file": str(rep / "eval.json"),
         "evaluate.plots_dir": str(rep / "plots"),
         "evaluate.table_file": str(rep / "table.md"),
-    })
+    }, stage=stage)
+    st = get_stage(stage)
     result = evaluate_step(params, bundle_dir=model.path, dataset_dir=dataset.path, progress=False)
-    for name, value in mlflow_metrics(result).items():
+    for name, value in st.mlflow_metrics(result).items():
         metrics.log_metric(name, value)
-    with open(rep / "plots" / "confusion_matrix.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    confusion.log_confusion_matrix(rows[0][1:], [[int(x) for x in r[1:]] for r in rows[1:]])
-    report.metadata.update({"mean_f1": result.get("mean_f1"), "n_images": result.get("n_images")})
-    return float(result.get("mean_f1") or 0.0)
+    matrix = rep / "plots" / "confusion_matrix.csv"
+    if matrix.is_file():
+        with open(matrix, newline="") as f:
+            rows = list(csv.reader(f))
+        confusion.log_confusion_matrix(rows[0][1:], [[int(x) for x in r[1:]] for r in rows[1:]])
+    report.metadata.update({st.primary_metric: result.get(st.primary_metric), "n_images": result.get("n_images")})
+    return float(result.get(st.primary_metric) or 0.0)

@@ -9,7 +9,8 @@ from .base import COMPONENT
 
 
 @dsl.component(**COMPONENT)
-def package(params_yaml: str, overrides: List[str], model_uri: str, mar: Output[Model], upload: str = "") -> str:
+def package(params_yaml: str, overrides: List[str], model_uri: str, mar: Output[Model], upload: str = "",
+            stage: str = "parser") -> str:
     """faceparse.serve.package.package(model_uri, params) → the .mar, copied into the ``mar`` artifact;
     upload: an s3:// prefix to also write the KServe storage layout to (empty: no upload). Returns the
     archive's file name."""
@@ -19,7 +20,7 @@ def package(params_yaml: str, overrides: List[str], model_uri: str, mar: Output[
     from faceparse.kube import component_params
     from faceparse.serve.package import package as package_step
 
-    params = component_params(params_yaml, overrides)
+    params = component_params(params_yaml, overrides, stage=stage)
     path = package_step(model_uri, params, model_store=tempfile.mkdtemp(prefix="faceparse-store-"),
                         upload=upload or None)
     shutil.copyfile(path, mar.path)

@@ -11,9 +11,9 @@ from .base import COMPONENT
 
 @dsl.component(**COMPONENT)
 def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
-          model: Output[Model], launcher: str = "local", nproc: int = 2, pytorchjob: dict = {}
-          ) -> NamedTuple("TrainOutputs", [("mlflow_run_id", str), ("val_mean_f1", float)]):
-    """faceparse.kube.train_distributed(params, launcher, nproc, pytorchjob) with data.dir = dataset,
+          model: Output[Model], launcher: str = "local", nproc: int = 2, pytorchjob: dict = {},
+          stage: str = "parser") -> NamedTuple("TrainOutputs", [("mlflow_run_id", str), ("val_metric", float)]):
+    """faceparse.kube.train_distributed(params of the model ``stage``, launcher, nproc, pytorchjob) with data.dir = dataset,
     validate.out_dir = the validation report (its quarantine list is honoured) and train.bundle_dir = the
     Model artifact (weights.pt + bundle.json).
 
@@ -24,17 +24,18 @@ def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], valid
     from collections import namedtuple
 
     from faceparse.kube import component_params, train_distributed
+    from faceparse.stages import get_stage
 
     params = component_params(params_yaml, overrides, {
         "data.dir": dataset.path,
         "validate.out_dir": validation.path,
         "train.bundle_dir": model.path,
         "train.run_dir": tempfile.mkdtemp(prefix="faceparse-run-"),
-    })
+    }, stage=stage)
     result = train_distributed(params, launcher=launcher, nproc=nproc, pytorchjob=pytorchjob)
     val = result.get("val") or {}
     model.framework = "pytorch"
     model.metadata.update({"mlflow_run_id": result.get("mlflow_run_id") or "", "launcher": launcher,
                            **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}})
-    return namedtuple("TrainOutputs", ["mlflow_run_id", "val_mean_f1"])(
-        str(result.get("mlflow_run_id") or ""), float(val.get("mean_f1") or 0.0))
+    return namedtuple("TrainOutputs", ["mlflow_run_id", "val_metric"])(
+        str(result.get("mlflow_run_id") or ""), float(val.get(get_stage(stage).primary_metric) or 0.0))

@@ -1,8 +1,13 @@
 """The faceparse pipeline DAG (kfp v2):
 
-    prepare → validate ─┬─ passed ──→ train → evaluate → register ─→ [mean_f1 ≥ min_mean_f1] promote
+    prepare → validate ─┬─ passed ──→ per trainable model stage (parser; landmarks when ``landmarks``):
+                        │               train → evaluate → register ─→ [quality gate] promote
                         │                                              → [promoted] package (.mar)
                         └─ failed ──→ validation_failed (run fails; the Data Docs artifact is kept)
+
+Every stage goes through the same components (``stage=`` names it) and the same launcher; the quality
+gates follow each stage's metric direction: parser test mean F1 ≥ ``min_mean_f1``, landmark test NME ≤
+``max_nme``.
 
 Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
 source; every component re-reads it through faceparse.config.load_params), ``overrides`` are
@@ -50,9 +55,30 @@ def _step(task, name: str):
     return task.set_display_name(name).set_caching_options(False)
 
 
+def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, pytorchjob, package_upload):
+    """train → evaluate → register for one model stage: (evaluate task — its output is the gate — , register task)."""
+    tr = _mlflow(_s3(_step(c.train(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
+                                   validation=val.outputs["report"], launcher=launcher, nproc=nproc,
+                                   pytorchjob=pytorchjob, stage=stage), f"train {stage}")))
+    ev = _mlflow(_step(c.evaluate(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
+                                  validation=val.outputs["report"], model=tr.outputs["model"], stage=stage),
+                       f"evaluate {stage}"))
+    reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=tr.outputs["model"],
+                                   eval_report=ev.outputs["report"], stage=stage), f"register {stage}"))
+    return ev, reg
+
+
+def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload):
+    pro = _mlflow(_step(c.promote(params_yaml=params_yaml, overrides=overrides,
+                                  challenger_version=reg.outputs["version"], stage=stage), f"promote {stage}"))
+    with dsl.If(pro.output == True, name=f"{stage}-promoted"):  # noqa: E712
+        _s3(_mlflow(_step(c.package(params_yaml=params_yaml, overrides=overrides, model_uri=reg.outputs["model_uri"],
+                                    upload=package_upload, stage=stage), f"package {stage}")))
+
+
 @dsl.pipeline(name=PIPELINE_NAME,
-              description="FP-LIIF face parsing: prepare → validate (gate) → train (torchrun / PyTorchJob) → "
-                          "evaluate → register → promote → package")
+              description="faceparse: prepare → validate (gate) → per model stage (FP-LIIF parser, 68-point "
+                          "landmarks): train (torchrun / PyTorchJob) → evaluate → register → promote → package")
 def faceparse_pipeline(
     params_yaml: str = PARAMS_YAML,
     overrides: List[str] = [],
@@ -63,6 +89,8 @@ def faceparse_pipeline(
     nproc: int = 2,
     pytorchjob: dict = PYTORCHJOB_DEFAULTS,
     min_mean_f1: float = 0.0,
+    max_nme: float = 1.0,
+    landmarks: bool = True,
     package_upload: str = "",
 ):
     prep = _s3(_step(c.prepare(params_yaml=params_yaml, overrides=overrides, raw_uri=raw_uri,
@@ -71,21 +99,15 @@ def faceparse_pipeline(
                            allow_quarantine=allow_quarantine), "validate")
 
     with dsl.If(val.outputs["passed"] == True, name="dataset-valid"):  # noqa: E712 - a kfp condition
-        tr = _mlflow(_s3(_step(c.train(params_yaml=params_yaml, overrides=overrides,
-                                       dataset=prep.outputs["dataset"], validation=val.outputs["report"],
-                                       launcher=launcher, nproc=nproc, pytorchjob=pytorchjob), "train")))
-        ev = _mlflow(_step(c.evaluate(params_yaml=params_yaml, overrides=overrides,
-                                      dataset=prep.outputs["dataset"], validation=val.outputs["report"],
-                                      model=tr.outputs["model"]), "evaluate"))
-        reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=tr.outputs["model"],
-                                       eval_report=ev.outputs["report"]), "register"))
+        common = dict(params_yaml=params_yaml, overrides=overrides, launcher=launcher, nproc=nproc,
+                      pytorchjob=pytorchjob, package_upload=package_upload)
+        ev, reg = _stage_path("parser", prep, val, **common)
         with dsl.If(ev.outputs["Output"] >= min_mean_f1, name="quality-gate"):
-            pro = _mlflow(_step(c.promote(params_yaml=params_yaml, overrides=overrides,
-                                          challenger_version=reg.outputs["version"]), "promote"))
-            with dsl.If(pro.output == True, name="promoted"):  # noqa: E712
-                _s3(_mlflow(_step(c.package(params_yaml=params_yaml, overrides=overrides,
-                                            model_uri=reg.outputs["model_uri"], upload=package_upload),
-                                  "package")))
+            _promote_and_package("parser", reg, params_yaml, overrides, package_upload)
+        with dsl.If(landmarks == True, name="landmarks"):  # noqa: E712
+            ev, reg = _stage_path("landmarks", prep, val, **common)
+            with dsl.If(ev.outputs["Output"] <= max_nme, name="landmarks-quality-gate"):
+                _promote_and_package("landmarks", reg, params_yaml, overrides, package_upload)
     with dsl.Else(name="dataset-invalid"):
         _step(c.validation_failed(summary=val.outputs["summary"], data_docs=val.outputs["data_docs"]),
               "validation failed")

@@ -11,25 +11,35 @@ step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 
 # A real photo for the demo query: the shared CelebAMask-HQ sample when present, else a synthetic face.
 photo=../shared/fixtures/celebamask-hq-samples/0.jpg
-model_name=$(python -c 'from faceparse.config import load_params; print(load_params()["registry"]["model_name"])')
+model_name() { python -c "from faceparse.config import load_params; from faceparse.stages import for_stage; \
+print(for_stage(load_params(), '$1')['registry']['model_name'])"; }
+parser=$(model_name parser)
+landmarks=$(model_name landmarks)
 
-step "dvc repro: prepare → validate → train → evaluate → register"
+step "dvc repro: prepare → validate → per model stage (parser, landmarks): train → evaluate → register"
 dvc repro
 
-step "promote the challenger if it beats the champion"
-faceparse promote
+for stage in parser landmarks; do
+  step "promote the $stage challenger if it beats the champion"
+  faceparse promote --stage "$stage"
+done
 
 if [ ! -f "$photo" ]; then photo=$(ls data/processed/images/*.jpg | head -n 1); fi
-step "predict one image with models:/$model_name@champion"
-faceparse predict --model "models:/$model_name@champion" "$photo" --out runs/demo/predict
+step "predict one image with models:/$parser@champion and models:/$landmarks@champion"
+faceparse predict --model "models:/$parser@champion" "$photo" --out runs/demo/predict
+faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
 
 step "package the champion, serve it, query it once"
-faceparse serve demo --model "models:/$model_name@champion" --image "$photo" --out runs/demo/served_overlay.png
+faceparse serve demo --model "models:/$parser@champion" --image "$photo" --out runs/demo/served_overlay.png
 
 step "done"
 python - <<'PY'
 import json
-m = json.load(open("metrics/eval.json"))
-print(f"test mean F1 {m['mean_f1']:.4f}  mIoU {m['miou']:.4f}  ({m['n_images']} test images)")
+m = json.load(open("metrics/parser/eval.json"))
+print(f"parser: test mean F1 {m['mean_f1']:.4f}  mIoU {m['miou']:.4f}  ({m['n_images']} test images)")
+m = json.load(open("metrics/landmarks/eval.json"))
+print(f"landmarks: test NME {m['nme']:.4f} (mean shape {m['mean_shape_nme']:.4f}; occluded points "
+      f"{m['nme_occluded'] if m['nme_occluded'] is None else round(m['nme_occluded'], 4)}, visible "
+      f"{m['nme_visible']:.4f})  ({m['n_images']} test images)")
 PY
-echo "prediction: runs/demo/predict/   served overlay: runs/demo/served_overlay.png"
+echo "prediction: runs/demo/predict/ runs/demo/landmarks/   served overlay: runs/demo/served_overlay.png"

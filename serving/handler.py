@@ -1,14 +1,17 @@
-"""TorchServe handler for FP-LIIF face parsing (no torchvision: TorchServe's vision handlers need it).
+"""TorchServe handler for every model stage (no torchvision: TorchServe's vision handlers need it).
 
 The .mar carries the model bundle (``weights.pt`` + ``bundle.json``) as extra files; the model is rebuilt
-with ``faceparse.bundle.load_bundle`` (faceparse is installed where the workers run).
+with ``faceparse.bundle.load_bundle`` (faceparse is installed where the workers run). handle = preprocess
+(requests → ``Item``s, refusals answered per request) → inference + encoding by the stage's codec
+(``faceparse.serve.codecs``: the parser answers label maps, the landmark stage 68 points) → the responses.
 
 Requests (``POST /predictions/NAME[/VERSION]``):
   * body: raw JPEG/PNG bytes, or multipart with the image in field ``data`` | ``body`` | ``file``, or
     KServe v1 JSON ``{"instances": [{"data": "<base64>", "resolution": 512, "format": "json"}, ...]}``;
   * options (query parameters, form fields, or headers ``X-Resolution`` / ``X-Format``):
-    ``resolution`` 64..1024 (default: the bundle's input size), ``format`` png (label map, one channel,
-    pixel = class id; the default) | overlay (RGB PNG) | json (per-class pixel fractions).
+    ``resolution`` 64..1024 (default: the bundle's input size), ``format`` — parser: png (label map, one
+    channel, pixel = class id; the default) | overlay (RGB PNG) | json (per-class pixel fractions);
+    landmarks: json (68 points in the photo's pixels; the default) | overlay (the points drawn).
 Bad requests get a 4xx with a JSON ``{"code", "type", "message"}`` body, per request inside a batch
 (``context.set_response_status(code, phrase, idx)``); the rest of the batch is answered normally.
 """
@@ -21,7 +24,6 @@ import os
 import random
 import time
 
-import numpy as np
 import torch
 from ts.torch_handler.base_handler import BaseHandler
 from ts.utils.util import PredictionException
@@ -30,6 +32,7 @@ from faceparse.bundle import load_bundle
 from faceparse.labels import get_table
 from faceparse.models import preprocess
 from faceparse.serve import imaging
+from faceparse.serve.codecs import Item, codec_for
 from faceparse.serve.imaging import RequestError
 
 logger = logging.getLogger(__name__)
@@ -46,8 +49,10 @@ class FaceParseHandler(BaseHandler):
         cfg = dict((getattr(context, "model_yaml_config", None) or {}).get("handler") or {})
         self.model, self.meta = load_bundle(model_dir)
         self.device = torch.device("cpu")
-        self.table = get_table(self.meta["label_table"])
-        self.palette = self.table.palette()
+        self.stage = str(self.meta.get("stage", "parser"))
+        self.codec = codec_for(self.stage)
+        self.table = get_table(self.meta["label_table"]) if "label_table" in self.meta else None
+        self.palette = self.table.palette() if self.table is not None else None
         self.input_size = int(self.meta.get("input_size", 256))
         self.min_res = int(cfg.get("min_resolution", imaging.MIN_RESOLUTION))
         self.max_res = int(cfg.get("max_resolution", imaging.MAX_RESOLUTION))
@@ -70,10 +75,10 @@ class FaceParseHandler(BaseHandler):
         # (enable_envvars_config=true); with the v1 envelope we receive the decoded instances, not requests.
         self.envelope = os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower() or None
         with torch.inference_mode():  # warm-up: allocations and the first-call overheads out of request time
-            self.model(torch.zeros(1, 3, self.input_size, self.input_size), out_size=self.min_res)
+            x = torch.zeros(1, 3, self.input_size, self.input_size)
+            self.model(x, out_size=self.min_res) if self.stage == "parser" else self.model(x)
         self.initialized = True
-        logger.info("faceparse handler ready: %s classes=%d version=%s", self.table.name,
-                    self.table.num_classes, self.version)
+        logger.info("faceparse handler ready: stage=%s version=%s", self.stage, self.version)
 
     # --- request parsing --------------------------------------------------------------------------
     def _headers(self, context, idx: int) -> dict:
@@ -82,16 +87,17 @@ class FaceParseHandler(BaseHandler):
         except Exception:  # no request processor (unit tests without a context)
             return {}
 
-    def _parse(self, values: dict, headers: dict):
-        """One image + options → (tensor, options, PIL image)."""
+    def _parse(self, values: dict, headers: dict, request: int, instance: int | None = None) -> Item:
+        """One image + options → an Item (RequestError for anything the client got wrong)."""
         opts = imaging.parse_options(values, headers, default_resolution=self.default_res,
-                                     min_resolution=self.min_res, max_resolution=self.max_res)
+                                     min_resolution=self.min_res, max_resolution=self.max_res,
+                                     formats=self.codec.formats)
         raw = next((values[k] for k in IMAGE_FIELDS if values.get(k) is not None), None)
         if raw is None:
             raise RequestError(400, "no image in the request: send JPEG/PNG bytes as the body or as "
                                     "multipart field 'data'")
         image = imaging.decode_image(imaging.payload_bytes(raw), self.max_pixels)
-        return preprocess(image, self.input_size), opts, image
+        return Item(request, instance, image, preprocess(image, self.input_size), opts)
 
     def _fail(self, context, idx: int, err: RequestError) -> bytes:
         # The reason phrase must stay ASCII: TorchServe 0.12 frames it with len(str), not the UTF-8 byte
@@ -112,7 +118,7 @@ class FaceParseHandler(BaseHandler):
         if self.envelope == "kserve":
             return self._handle_instances(data, context, t0)
         results: list = [None] * len(data)
-        items: list[tuple] = []      # (request idx, instance idx or None, tensor, options, image)
+        items: list[Item] = []
         kserve: dict[int, list] = {}  # request idx → instance outputs
         for i, row in enumerate(data):
             headers = self._headers(context, i)
@@ -129,29 +135,30 @@ class FaceParseHandler(BaseHandler):
                         if not isinstance(one, dict):
                             one = {"data": one}
                         try:
-                            parsed.append(self._parse({**one, "data": one.get("data", one.get("image"))}, {}))
+                            parsed.append(self._parse({**one, "data": one.get("data", one.get("image"))}, {}, i, j))
                         except RequestError as e:
                             raise RequestError(e.status, f"instances[{j}]: {e.message}") from None
                     kserve[i] = [None] * len(parsed)
-                    items.extend((i, j, *p) for j, p in enumerate(parsed))
+                    items.extend(parsed)
                 elif isinstance(body, (dict, list)):
                     raise RequestError(400, "JSON body: send the image as raw JPEG/PNG bytes, multipart, or "
                                             "KServe v1 {\"instances\": [{\"data\": base64}]}")
                 else:
-                    items.append((i, None, *self._parse(row, headers)))
+                    items.append(self._parse(row, headers, i))
             except RequestError as e:
                 results[i] = self._fail(context, i, e)
                 kserve.pop(i, None)
-                items = [it for it in items if it[0] != i]
+                items = [it for it in items if it.request != i]
 
-        for (i, j, opts), (out, ctype) in zip([(it[0], it[1], it[3]) for it in items], self._run(items)):
-            if j is None:
+        for it, (out, ctype) in zip(items, self._run(items)):
+            i = it.request
+            if it.instance is None:
                 results[i] = out
                 context.set_response_content_type(i, ctype)
                 if self.version:
                     context.set_response_header(i, "X-Model-Version", self.version)
             else:
-                kserve[i][j] = self._jsonable(out, ctype, opts)
+                kserve[i][it.instance] = self._jsonable(out, ctype, it.options)
         for i, outs in kserve.items():
             results[i] = json.dumps({"predictions": outs, "model_version": self.version}).encode()
             context.set_response_content_type(i, "application/json")
@@ -159,19 +166,12 @@ class FaceParseHandler(BaseHandler):
             context.metrics.add_time("HandlerTime", round((time.perf_counter() - t0) * 1000, 2), None, "ms")
         return results
 
-    def _run(self, items: list[tuple]) -> list[tuple[bytes, str]]:
-        """Model on every (…, tensor, options, image) item, grouped by output resolution → encoded outputs."""
-        outs: list = [None] * len(items)
-        by_res: dict[int, list[int]] = {}
-        for k, it in enumerate(items):
-            by_res.setdefault(it[3].resolution, []).append(k)
+    def _run(self, items: list[Item]) -> list[tuple[bytes, str]]:
+        """The stage's codec: the model on every item (batched) → (encoded answer, content type) each."""
+        if not items:
+            return []
         with torch.inference_mode():
-            for res, ks in by_res.items():
-                x = torch.stack([items[k][2] for k in ks]).to(self.device)
-                labels = self.model(x, out_size=res).argmax(1).to(torch.uint8).cpu().numpy()
-                for k, lab in zip(ks, labels):
-                    outs[k] = self._encode(lab, items[k][3], items[k][4])
-        return outs
+            return self.codec.run(self.model, self.meta, items, self.palette, self.table, self.version)
 
     @staticmethod
     def _jsonable(out: bytes, ctype: str, opts) -> dict:
@@ -187,24 +187,12 @@ class FaceParseHandler(BaseHandler):
             if not isinstance(one, dict):
                 one = {"data": one}
             try:
-                items.append((0, j, *self._parse({**one, "data": one.get("data", one.get("image"))}, {})))
+                items.append(self._parse({**one, "data": one.get("data", one.get("image"))}, {}, 0, j))
             except RequestError as e:
                 raise PredictionException(f"instances[{j}]: {e.message}", e.status) from None
         if not items:
             raise PredictionException("no instances in the request", 400)
-        outs = [self._jsonable(out, ctype, it[3]) for it, (out, ctype) in zip(items, self._run(items))]
+        outs = [self._jsonable(out, ctype, it.options) for it, (out, ctype) in zip(items, self._run(items))]
         if getattr(context, "metrics", None) is not None:
             context.metrics.add_time("HandlerTime", round((time.perf_counter() - t0) * 1000, 2), None, "ms")
         return outs
-
-    def _encode(self, labels: np.ndarray, opts, image) -> tuple[bytes, str]:
-        if opts.format == "png":
-            return imaging.label_png(labels), "image/png"
-        if opts.format == "overlay":
-            return imaging.overlay_png(image, labels, self.palette), "image/png"
-        return json.dumps({
-            "label_table": self.table.name,
-            "resolution": opts.resolution,
-            "model_version": self.version,
-            "fractions": imaging.class_fractions(labels, self.table.classes),
-        }).encode(), "application/json"

@@ -18,9 +18,12 @@ WEIGHTS, META = "weights.pt", "bundle.json"
 def save_bundle(directory: str | os.PathLike, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
     """Write atomically: a temp dir beside the target, renamed into place (an existing bundle is replaced
     only once the new one is complete)."""
-    for key in ("model_config", "num_classes", "label_table"):
+    from .stages import get_stage
+
+    stage = get_stage(meta.get("stage", "parser"))
+    for key in ("model_config", *stage.meta_keys):
         if key not in meta:
-            raise ValueError(f"bundle meta is missing {key!r}")
+            raise ValueError(f"bundle meta of a {stage.name} model is missing {key!r}")
     d = Path(directory)
     d.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
@@ -50,7 +53,7 @@ def load_bundle(directory: str | os.PathLike, map_location: str = "cpu") -> tupl
     meta = read_meta(directory)
     from .stages import get_stage
 
-    model = get_stage(meta.get("stage", "parser")).build_model(meta["model_config"], int(meta["num_classes"]))
+    model = get_stage(meta.get("stage", "parser")).build_model(meta)
     state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), meta

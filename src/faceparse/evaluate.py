@@ -121,38 +121,75 @@ def confusions_at_sizes(model, batches: Iterable[tuple[Any, Any]], num_classes: 
 
 def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None,
              dataset_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a bundle (default ``train.bundle_dir``; also a ``models:/`` URI or a checkpoint, see
-    ``faceparse.registry.resolve_bundle``) on ``evaluate.split`` of ``data.dir`` minus quarantined ids.
-    Writes the metrics / plots / table files and returns the metrics dict (what ``metrics_file`` holds)."""
-    import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .commands.common import console
-    from .data.manifest import load_split, read_info
-    from .labels import get_table
+    """Evaluate a bundle of the params' stage (default its ``train.bundle_dir``; also a ``models:/`` URI or
+    a checkpoint, see ``faceparse.registry.resolve_bundle``) on ``evaluate.split`` of ``data.dir`` minus
+    quarantined ids. The stage scores it (its primary metric at the top level of the result); this writes
+    ``evaluate.metrics_file``, the stage's reports, and logs to the bundle's MLflow run when it has one."""
+    from .bundle import WEIGHTS, load_bundle
+    from .data.manifest import load_split
     from .registry import resolve_bundle
-    from .stages import get_stage
+    from .stages import for_stage, get_stage
+    from .tracking import tracking_uri
 
+    params = for_stage(params)
     ev = section(params, "evaluate")
-    for key in ("split", "out_sizes", "metrics_file", "plots_dir", "table_file"):
+    for key in ("split", "metrics_file"):
         if key not in ev:
             raise ConfigError(f"params: missing evaluate.{key}")
     bundle_ref = str(bundle_dir if bundle_dir is not None else section(params, "train").get("bundle_dir", ""))
     if not bundle_ref:
         raise ConfigError("params: missing train.bundle_dir (or pass a bundle)")
     data_dir = Path(dataset_dir if dataset_dir is not None else section(params, "data").get("dir", ""))
-
-    from .tracking import tracking_uri
-
-    needs_uri = bundle_ref.startswith("models:/")
-    bdir, binfo = resolve_bundle(bundle_ref, tracking_uri=tracking_uri(params) if needs_uri else None)
-    from .bundle import WEIGHTS, load_bundle
-
+    bdir, binfo = resolve_bundle(bundle_ref, tracking_uri=tracking_uri(params) if bundle_ref.startswith("models:/") else None)
     model, meta = load_bundle(bdir)
+    stage = get_stage(meta.get("stage", "parser"))
+    if stage.name != params["stage"]:
+        raise ValueError(f"{bundle_ref} is a {stage.name!r} model but the params are for the {params['stage']!r} "
+                         f"stage: pass --stage {stage.name}")
     model.to(pick_device(ev.get("device")))
+    quarantine = _quarantine_file(params)
+    df = load_split(data_dir, ev["split"], quarantine)
+    if len(df) == 0:
+        raise ValueError(f"{data_dir}: the {ev['split']!r} split is empty"
+                         + (f" after removing the ids quarantined in {quarantine}" if quarantine else ""))
+    result, extras = stage.evaluate_split(model, meta, df, data_dir, params, progress)
+    data_sha = hashlib.sha256("\n".join(f"{i} {h}" for i, h in zip(df["id"], df["sha256"])).encode()).hexdigest()
+    result.update({
+        "n_images": int(len(df)), "split": ev["split"], "stage": stage.name, "bundle": str(bundle_ref),
+        "bundle_sha256": sha256_file(Path(bdir) / WEIGHTS),
+        **({"model_version": binfo["version"]} if binfo.get("version") else {}),
+        "dataset": str(data_dir), "dataset_sha256": data_sha,
+        "quarantine": str(quarantine) if quarantine else None,
+        **({"mlflow_run_id": meta["mlflow_run_id"]} if meta.get("mlflow_run_id") else {}),
+    })
+    result = clean(result)
+    metrics_file = Path(ev["metrics_file"])
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    metrics_file.write_text(json.dumps(result, indent=2) + "\n")
+    files = stage.write_reports(result, extras, params)
+    if meta.get("mlflow_run_id"):
+        result["mlflow_logged"] = log_to_mlflow(params, meta["mlflow_run_id"], stage.mlflow_metrics(result),
+                                                [metrics_file, *files])
+    return result
+
+
+def evaluate_parser(model, meta, df, data_dir: Path, params: dict[str, Any], progress: bool):
+    """The parser on a split: dataset-level confusion at the reference resolution and at every
+    ``evaluate.out_sizes`` → (result, {"matrix": confusion at the reference size})."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .commands.common import console
+    from .data.manifest import read_info
+    from .labels import get_table
+    from .metrics import scores
+
+    ev = params["evaluate"]
+    for key in ("out_sizes", "plots_dir", "table_file"):
+        if key not in ev:
+            raise ConfigError(f"params: missing evaluate.{key}")
     info = read_info(data_dir)
     table = get_table(meta["label_table"])
-    scores = get_stage(meta.get("stage", "parser")).scores
     if info["label_table"] != table.name:
         raise ValueError(f"the bundle predicts the {table.name!r} classes but {data_dir} is labelled with "
                          f"{info['label_table']!r}: evaluate on a dataset with the bundle's label table")
@@ -162,14 +199,8 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     bad = [s for s in out_sizes if s < 1]
     if bad:
         raise ConfigError(f"params: evaluate.out_sizes must be positive, got {bad}")
-    quarantine = _quarantine_file(params)
-    df = load_split(data_dir, ev["split"], quarantine)
-    if len(df) == 0:
-        raise ValueError(f"{data_dir}: the {ev['split']!r} split is empty"
-                         + (f" after removing the ids quarantined in {quarantine}" if quarantine else ""))
     batch_size = int(ev.get("batch_size", 4))
     rows = list(zip(df["image_path"], df["label_path"]))
-
     prog = Progress(TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, disable=not progress, transient=False)
 
@@ -187,51 +218,30 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
 
     with prog:
         conf = confusions_at_sizes(model, batches(), table.num_classes, ref, out_sizes)
-
     main = scores(conf[ref].matrix, table)
     multires = {}
     for s in sorted(set(out_sizes) | {ref}):
         sc = scores(conf[s].matrix, table)
         multires[str(s)] = {"mean_f1": sc["mean_f1"], "miou": sc["miou"], "pixel_acc": sc["pixel_acc"]}
-    data_sha = hashlib.sha256("\n".join(f"{i} {h}" for i, h in zip(df["id"], df["sha256"])).encode()).hexdigest()
-    result: dict[str, Any] = {
-        "mean_f1": main["mean_f1"],
-        "miou": main["miou"],
-        "pixel_acc": main["pixel_acc"],
-        "per_class_f1": main["f1"],
-        "per_class_iou": main["iou"],
+    result = {
+        "mean_f1": main["mean_f1"], "miou": main["miou"], "pixel_acc": main["pixel_acc"],
+        "per_class_f1": main["f1"], "per_class_iou": main["iou"],
         **({"groups_f1": main["groups_f1"]} if "groups_f1" in main else {}),
-        "multires": multires,
-        "n_images": int(len(df)),
-        "split": ev["split"],
-        "label_table": table.name,
-        "resolution": ref,
-        "input_size": input_size,
+        "multires": multires, "label_table": table.name, "resolution": ref, "input_size": input_size,
         "gt_upsampling": GT_UPSAMPLING,        # outputs above `resolution`: truth upsampled this way
         "logit_upsampling": LOGIT_UPSAMPLING,  # outputs below: logits upsampled to `resolution`
-        "bundle": str(bundle_ref),
-        "bundle_sha256": sha256_file(Path(bdir) / WEIGHTS),
-        **({"model_version": binfo["version"]} if binfo.get("version") else {}),
-        "dataset": str(data_dir),
-        "dataset_sha256": data_sha,
-        "quarantine": str(quarantine) if quarantine else None,
     }
-    if meta.get("mlflow_run_id"):
-        result["mlflow_run_id"] = meta["mlflow_run_id"]
-    result = clean(result)
+    return result, {"matrix": conf[ref].matrix, "classes": table.classes}
 
-    metrics_file = Path(ev["metrics_file"])
-    metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    metrics_file.write_text(json.dumps(result, indent=2) + "\n")
-    write_plots(Path(ev["plots_dir"]), result, conf[ref].matrix, table.classes)
-    table_file = Path(ev["table_file"])
+
+def write_parser_reports(result: dict[str, Any], extras: dict[str, Any], params: dict[str, Any]) -> list[Path]:
+    """The plots (evaluate.plots_dir) and the paper-style markdown table (evaluate.table_file)."""
+    ev = params["evaluate"]
+    plots_dir, table_file = Path(ev["plots_dir"]), Path(ev["table_file"])
+    write_plots(plots_dir, result, extras["matrix"], extras["classes"])
     table_file.parent.mkdir(parents=True, exist_ok=True)
-    table_file.write_text(markdown_table(result, table.classes))
-
-    if meta.get("mlflow_run_id"):
-        result["mlflow_logged"] = log_to_mlflow(params, meta["mlflow_run_id"], result, metrics_file,
-                                                Path(ev["plots_dir"]), table_file)
-    return result
+    table_file.write_text(markdown_table(result, extras["classes"]))
+    return [table_file, plots_dir]
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -324,10 +334,9 @@ def mlflow_metrics(result: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def log_to_mlflow(params: dict[str, Any], run_id: str, result: dict[str, Any], metrics_file: Path,
-                  plots_dir: Path, table_file: Path) -> bool:
-    """Log the test metrics and files to the bundle's training run. Optional: a failure (no such run in
-    this tracking store, server down) is a warning, never an evaluation error."""
+def log_to_mlflow(params: dict[str, Any], run_id: str, metrics: dict[str, float], files: list[Path]) -> bool:
+    """Log the test metrics and files (a folder goes to eval/plots) to the bundle's training run. Optional:
+    a failure (no such run in this tracking store, server down) is a warning, never an evaluation error."""
     from .commands.common import console
 
     try:
@@ -339,10 +348,12 @@ def log_to_mlflow(params: dict[str, Any], run_id: str, result: dict[str, Any], m
 
         client, uri = client_for(params)
         ts = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in mlflow_metrics(result).items()])
-        client.log_artifact(run_id, str(metrics_file), "eval")
-        client.log_artifact(run_id, str(table_file), "eval")
-        client.log_artifacts(run_id, str(plots_dir), "eval/plots")
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])
+        for f in files:
+            if Path(f).is_dir():
+                client.log_artifacts(run_id, str(f), "eval/plots")
+            else:
+                client.log_artifact(run_id, str(f), "eval")
         return True
     except Exception as e:  # noqa: BLE001 - optional logging
         console.print(f"[yellow]warning:[/] could not log the test metrics to MLflow run {run_id}: {e}")

@@ -96,13 +96,16 @@ class PyTorchJobError(RuntimeError):
 
 # ------------------------------------------------------------------------------------- component params
 def component_params(params_yaml: str, overrides: Iterable[str] = (),
-                     paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     paths: Mapping[str, Any] | None = None, stage: str | None = None) -> dict[str, Any]:
     """params.yaml text (what the pipeline carries) + ``section.key=value`` overrides → params, through
-    ``config.load_params``; then ``paths`` (dotted key → artifact path) set verbatim."""
+    ``config.load_params``, resolved for the model ``stage`` (its section replaces the top-level ones);
+    then ``paths`` (dotted key → artifact path) set verbatim on the resolved params."""
+    from .stages import for_stage
+
     with tempfile.TemporaryDirectory(prefix="faceparse-params-") as tmp:
         p = Path(tmp) / "params.yaml"
         p.write_text(params_yaml)
-        params = load_params(p, list(overrides or ()))
+        params = for_stage(load_params(p, list(overrides or ())), stage)
     for key, value in (paths or {}).items():
         set_key(params, key, str(value) if isinstance(value, os.PathLike) else value)
     return params

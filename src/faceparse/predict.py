@@ -91,9 +91,6 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
     from .bundle import load_bundle
     from .commands.common import console
     from .evaluate import pick_device
-    from .labels import get_table
-    from .models import check_out_size, preprocess
-    from .plots import overlay
     from .registry import resolve_bundle
 
     paths = expand_inputs(inputs)
@@ -111,23 +108,17 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
     net, meta = load_bundle(bdir)
-    device = pick_device(device)
-    net.to(device)
-    table = get_table(meta["label_table"])
-    palette = table.palette()
-    input_size = int(meta.get("input_size", 256))
-    res = int(resolution) if resolution is not None else input_size
-    check_out_size(res)
-    flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)
-
+    net.to(pick_device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    run, write, what = (_landmark_steps(net, meta, out) if meta.get("stage") == "landmarks"
+                        else _parser_steps(net, meta, out, resolution, masks))
     stems = _stems(paths)
     results: list[dict[str, Any]] = []
     prog = Progress(TextColumn("[bold]predict[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, disable=not progress or len(paths) < 2)
     with prog, torch.inference_mode():
-        task = prog.add_task(f"{len(paths)} images → {res}×{res}", total=len(paths))
+        task = prog.add_task(f"{len(paths)} images → {what}", total=len(paths))
         for i in range(0, len(paths), bs):
             chunk = list(zip(paths[i:i + bs], stems[i:i + bs]))
             ok = []
@@ -139,21 +130,65 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
                 else:
                     ok.append((path, stem, img))
             if ok:
-                x = torch.stack([preprocess(img, input_size) for _, _, img in ok]).to(device)
-                if res <= PER_IMAGE_ABOVE:
-                    pred = net(x, res).argmax(1)
-                else:  # bound the (B, classes, res, res) logits: one image at a time
-                    pred = torch.cat([net(x[j:j + 1], res).argmax(1) for j in range(len(ok))])
-                pred = pred.to(torch.uint8).cpu().numpy()
-                for (path, stem, img), lab in zip(ok, pred):
-                    results.append(_write(out, path, stem, img, lab, flat_palette, palette, table, masks, res,
-                                          overlay))
+                for (path, stem, img), pred in zip(ok, run([img for _, _, img in ok])):
+                    results.append(write(path, stem, img, pred))
             prog.update(task, advance=len(chunk))
     order = {str(p): k for k, p in enumerate(paths)}
     results.sort(key=lambda r: order[r["input"]])
     for r in results:
         r.setdefault("model", info.get("uri"))
     return results
+
+
+def _parser_steps(net, meta, out: Path, resolution: int | None, masks: bool):
+    """(run: images → label maps, write: one result, what) for a parser bundle."""
+    import torch
+
+    from .labels import get_table
+    from .models import check_out_size, preprocess
+    from .plots import overlay
+
+    table = get_table(meta["label_table"])
+    palette = table.palette()
+    input_size = int(meta.get("input_size", 256))
+    res = int(resolution) if resolution is not None else input_size
+    check_out_size(res)
+    flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)
+    device = next(net.parameters()).device
+
+    def run(images):
+        x = torch.stack([preprocess(img, input_size) for img in images]).to(device)
+        if res <= PER_IMAGE_ABOVE:
+            pred = net(x, res).argmax(1)
+        else:  # bound the (B, classes, res, res) logits: one image at a time
+            pred = torch.cat([net(x[j:j + 1], res).argmax(1) for j in range(len(images))])
+        return pred.to(torch.uint8).cpu().numpy()
+
+    def write(path, stem, img, lab):
+        return _write(out, path, stem, img, lab, flat_palette, palette, table, masks, res, overlay)
+
+    return run, write, f"{res}×{res}"
+
+
+def _landmark_steps(net, meta, out: Path):
+    """(run: images → (68, 2) points in image pixels, write: <stem>_points.json + <stem>_overlay.png, what)."""
+    from PIL import Image
+
+    from .stages import get_stage
+    from .stages.landmarks import draw_points, points_json
+
+    stage = get_stage("landmarks")
+
+    def run(images):
+        return stage.predict_images(net, meta, images)
+
+    def write(path, stem, img, pts):
+        jp, ov = out / f"{stem}_points.json", out / f"{stem}_overlay.png"
+        jp.write_bytes(points_json(pts, img.size))
+        Image.fromarray(draw_points(img, pts)).save(ov)
+        return {"input": str(path), "ok": True, "points": str(jp), "overlay": str(ov), "num_points": len(pts)}
+
+    return run, write, "68 landmarks"
 
 
 def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, palette, table, masks: bool,

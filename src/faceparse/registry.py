@@ -179,10 +179,13 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     from .bundle import META, WEIGHTS, read_meta
     from .commands.common import console
 
+    from .stages import get_stage
+
     reg = _registry_section(params)
     name = str(reg["model_name"])
     bdir = Path(bundle_dir if bundle_dir is not None else section(params, "train").get("bundle_dir", ""))
     meta = read_meta(bdir)
+    stage = get_stage(meta.get("stage", "parser"))
     if not (bdir / WEIGHTS).is_file():
         raise FileNotFoundError(f"not a model bundle (no {WEIGHTS}): {bdir.resolve()}")
     sha = sha256_file(bdir / WEIGHTS)
@@ -216,10 +219,8 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
         if created and metrics:
             from mlflow.entities import Metric
 
-            from .evaluate import mlflow_metrics
-
             ts = int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in mlflow_metrics(metrics).items()])
+            client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in stage.mlflow_metrics(metrics).items()])
         if created:
             client.set_terminated(run_id)
         source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
@@ -229,15 +230,16 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
         except MlflowException as e:
             if not _is_missing(e):
                 raise
-            client.create_registered_model(name, tags={"task": "face-parsing", "label_table": meta["label_table"]},
-                                           description="FP-LIIF face parser; artifacts = faceparse model bundle "
+            client.create_registered_model(name, tags={"task": stage.name, "primary_metric": stage.primary_metric,
+                                                       "direction": stage.info.direction},
+                                           description=f"{stage.info.summary}; artifacts = faceparse model bundle "
                                                        "(weights.pt + bundle.json)")
-        tags = {"bundle_sha256": sha, "label_table": meta["label_table"],
-                "input_size": str(meta.get("input_size", "")), "stage": str(meta.get("stage", "")),
+        tags = {"bundle_sha256": sha, "input_size": str(meta.get("input_size", "")), "stage": stage.name,
                 "model_preset": str(meta.get("model_config", {}).get("preset", "")),
-                "bundle_path": artifact_path}
+                "bundle_path": artifact_path, **({"label_table": meta["label_table"]} if "label_table" in meta else {})}
         if metrics:
-            tags.update({k: _tag(metrics.get(k)) for k in METRIC_TAGS if k in metrics})
+            tags.update({k: _tag(metrics.get(k)) for k in (*METRIC_TAGS, stage.primary_metric, *stage.baseline_metrics)
+                         if k in metrics})
         mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags,
                                          description=f"bundle {bdir} (weights sha256 {sha[:12]}…)")
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
@@ -246,7 +248,8 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
 
     out = {"name": name, "version": str(mv.version), "alias": CHALLENGER, "run_id": run_id,
            "uri": f"models:/{name}/{mv.version}", "source": source, "tracking_uri": redact(uri),
-           "mean_f1": metrics.get("mean_f1") if metrics else None, "bundle_sha256": sha}
+           "stage": stage.name, stage.primary_metric: metrics.get(stage.primary_metric) if metrics else None,
+           "bundle_sha256": sha}
     rfile = Path(reg.get("registered_file") or REGISTERED_FILE)
     rfile.parent.mkdir(parents=True, exist_ok=True)
     rfile.write_text(json.dumps(out, indent=2) + "\n")
@@ -285,9 +288,16 @@ def _registered_model(client, uri: str, name: str):
 
 
 def promote(params: dict[str, Any]) -> dict[str, Any]:
-    """Move ``champion`` to the ``challenger`` version if its test mean F1 beats the champion's by more than
+    """Move ``champion`` to the ``challenger`` version if its test primary metric (the params stage's: mean F1
+    for the parser, higher is better; NME for landmarks, lower is better) beats the champion's by more than
     ``registry.promote_margin`` (the first model is promoted). The decision and its reason are version tags."""
     from mlflow.exceptions import MlflowException
+
+    from .stages import get_stage
+
+    stage = get_stage(str(params.get("stage") or "parser"))
+    key, label = stage.primary_metric, stage.info.metric_label
+    beats, plus = (">", "+") if stage.info.direction == "max" else ("<", "-")
 
     reg = _registry_section(params)
     name = str(reg["model_name"])
@@ -300,29 +310,29 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
             raise RegistryError(f"registered model {name!r} has no {CHALLENGER!r} alias in {redact(uri)}: "
                                 "run `faceparse register` first")
         champ = _version_by_alias(client, name, CHAMPION)
-        c_f1 = _float_tag(chal, "mean_f1")
-        k_f1 = _float_tag(champ, "mean_f1") if champ is not None else None
+        c_f1 = _float_tag(chal, key)
+        k_f1 = _float_tag(champ, key) if champ is not None else None
         promoted = False
         if champ is not None and champ.version == chal.version:
             decision, reason = "already-champion", f"challenger v{chal.version} is already the champion"
         elif c_f1 is None:
-            decision, reason = "rejected", (f"challenger v{chal.version} has no test mean F1 (tag mean_f1): "
+            decision, reason = "rejected", (f"challenger v{chal.version} has no test {label} (tag {key}): "
                                             "evaluate it and register again")
         elif champ is None:
             promoted, decision = True, "promoted"
-            reason = f"first model: no champion yet (challenger v{chal.version} test mean F1 {c_f1:.4f})"
+            reason = f"first model: no champion yet (challenger v{chal.version} test {label} {c_f1:.4f})"
         elif k_f1 is None:
             promoted, decision = True, "promoted"
-            reason = (f"champion v{champ.version} has no recorded test mean F1; challenger v{chal.version} has "
+            reason = (f"champion v{champ.version} has no recorded test {label}; challenger v{chal.version} has "
                       f"{c_f1:.4f}")
-        elif c_f1 > k_f1 + margin:
+        elif stage.better(c_f1, k_f1, margin):
             promoted, decision = True, "promoted"
-            reason = (f"challenger v{chal.version} test mean F1 {c_f1:.4f} > champion v{champ.version} "
-                      f"{k_f1:.4f} + margin {margin:g}")
+            reason = (f"challenger v{chal.version} test {label} {c_f1:.4f} {beats} champion v{champ.version} "
+                      f"{k_f1:.4f} {plus} margin {margin:g}")
         else:
             decision = "rejected"
-            reason = (f"challenger v{chal.version} test mean F1 {c_f1:.4f} does not beat champion "
-                      f"v{champ.version} {k_f1:.4f} + margin {margin:g}")
+            reason = (f"challenger v{chal.version} test {label} {c_f1:.4f} does not beat champion "
+                      f"v{champ.version} {k_f1:.4f} {plus} margin {margin:g}")
         if champ is not None and champ.version != chal.version:
             a, b = chal.tags.get("dataset_sha256"), champ.tags.get("dataset_sha256")
             if a and b and a != b:
@@ -341,7 +351,7 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "promoted": promoted, "decision": decision, "reason": reason,
             "challenger": str(chal.version), "champion_before": before,
             "champion_after": str(chal.version) if promoted else before,
-            "challenger_mean_f1": c_f1, "champion_mean_f1": k_f1, "margin": margin}
+            f"challenger_{key}": c_f1, f"champion_{key}": k_f1, "margin": margin}
 
 
 def rollback(params: dict[str, Any]) -> dict[str, Any]:
@@ -470,12 +480,12 @@ def _checkpoint_to_bundle(ckpt: Path, dst: Path | None) -> Path:
     if isinstance(obj, dict):
         state = next((obj[k] for k in ("model", "model_state", "state_dict") if isinstance(obj.get(k), dict)), None)
         meta = next((obj[k] for k in ("meta", "bundle_meta") if isinstance(obj.get(k), dict)), None)
-    if state is None or meta is None or not {"model_config", "num_classes", "label_table"} <= set(meta):
+    if state is None or meta is None or "model_config" not in meta:
         raise ValueError(f"{ckpt} is not a faceparse training checkpoint: expected a dict with the model state dict "
-                         "under 'model' and the bundle meta (model_config, num_classes, label_table) under 'meta'")
+                         "under 'model' and the bundle meta (model_config, stage, ...) under 'meta'")
     out = dst or (MODEL_CACHE / "checkpoints" / hashlib.sha256(str(ckpt.resolve()).encode()).hexdigest()[:12])
     _check_replaceable(Path(out))
-    model = get_stage(meta.get("stage", "parser")).build_model(meta["model_config"], int(meta["num_classes"]))
+    model = get_stage(meta.get("stage", "parser")).build_model(meta)
     model.load_state_dict(state)
     save_bundle(out, model, {**meta, "source_checkpoint": str(ckpt.resolve())})
     return Path(out)

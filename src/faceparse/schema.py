@@ -90,6 +90,9 @@ class Augment(_Section):
     saturation: Optional[list[float]] = None
     hue: Optional[float] = None
     p: Optional[float] = None
+    shift: Optional[float] = None       # landmarks: translation, fraction of the image
+    blur: Optional[float] = None        # landmarks: probability of a blur
+    flip: Optional[float] = None        # landmarks: probability of a horizontal flip (iBUG index permutation)
 
 
 class Train(_Section):
@@ -159,6 +162,29 @@ class Serve(_Section):
     rollout: Optional[Rollout] = None
 
 
+class LandmarkPreset(_Section):
+    """A MobileNetV3 landmark regressor (``landmarks.model.presets.<name>``)."""
+    arch: Optional[Literal["large", "small"]] = None
+    width: Optional[float] = None
+    num_points: Optional[int] = None
+    dropout: Optional[float] = None
+    head: Optional[Literal["fc", "integral"]] = None
+
+
+class LandmarkModel(_Section):
+    preset: Optional[str] = None
+    overrides: Optional[LandmarkPreset] = None
+    presets: Optional[dict[str, LandmarkPreset]] = None
+
+
+class LandmarkStage(_Section):
+    """``landmarks:``: whole sections that replace the top-level ones for the landmark stage."""
+    model: Optional[LandmarkModel] = None
+    train: Optional[Train] = None
+    evaluate: Optional[Evaluate] = None
+    registry: Optional[Registry] = None
+
+
 class Params(_Section):
     stage: Optional[str] = None
     data: Optional[Data] = None
@@ -169,6 +195,7 @@ class Params(_Section):
     evaluate: Optional[Evaluate] = None
     registry: Optional[Registry] = None
     serve: Optional[Serve] = None
+    landmarks: Optional[LandmarkStage] = None
 
 
 class SchemaError(ValueError):

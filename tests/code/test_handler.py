@@ -220,3 +220,44 @@ def test_handler_under_kserve_envelope(handler):
         assert e.value.error_code == 400 and "instances[1]" in e.value.message
     finally:
         h.envelope = None
+
+
+def test_handler_batch_answers_equal_the_bundles_own_prediction(handler, real_samples):
+    """Each answer of one batch is the bundle's in-process prediction for *its* photo (each photo alone,
+    plain PIL reading, argmax): 4 distinct real photos, three at the same resolution (photo i answered with
+    photo j's map would be caught), one at another, plus overlay and json answers. Same process, same
+    weights, same preprocessing: the maps must be equal exactly."""
+    from faceparse.labels import CELEBAMASK_HQ
+    from faceparse.serve.testing import reference_labels
+
+    h, ctx = handler
+    bundle_dir = ctx.system_properties["model_dir"]
+    # the real 1024² photos re-encoded at 512² (this fixture's max_pixels is 1e6); the reference reads the same bytes
+    photos = [encode(Image.open(real_samples / f"{i}.jpg").resize((512, 512), Image.BICUBIC), "JPEG", quality=95)
+              for i in range(4)]
+    rows = [{"body": bytearray(p)} for p in photos] + [{"body": bytearray(photos[3])}, {"body": bytearray(photos[2])}]
+    hdrs = [{"X-Resolution": "64"}, {"X-Resolution": "64"}, {"X-Resolution": "96"}, {"X-Resolution": "64"},
+            {"X-Resolution": "64", "X-Format": "overlay"}, {"X-Resolution": "96", "X-Format": "json"}]
+    res = run_batch(handler, rows, hdrs)
+    assert [r[0] for r in res] == [200] * 6
+    ref64, ref96 = reference_labels(bundle_dir, photos, 64), reference_labels(bundle_dir, photos, 96)
+    want = [ref64[0], ref64[1], ref96[2], ref64[3]]
+    # the photos' maps differ from one another, so a mix-up inside the batch cannot pass unnoticed
+    assert all(not np.array_equal(ref64[i], ref64[j]) for i in range(4) for j in range(i))
+    for i in range(4):
+        got = imaging.read_label_png(res[i][2])
+        assert got.shape == want[i].shape and np.array_equal(got, want[i]), \
+            f"photo {i}: {np.mean(got != want[i]):.2%} of pixels differ from the bundle's own prediction"
+    # overlay: photo 3 blended with *its* map's colours, background pixels left as the photo
+    photo3 = Image.open(io.BytesIO(photos[3])).convert("RGB").resize((64, 64), Image.BILINEAR)
+    rgb = np.asarray(photo3, np.float32)
+    lab = ref64[3]
+    blend = np.where((lab > 0)[..., None], 0.5 * rgb + 0.5 * CELEBAMASK_HQ.palette()[lab], rgb)
+    ov = np.asarray(Image.open(io.BytesIO(res[4][2])))
+    assert np.array_equal(ov, np.clip(blend + 0.5, 0, 255).astype(np.uint8))
+    # json: class shares of photo 2's map at 96²
+    fr = json.loads(res[5][2])["fractions"]
+    ids, counts = np.unique(ref96[2], return_counts=True)
+    want_fr = dict.fromkeys(CELEBAMASK_HQ.classes, 0.0)
+    want_fr.update({CELEBAMASK_HQ.classes[k]: round(c / 96 ** 2, 6) for k, c in zip(ids, counts)})
+    assert fr == want_fr

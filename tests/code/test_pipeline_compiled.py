@@ -80,8 +80,9 @@ def test_every_step_runs_in_the_project_image_without_pip(compiled):
     from faceparse.kube import DEFAULT_IMAGE
 
     executors = spec["deploymentSpec"]["executors"]
+    per_stage = {"train", "evaluate", "register", "promote", "package"}   # once per model stage (-2: landmarks)
     assert {e.removeprefix("exec-") for e in executors} == {
-        "prepare", "validate", "validation-failed", "train", "evaluate", "register", "promote", "package"}
+        "prepare", "validate", "validation-failed", *per_stage, *{f"{s}-2" for s in per_stage}}
     for name, ex in executors.items():
         c = ex["container"]
         assert c["image"] == DEFAULT_IMAGE, name
@@ -107,6 +108,13 @@ def test_dag_gates(compiled):
             "inputs.parameter_values['pipelinechannel--min_mean_f1']")
     assert "promote" in conditions[gate]
     assert conditions["inputs.parameter_values['pipelinechannel--promote-Output'] == true"] == {"package"}
+    # the landmark stage: the same path under its own switch, gated the other way (NME: lower is better)
+    lm = conditions["inputs.parameter_values['pipelinechannel--landmarks'] == true"]
+    assert {"train-2", "evaluate-2", "register-2"} <= lm
+    lm_gate = ("inputs.parameter_values['pipelinechannel--evaluate-2-Output'] <= "
+               "inputs.parameter_values['pipelinechannel--max_nme']")
+    assert "promote-2" in conditions[lm_gate]
+    assert conditions["inputs.parameter_values['pipelinechannel--promote-2-Output'] == true"] == {"package-2"}
     valid = next(c for c in comps.values() if "train" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
     assert valid["evaluate"]["dependentTasks"] == ["train"]
     assert "prepare" not in valid and "validate" not in valid  # both run before the gate

@@ -131,3 +131,31 @@ def test_resolve_bundle_local_dir_and_training_checkpoint(bundle, tmp_path):
     assert parse_model_uri("models:/fp/3") == ("fp", None, "3")
     with pytest.raises(RegistryError, match="malformed"):
         parse_model_uri("models:/fp@a/b/c")
+
+
+def test_predicted_maps_equal_the_bundles_own_prediction(bundle, real_samples, tmp_path):
+    """`faceparse predict` over more images than one batch (7 inputs, --batch-size 3 → 3 forward passes, an
+    unreadable file inside the second): every label PNG is the bundle's in-process prediction for *that*
+    image (each image alone, argmax), exactly — same process, same weights, same preprocessing."""
+    from faceparse.cli import app
+    from faceparse.serve.testing import reference_labels
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        shutil.copy(real_samples / f"{i}.jpg", src / f"face{i}.jpg")
+    for i in (1, 2):  # two more distinct images: the photos mirrored (lossless PNG)
+        Image.open(real_samples / f"{i}.jpg").transpose(Image.FLIP_LEFT_RIGHT).save(src / f"face{i}m.png")
+    (src / "face1x.jpg").write_bytes((real_samples / "3.jpg").read_bytes()[:2048])  # truncated, 2nd batch
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["predict", "--model", str(bundle), str(src), "--out", str(out),
+                                 "--resolution", "64", "--batch-size", "3", "--quiet"])
+    assert r.exit_code == 1 and "face1x.jpg" in r.stderr, r.output   # the truncated one is named
+    stems = ["face0", "face1", "face1m", "face2", "face2m", "face3"]
+    refs = reference_labels(bundle, [next(src.glob(f"{s}.*")) for s in stems], 64)
+    # all six maps differ from one another: a map written under another image's name cannot pass
+    assert all(not np.array_equal(refs[i], refs[j]) for i in range(6) for j in range(i))
+    for stem, ref in zip(stems, refs):
+        got = np.asarray(Image.open(out / f"{stem}_label.png"))   # palette PNG: pixel = class id
+        assert got.shape == ref.shape and np.array_equal(got, ref), \
+            f"{stem}: {np.mean(got != ref):.2%} of pixels differ from the bundle's own prediction"

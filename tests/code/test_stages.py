@@ -1,20 +1,47 @@
+import json
+
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from faceparse.stages import get_stage, register_stage
+from faceparse.cli import app
+from faceparse.stages import for_stage, get_stage, register_stage
 
 
-def test_parser_stage_provides_the_whole_path():
+def test_parser_stage_builds_its_model_from_bundle_meta():
     st = get_stage("parser")
-    model = st.build_model({"width": 8, "groups": [1, 1, 1], "reduce": [16], "hidden": [16]}, 5)
-    assert model(torch.randn(1, 3, 32, 32), 16).shape == (1, 5, 16, 16)
-    loss = st.build_loss({"loss": {"edge_weight": 10, "temperature": 0.5, "edge_kernel": 3}})
-    assert torch.isfinite(loss(torch.randn(1, 5, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)))
-    assert st.primary_metric == "mean_f1"
+    meta = {"model_config": {"width": 8, "groups": [1, 1, 1], "reduce": [16], "hidden": [16]}, "num_classes": 5,
+            "label_table": "celebamask-hq"}
+    assert st.build_model(meta)(torch.randn(1, 3, 32, 32), 16).shape == (1, 5, 16, 16)
+    assert (st.primary_metric, st.info.direction, st.info.model_name) == ("mean_f1", "max", "faceparse-fpliif")
+    assert st.better(0.5, 0.4) and not st.better(0.4, 0.4) and not st.better(0.45, 0.4, margin=0.05)
 
 
 def test_unknown_stage_and_double_registration_are_refused():
     with pytest.raises(ValueError, match="unknown model stage 'fisn'"):
         get_stage("fisn")
     with pytest.raises(ValueError, match="already registered"):
-        register_stage("parser", lambda: get_stage("parser"))
+        register_stage("parser", "faceparse.stages.parser")
+
+
+def test_a_stage_section_replaces_the_top_level_sections_for_that_stage():
+    params = {"stage": "parser", "train": {"epochs": 24, "seed": 3}, "registry": {"model_name": "faceparse-fpliif"},
+              "landmarks": {"train": {"epochs": 5}, "registry": {"model_name": "faceparse-landmarks"}}}
+    lm = for_stage(params, "landmarks")
+    assert lm["stage"] == "landmarks" and lm["train"] == {"epochs": 5}          # whole section replaced
+    assert lm["registry"]["model_name"] == "faceparse-landmarks" and "landmarks" not in lm
+    params["registry"]["tracking_uri"] = "sqlite:///x.db"   # where runs go is shared unless a stage says
+    assert for_stage(params, "landmarks")["registry"] == {"model_name": "faceparse-landmarks",
+                                                          "tracking_uri": "sqlite:///x.db"}
+    p = for_stage(params, "parser")
+    assert p["train"]["epochs"] == 24 and "landmarks" not in p
+    assert for_stage(lm) == lm                                                  # idempotent
+
+
+def test_stages_json_lists_every_stage():
+    r = CliRunner().invoke(app, ["stages", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert {"name", "summary", "primary_metric", "direction", "trainable"} <= set(rows[0])
+    by = {row["name"]: row for row in rows}
+    assert by["parser"]["primary_metric"] == "mean_f1" and by["parser"]["direction"] == "max"

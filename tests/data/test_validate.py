@@ -187,3 +187,184 @@ def test_missing_manifest_is_an_input_error(tmp_path):
     (tmp_path / "ds" / "dataset.json").write_text(json.dumps({"label_table": "celebamask-hq", "size": 8}))
     with pytest.raises(FileNotFoundError, match="manifest.parquet"):
         validate_dataset(tmp_path / "ds", tmp_path / "v", progress=False)
+
+
+# ------------------------------------------------------------------ every other defect kind the gate claims
+# Each plant damages one property of sample `sid` and keeps the manifest in step with everything else
+# (sha256, class_pixels), so exactly the planted defect is wrong.
+def _rewrite_row(ds: Path, sid: str, **cols) -> None:
+    rows = read_manifest(ds).to_dict("records")
+    for r in rows:
+        if r["id"] == sid:
+            r.update(cols)
+    write_manifest(ds, rows)
+
+
+def _save_image(ds: Path, sid: str, im: Image.Image) -> None:
+    from faceparse.hashing import sha256_file
+
+    p = ds / f"images/{sid}.jpg"
+    im.save(p, "JPEG", quality=90)
+    _rewrite_row(ds, sid, sha256=sha256_file(p))
+
+
+def _save_label(ds: Path, sid: str, lab: np.ndarray) -> None:
+    Image.fromarray(lab, "L").save(ds / f"labels/{sid}.png")
+    _rewrite_row(ds, sid, class_pixels=np.bincount(lab.ravel(), minlength=19).tolist())
+
+
+def _sparse_label(skin: int, nose: int) -> np.ndarray:
+    """Background except a skin square of skin² px (a nose square of nose² px inside it)."""
+    lab = np.zeros((SIZE, SIZE), np.uint8)
+    lab[100:100 + skin, 100:100 + skin] = 1
+    lab[104:104 + nose, 104:104 + nose] = 2
+    return lab
+
+
+def plant_more(kind: str, ds: Path, sid: str, other: str) -> tuple[str, str]:
+    """Damage sample ``sid`` (``other``: a second, intact train id); return (id to quarantine, text)."""
+    img, lab = f"images/{sid}.jpg", f"labels/{sid}.png"
+    if kind == "sha_mismatch":   # re-encoded after the manifest was written
+        im = Image.open(ds / img).convert("RGB")
+        im.save(ds / img, "JPEG", quality=60)
+        return sid, f"{img}: sha256 differs from the manifest"
+    if kind == "image_200x200":
+        _save_image(ds, sid, Image.open(ds / img).convert("RGB").resize((200, 200)))
+        return sid, f"{img}: image is 200x200, dataset size is {SIZE}x{SIZE}"
+    if kind == "cmyk_image":
+        _save_image(ds, sid, Image.open(ds / img).convert("CMYK"))
+        return sid, f"{img}: image mode CMYK, expected RGB"
+    if kind == "rgb_label":      # class ids replicated into 3 channels: counts still match the manifest
+        a = np.asarray(Image.open(ds / lab))
+        Image.fromarray(np.stack([a] * 3, -1), "RGB").save(ds / lab)
+        return sid, f"{lab}: label map has 3 channels, expected single-channel class ids"
+    if kind == "truncated_label":
+        data = (ds / lab).read_bytes()
+        (ds / lab).write_bytes(data[: len(data) // 3])
+        return sid, f"{lab}: label map does not decode"
+    if kind == "nan_landmarks":  # `other` gets valid landmarks, which must pass
+        (ds / "landmarks").mkdir(exist_ok=True)
+        pts = np.random.default_rng(0).uniform(0, SIZE, (68, 2)).astype(np.float32)
+        np.save(ds / f"landmarks/{other}.npy", pts)
+        pts[7, 1] = np.nan
+        np.save(ds / f"landmarks/{sid}.npy", pts)
+        _rewrite_row(ds, other, landmarks=f"landmarks/{other}.npy")
+        _rewrite_row(ds, sid, landmarks=f"landmarks/{sid}.npy")
+        return sid, f"landmarks/{sid}.npy: landmarks have shape (68, 2) or non-finite values"
+    if kind == "image_in_two_splits":  # sid moves to val carrying other's (train) image: val's copy goes
+        from faceparse.hashing import sha256_file
+
+        shutil.copyfile(ds / f"images/{other}.jpg", ds / img)
+        _rewrite_row(ds, sid, split="val", sha256=sha256_file(ds / img))
+        return sid, f"{img}: duplicate image of sample '{other}'"
+    if kind == "background_over_limit":   # 0.985 background (> 0.98), 0.0147 face (>= 0.01)
+        _save_label(ds, sid, _sparse_label(31, 9))
+        return sid, f"{lab}: background covers 0.985 of the map (> 0.98)"
+    if kind == "face_under_limit":        # 0.0039 face (< 0.01); run with max_background_fraction=1
+        _save_label(ds, sid, _sparse_label(16, 8))
+        return sid, f"{lab}: non-background covers 0.0039 (< 0.01)"
+    if kind == "one_class":
+        _save_label(ds, sid, np.ones((SIZE, SIZE), np.uint8))
+        return sid, f"{lab}: only 1 distinct class(es), need >= 2"
+    raise AssertionError(kind)
+
+
+MORE = {  # kind: (great-expectations check that must fail, validate_dataset thresholds)
+    "sha_mismatch": (("expect_column_values_to_be_in_set", "sha256_matches_manifest"), {}),
+    "image_200x200": (("expect_column_values_to_be_between", "width"), {}),
+    "cmyk_image": (("expect_column_values_to_be_in_set", "image_mode"), {}),
+    "rgb_label": (("expect_column_values_to_be_in_set", "label_channels"), {}),
+    "truncated_label": (("expect_column_values_to_be_in_set", "label_readable"), {}),
+    "nan_landmarks": (("expect_column_values_to_be_in_set", "landmarks_ok"), {}),
+    "image_in_two_splits": (("expect_column_values_to_be_unique", "sha256"), {}),
+    "background_over_limit": (("expect_column_values_to_be_between", "background_fraction"), {}),
+    "face_under_limit": (("expect_column_values_to_be_between", "face_fraction"), {"max_background_fraction": 1.0}),
+    "one_class": (("expect_column_values_to_be_between", "n_classes"), {}),
+}
+
+
+@pytest.mark.parametrize("kind", list(MORE))
+def test_every_defect_kind_is_detected_named_and_quarantined(kind, good, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(good, ds)
+    train = ids_of(ds, "train")
+    bad_id, text = plant_more(kind, ds, train[2], train[0])
+    before = tree_digest(ds)
+    (name, column), thresholds = MORE[kind]
+    s = validate_dataset(ds, tmp_path / "v", progress=False, **thresholds)
+    assert tree_digest(ds) == before, "validate modified the dataset"
+    assert s["success"] is False
+    assert list(s["bad"]) == [bad_id], s["bad"]   # only the planted sample
+    assert any(text in r for r in s["bad"][bad_id]), s["bad"][bad_id]
+    failed = [(e["name"], e.get("column")) for e in s["expectations"] if not e["success"]]
+    assert (name, column) in failed, failed
+    ge = next(e for e in s["expectations"] if (e["name"], e.get("column")) == (name, column))
+    assert bad_id in ge.get("unexpected_ids", [bad_id]), ge   # the Data Docs row names the sample
+    assert json.loads((tmp_path / "v/quarantine.json").read_text())["ids"] == [bad_id]
+    on_disk = json.loads((tmp_path / "v/summary.json").read_text())
+    assert on_disk["success"] is False and list(on_disk["bad"]) == [bad_id]
+    metrics = json.loads((tmp_path / "v/metrics.json").read_text())
+    assert metrics["success"] is False and metrics["n_bad"] == 1
+    split = "val" if kind == "image_in_two_splits" else "train"
+    kept = load_split(ds, split, quarantine=tmp_path / "v/quarantine.json")
+    assert bad_id not in set(kept["id"]) and len(kept) == len(ids_of(ds, split)) - 1
+    disjoint = next(e for e in s["expectations"] if e["name"] == "splits_disjoint")
+    if kind == "image_in_two_splits":   # a leak between splits is also a dataset-level failure
+        assert not disjoint["success"]
+        assert disjoint["images_in_several_splits"][0]["ids"] == {train[0]: "train", bad_id: "val"}
+        assert any("the same image is in several splits" in p for p in s["problems"]), s["problems"]
+    else:
+        assert disjoint["success"] and s["problems"] == []
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory) -> Path:
+    """A clean dataset with enough train ids to plant every defect kind at once (30 samples)."""
+    raw = tmp_path_factory.mktemp("raw-wide")
+    for k in range(30):
+        rng = np.random.default_rng(100 + k)
+        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(raw / f"w{k}.jpg", quality=90)
+        Image.fromarray(face_label(SIZE, k), "L").save(raw / f"w{k}.png")
+    return ingest("labelmaps", raw, tmp_path_factory.mktemp("ds") / "wide", size=SIZE, progress=False)
+
+
+def test_every_defect_at_once_via_cli_exit_codes_and_outputs(wide, tmp_path):
+    """The CLI contract: exit 1 naming every bad file on stderr; --allow-quarantine exits 0 when only samples are
+    bad and 1 when a dataset-level check (an image shared by two splits) fails; 2 on unusable input."""
+    from typer.testing import CliRunner
+
+    from faceparse.cli import app
+
+    def validate(ds, out, *extra):
+        return CliRunner().invoke(app, ["data", "validate", str(ds), "--out-dir", str(out), "-q", *extra])
+
+    ds = tmp_path / "ds"
+    shutil.copytree(wide, ds)
+    train = ids_of(ds, "train")
+    assert len(train) >= 2 * len(MORE)
+    sample_kinds = [k for k in MORE if k != "image_in_two_splits"]
+    planted = {k: plant_more(k, ds, train[i], train[len(MORE) + i]) for i, k in enumerate(sample_kinds)}
+    res = validate(ds, tmp_path / "v")
+    assert res.exit_code == 1, res.output
+    for kind, (sid, text) in planted.items():
+        assert text in res.stderr, f"{kind}: {text!r} not on stderr:\n{res.stderr}"
+    bad = sorted(sid for sid, _ in planted.values())
+    q = json.loads((tmp_path / "v/quarantine.json").read_text())
+    assert q["ids"] == bad and sorted(q["reasons"]) == bad
+    s = json.loads((tmp_path / "v/summary.json").read_text())
+    assert sorted(s["bad"]) == bad and s["n_bad"] == len(bad)
+    metrics = json.loads((tmp_path / "v/metrics.json").read_text())
+    assert metrics["train_usable"] == len(train) - len(bad) and metrics["n_usable"] == len(read_manifest(ds)) - len(bad)
+    assert set(load_split(ds, "train", quarantine=tmp_path / "v/quarantine.json")["id"]) == set(train) - set(bad)
+
+    res = validate(ds, tmp_path / "v2", "--allow-quarantine")
+    assert res.exit_code == 0, res.output          # only samples are bad: they stay quarantined
+
+    sid, text = plant_more("image_in_two_splits", ds, train[len(sample_kinds)], train[-1])
+    res = validate(ds, tmp_path / "v3", "--allow-quarantine")
+    assert res.exit_code == 1, res.output          # a split leak is never allowed
+    assert text in res.stderr and "the same image is in several splits" in res.stderr
+
+    (ds / "manifest.parquet").unlink()
+    res = validate(ds, tmp_path / "v4")
+    assert res.exit_code == 2 and "manifest.parquet" in res.output, res.output

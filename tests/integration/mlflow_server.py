@@ -19,27 +19,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from faceparse.tracking import ui_server_command
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Outside the ephemeral range: no client socket can take it before the server binds it."""
+    from faceparse.serve.testing import free_ports
 
-
-def find_mlflow() -> list[str]:
-    """The ``mlflow`` CLI beside this interpreter (the venv's bin/), else ``python -m mlflow``."""
-    here = Path(sys.executable).parent / "mlflow"
-    if here.is_file() and os.access(here, os.X_OK):
-        return [str(here)]
-    return [sys.executable, "-m", "mlflow"]
+    return free_ports(1)[0]
 
 
 class MlflowServer:
@@ -86,12 +79,7 @@ class MlflowServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
-        cmd = [*find_mlflow(), "server", "--backend-store-uri", self.backend_uri,
-               "--artifacts-destination", str(self.artifacts_dir.resolve()),
-               "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true",
-                   DO_NOT_TRACK="1")
-        env.pop("MLFLOW_TRACKING_URI", None)
+        cmd, env = ui_server_command(self.backend_uri, self.artifacts_dir.resolve(), port=self.port)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      cwd=self.workdir, env=env, start_new_session=True)

@@ -27,8 +27,11 @@ pytestmark = pytest.mark.integration
 PARAMS_YAML = (REPO / "params.yaml").read_text()
 BUCKET = "faceparse"
 SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_size=64", "train.epochs=1",
-         "train.batch_size=4", "evaluate.out_sizes=[32,64]"]
+         "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
+         "landmarks.train.epochs=1", "landmarks.train.batch_size=4"]
 STEPS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package"}
+# the landmark stage's tasks: the same components, numbered by kfp
+LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote", "package")}
 
 
 # ------------------------------------------------------------------------------------------ kfp.local runs
@@ -41,8 +44,13 @@ def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     run_dir = run(SMALL, tmp_path / "root", uri, nproc=2, quick=False)
     outs = task_outputs(run_dir)
-    assert set(outs) == STEPS
+    assert set(outs) == STEPS | LANDMARK_STEPS
     assert outs["validate"]["parameters"]["passed"] is True
+    # the landmark stage went the same way: its own registry model, promoted (first), packaged
+    assert outs["register-2"]["parameters"]["model_uri"] == "models:/faceparse-landmarks/1"
+    assert outs["promote-2"]["parameters"]["Output"] is True and 0 < outs["evaluate-2"]["parameters"]["Output"] <= 1
+    assert json.loads((run_dir / "evaluate-2" / "report" / "eval.json").read_text())["stage"] == "landmarks"
+    assert (run_dir / "package-2" / "mar").stat().st_size > 10_000
     assert outs["register"]["parameters"]["model_uri"] == "models:/faceparse-fpliif/1"
     assert outs["promote"]["parameters"]["Output"] is True
     assert (run_dir / "validate" / "data_docs").stat().st_size > 1000
@@ -53,6 +61,27 @@ def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
     assert (run_dir / "package" / "mar").stat().st_size > 10_000
     mv = MlflowClient(tracking_uri=uri).get_model_version_by_alias("faceparse-fpliif", "champion")
     assert str(mv.version) == "1"
+
+
+@pytest.mark.slow
+def test_local_pipeline_quality_gate_false_branch_promotes_and_packages_nothing(tmp_path):
+    """min_mean_f1=0.99 (a 1-epoch model scores far below): the model is registered as the challenger, but
+    the quality gate's false branch runs neither promote nor package — no champion, no .mar."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.run_local import run, task_outputs
+
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    run_dir = run(SMALL, tmp_path / "root", uri, nproc=1, quick=False, min_mean_f1=0.99, landmarks=False)
+    outs = task_outputs(run_dir)
+    assert set(outs) == STEPS - {"promote", "package"}
+    assert outs["evaluate"]["parameters"]["Output"] < 0.99
+    assert outs["register"]["parameters"]["model_uri"] == "models:/faceparse-fpliif/1"
+    client = MlflowClient(tracking_uri=uri)
+    aliases = {k: str(v) for k, v in client.get_registered_model("faceparse-fpliif").aliases.items()}
+    assert aliases == {"challenger": "1"}   # no champion
+    assert "promotion.decision" not in client.get_model_version("faceparse-fpliif", "1").tags
+    assert not list(run_dir.rglob("*.mar"))
 
 
 @pytest.mark.slow

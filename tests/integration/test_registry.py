@@ -156,7 +156,7 @@ def test_cli_and_clear_errors(env, mlflow_server, monkeypatch, real_samples):
 def test_evaluate_logs_test_metrics_to_the_training_run(env, mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    from faceparse.evaluate import log_to_mlflow
+    from faceparse.evaluate import log_to_mlflow, mlflow_metrics
     from faceparse.tracking import get_or_create_experiment
 
     _, _, params = env
@@ -169,9 +169,61 @@ def test_evaluate_logs_test_metrics_to_the_training_run(env, mlflow_server, tmp_
     table.write_text("| x |")
     plots.mkdir()
     (plots / "per_class_f1.csv").write_text("class,f1\n")
-    assert log_to_mlflow(params, run.info.run_id, result, mfile, plots, table)
+    assert log_to_mlflow(params, run.info.run_id, mlflow_metrics(result), [mfile, table, plots])
     got = client.get_run(run.info.run_id).data.metrics
     assert got["test_mean_f1"] == 0.4 and got["test_mean_f1_64"] == 0.35 and "test_f1_skin" not in got
     assert {a.path for a in client.list_artifacts(run.info.run_id, "eval")} >= {"eval/eval.json", "eval/plots"}
     # A run that does not exist: a warning, not an error.
-    assert log_to_mlflow(params, "0" * 32, result, mfile, plots, table) is False
+    assert log_to_mlflow(params, "0" * 32, mlflow_metrics(result), [mfile, table, plots]) is False
+
+
+def test_promotion_refusals(env, mlflow_server, monkeypatch):
+    """Against the real server, a model of its own with margin 0: a strictly worse challenger, a tie and a
+    challenger without a test mean F1 are each refused — champion unchanged, the refusal and its reason
+    recorded on the version, no previous-champion link written (rollback cannot restore through it)."""
+    from mlflow import MlflowClient
+
+    from faceparse import registry
+    from faceparse.cli import app
+
+    root, _, _ = env
+    name = f"fp-refuse-{uuid.uuid4().hex[:6]}"
+    params_file = Path(__file__).resolve().parents[2] / "params.yaml"
+    sets = [f"registry.tracking_uri={mlflow_server.uri}", f"registry.model_name={name}", "registry.promote_margin=0",
+            f"registry.registered_file={root / 'refuse.json'}"]
+    # evaluate.metrics_file: absent, so registering without an explicit file records no metrics
+    params = load_params(params_file, overrides=sets + ["registry.experiment=registry-test",
+                                                        f"evaluate.metrics_file={root / 'refuse-absent.json'}"])
+    monkeypatch.chdir(root)
+    client = MlflowClient(mlflow_server.uri)
+
+    def register(seed: int, mean_f1: float | None) -> str:
+        b = make_bundle(root / f"refuse-b{seed}", seed)
+        m = metrics_for(b, mean_f1, root / f"refuse-m{seed}.json") if mean_f1 is not None else None
+        return registry.register(params, b, m)["version"]
+
+    def refused(version: str, reason: str) -> dict:
+        p = registry.promote(params)
+        assert (p["promoted"], p["decision"], p["challenger"]) == (False, "rejected", version), p
+        assert p["champion_after"] == "1" and client.get_registered_model(name).aliases["champion"] == "1"
+        assert reason in p["reason"], p["reason"]
+        tags = client.get_model_version(name, version).tags
+        assert tags["promotion.decision"] == "rejected" and tags["promotion.reason"] == p["reason"]
+        assert "promotion.previous_champion" not in tags
+        return p
+
+    assert register(1, 0.60) == "1" and registry.promote(params)["promoted"]
+    # strictly worse
+    p = refused(register(2, 0.55), "does not beat champion v1 0.6000 + margin 0")
+    assert (p["challenger_mean_f1"], p["champion_mean_f1"]) == (0.55, 0.60)
+    # a tie does not beat the champion, even at margin 0
+    refused(register(3, 0.60), "test mean F1 0.6000 does not beat champion v1 0.6000 + margin 0")
+    # no metrics file at registration → no mean_f1 tag → refused, saying what to do
+    v4 = register(4, None)
+    assert "mean_f1" not in client.get_model_version(name, v4).tags
+    refused(v4, f"challenger v{v4} has no test mean F1 (tag mean_f1): evaluate it and register again")
+    # the CLI says the same (a refusal is a decision, not an error: exit 0, promoted false)
+    r = CliRunner().invoke(app, ["promote", "--params", str(params_file), *[a for kv in sets for a in ("--set", kv)]])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["promoted"] is False and "no test mean F1" in out["reason"]

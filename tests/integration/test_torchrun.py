@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +38,10 @@ TINY = ["model.preset=tiny", "model.overrides={}", "model.presets.tiny.width=8",
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Outside the ephemeral range: no client socket can take it before the server binds it."""
+    from faceparse.serve.testing import free_ports
+
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="module")

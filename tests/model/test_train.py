@@ -115,7 +115,7 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path, tiny_dataset, tracking_u
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for sa, sb in zip(a["optimizers"]["model"]["state"].values(), b["optimizers"]["model"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert [h["train_loss"] for h in full["history"]] == [h["train_loss"] for h in resumed["history"]]
     assert resumed["val"] == full["val"]

@@ -16,17 +16,21 @@ console = Console(stderr=True)
 
 ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $FACEPARSE_PARAMS or ./params.yaml)")
 SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set train.epochs=3 (repeatable)")
+StageOpt = typer.Option(None, "--stage", help="model stage (default: params `stage`; `faceparse stages` lists them)")
 
 
-def params_from(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
-    return load_params(params, sets or [])
+def params_from(params: Optional[Path], sets: Optional[List[str]], stage: Optional[str] = None) -> dict[str, Any]:
+    """The params file + overrides, resolved for ``stage`` (its own section replaces the top-level ones)."""
+    from ..stages import for_stage
+
+    return for_stage(load_params(params, sets or []), stage)
 
 
-def params_or_empty(params: Optional[Path], sets: Optional[List[str]]) -> dict[str, Any]:
+def params_or_empty(params: Optional[Path], sets: Optional[List[str]], stage: Optional[str] = None) -> dict[str, Any]:
     """params.yaml when there is one; {} when none was asked for and ./params.yaml is absent, so commands
     with explicit options (data ingest, predict, ...) also work outside the repository."""
     try:
-        return params_from(params, sets)
+        return params_from(params, sets, stage)
     except ConfigError:
         if params is None and not sets:
             from ..config import find_params

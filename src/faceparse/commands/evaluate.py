@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from ..config import ConfigError
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from, params_or_empty
+from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
 ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weights.pt + bundle.json) or a "
              "training checkpoint .pt")
@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Score a model on the test split (quarantined ids left out).
 
@@ -33,16 +34,19 @@ def register(app: typer.Typer) -> None:
         metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout."""
         from ..evaluate import evaluate
 
-        res = evaluate(params_from(params, set_), bundle_dir=bundle, dataset_dir=data, progress=not quiet)
-        multires = "  ".join(f"{s}: {m['mean_f1']:.4f}" if m["mean_f1"] is not None else f"{s}: n/a"
-                             for s, m in sorted(res["multires"].items(), key=lambda kv: int(kv[0])))
-        f1 = "n/a" if res["mean_f1"] is None else f"{res['mean_f1']:.4f}"
-        miou = "n/a" if res["miou"] is None else f"{res['miou']:.4f}"
-        console.print(f"[green]evaluated[/] {res['bundle']} on {res['n_images']} {res['split']} images: "
-                      f"mean F1 {f1}, mIoU {miou}", soft_wrap=True)
-        console.print(f"mean F1 by output size: {multires}", soft_wrap=True)
-        emit_json({k: res[k] for k in ("mean_f1", "miou", "pixel_acc", "n_images", "multires", "bundle",
-                                       "bundle_sha256") if k in res})
+        from ..stages import get_stage
+
+        res = evaluate(params_from(params, set_, stage), bundle_dir=bundle, dataset_dir=data, progress=not quiet)
+        key = get_stage(res["stage"]).primary_metric
+        value = "n/a" if res.get(key) is None else f"{res[key]:.4f}"
+        console.print(f"[green]evaluated[/] {res['bundle']} ({res['stage']}) on {res['n_images']} {res['split']} "
+                      f"images: {key} {value}", soft_wrap=True)
+        if "multires" in res:
+            multires = "  ".join(f"{s}: {m['mean_f1']:.4f}" if m["mean_f1"] is not None else f"{s}: n/a"
+                                 for s, m in sorted(res["multires"].items(), key=lambda kv: int(kv[0])))
+            console.print(f"mean F1 by output size: {multires}", soft_wrap=True)
+        emit_json({k: res[k] for k in (key, "mean_f1", "miou", "pixel_acc", "mean_shape_nme", "n_images", "multires",
+                                       "stage", "bundle", "bundle_sha256") if k in res})
 
     @app.command("register")
     @friendly_errors
@@ -52,6 +56,7 @@ def register(app: typer.Typer) -> None:
                                                help="test metrics of this bundle (default: evaluate.metrics_file)"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Register a bundle as a new version of registry.model_name (alias 'challenger').
 
@@ -59,14 +64,15 @@ def register(app: typer.Typer) -> None:
         'challenger' and the test metrics as tags; writes metrics/registered.json."""
         from ..registry import register
 
-        res = register(params_from(params, set_), bundle_dir=bundle, metrics_file=metrics)
+        res = register(params_from(params, set_, stage), bundle_dir=bundle, metrics_file=metrics)
         console.print(f"[green]registered[/] {res['name']} v{res['version']} @{res['alias']} "
                       f"(test mean F1 {res['mean_f1']}) in {res['tracking_uri']}", soft_wrap=True)
         emit_json(res)
 
     @app.command("promote")
     @friendly_errors
-    def promote_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+    def promote_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
+                    stage: Optional[str] = StageOpt):
         """Move alias 'champion' to the challenger if it beats the champion's test mean F1.
 
         The challenger must beat the champion by more than registry.promote_margin; the first model is always
@@ -74,7 +80,7 @@ def register(app: typer.Typer) -> None:
         (exit 0, "promoted": false)."""
         from ..registry import promote
 
-        res = promote(params_from(params, set_))
+        res = promote(params_from(params, set_, stage))
         colour = "green" if res["promoted"] else "yellow"
         console.print(f"[{colour}]{'promoted' if res['promoted'] else 'not promoted'}[/]: {res['reason']}",
                       soft_wrap=True)
@@ -82,11 +88,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("rollback")
     @friendly_errors
-    def rollback_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+    def rollback_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
+                    stage: Optional[str] = StageOpt):
         """Point 'champion' back at the previous champion (recorded when the current one was promoted)."""
         from ..registry import rollback
 
-        res = rollback(params_from(params, set_))
+        res = rollback(params_from(params, set_, stage))
         console.print(f"[green]rolled back[/] {res['name']}: champion v{res['champion_before']} → "
                       f"v{res['champion_after']}", soft_wrap=True)
         emit_json(res)
@@ -106,6 +113,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Parse faces in images with any model: label maps, overlays, masks.
 
@@ -113,7 +121,7 @@ def register(app: typer.Typer) -> None:
         images are reported and skipped (exit 1 once the rest are written)."""
         from ..predict import predict
 
-        p = params_or_empty(params, set_)
+        p = params_or_empty(params, set_, stage)
         results = predict(model, inputs, out, resolution=resolution, masks=masks, batch_size=batch_size,
                           params=p, progress=not quiet, device=device)
         failed = [r for r in results if not r["ok"]]

@@ -7,10 +7,28 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from
+from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from
 
 
 def register(app: typer.Typer) -> None:
+    @app.command("stages")
+    def stages_cmd(json_out: bool = typer.Option(False, "--json", help="print JSON only")):
+        """The model stages on the one path (data → train → evaluate → register → serve): name, what it
+        does, the metric promotion compares and its direction."""
+        from ..stages import describe
+
+        rows = describe()
+        if json_out:
+            emit_json(rows)
+            return
+        t = Table(title="model stages")
+        for col in ("name", "summary", "primary metric", "better", "trainable", "registry name"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r["name"], r["summary"], r["primary_metric"], "higher" if r["direction"] == "max" else "lower",
+                      "yes" if r["trainable"] else "no", r["model_name"])
+        console.print(t)
+
     @app.command("model-report")
     @friendly_errors
     def model_report_cmd(
@@ -20,14 +38,21 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print JSON only"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Parameters and MACs (counted by torch's FLOP counter) per output size, beside the paper's
-        Table 4/6 figures."""
+        Table 4/6 figures (parser); params and GMACs at the input size for other stages."""
         from ..config import model_config
         from ..labels import get_table
         from ..report import model_report, paper_comparison
 
-        p = params_from(params, (set_ or []) + ([f"model.preset={preset}"] if preset else []))
+        p = params_from(params, (set_ or []) + ([f"model.preset={preset}"] if preset else []), stage)
+        if p["stage"] != "parser":
+            from ..stages import get_stage
+
+            st = get_stage(p["stage"])
+            emit_json(st.model_report(st.model_config(p), int(p["train"].get("input_size", 256))))
+            return
         n = classes or get_table(p["data"]["label_table"]).num_classes
         rep = model_report(model_config(p), n, [int(s) for s in sizes.split(",")])
         if json_out:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from
+from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from
 
 RunDirOpt = typer.Option(None, "--run-dir", help="server run dir (default: $FACEPARSE_SERVE_DIR or runs/serve)")
 StoreOpt = typer.Option(None, "--model-store", help="where .mar files go (default: serving/model-store)")
@@ -57,11 +57,12 @@ def register(app: typer.Typer) -> None:
         upload: Optional[str] = typer.Option(None, help="also write the KServe layout to s3://bucket/prefix"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Build a TorchServe .mar (handler + bundle + model-config.yaml from params.serve)."""
         from ..serve.package import package
 
-        p = params_from(params, set_)
+        p = params_from(params, set_, stage)
         mar = package(model or _champion(p), p, model_store=model_store, version=version, name=name, upload=upload)
         emit_json({"mar": str(mar), "bytes": mar.stat().st_size, "upload": upload})
 
@@ -77,11 +78,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Package the model and start TorchServe on 127.0.0.1 (token authorization on)."""
         from ..serve.server import start
 
-        p = params_from(params, set_)
+        p = params_from(params, set_, stage)
         st = start(p, model=model or _champion(p), run_dir=run_dir, model_store=model_store, version=version,
                    router=router)
         if json_out:
@@ -145,11 +147,12 @@ def register(app: typer.Typer) -> None:
         run_dir: Optional[Path] = RunDirOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Serve a model, query it once with IMAGE, save the overlay, stop (kept running with KEEP_SERVING=1)."""
         from ..serve.demo import serve_and_query
 
-        p = params_from(params, set_)
+        p = params_from(params, set_, stage)
         emit_json(serve_and_query(p, model or _champion(p), image, out, run_dir=run_dir, resolution=resolution))
 
     @rollout_app.command("start")
@@ -162,51 +165,54 @@ def register(app: typer.Typer) -> None:
         run_dir: Optional[Path] = RunDirOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """Register the challenger beside the stable version and send it PERCENT % of the router's traffic."""
         from ..serve.rollout import start_rollout
 
-        emit_json(start_rollout(params_from(params, set_), model, percent=percent, version=version, run_dir=run_dir))
+        emit_json(start_rollout(params_from(params, set_, stage), model, percent=percent, version=version, run_dir=run_dir))
 
     @rollout_app.command("set")
     @friendly_errors
     @_runtime_errors
     def rollout_set(percent: float = typer.Option(..., help="canary share, %"), run_dir: Optional[Path] = RunDirOpt,
-                    params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+                    params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
+                    stage: Optional[str] = StageOpt):
         """Change the canary's traffic share."""
         from ..serve.rollout import set_percent
 
-        emit_json(set_percent(params_from(params, set_), percent, run_dir))
+        emit_json(set_percent(params_from(params, set_, stage), percent, run_dir))
 
     @rollout_app.command("analyse")
     @friendly_errors
     @_runtime_errors
     def rollout_analyse(run_dir: Optional[Path] = RunDirOpt, params: Optional[Path] = ParamsOpt,
-                        set_: Optional[List[str]] = SetOpt):
+                        set_: Optional[List[str]] = SetOpt, stage: Optional[str] = StageOpt):
         """Canary vs stable: error rates, p95 latency, agreement (mean IoU on mirrored requests) → verdict."""
         from ..serve.rollout import analyse
 
-        emit_json(analyse(params_from(params, set_), run_dir))
+        emit_json(analyse(params_from(params, set_, stage), run_dir))
 
     @rollout_app.command("promote")
     @friendly_errors
     @_runtime_errors
     def rollout_promote(run_dir: Optional[Path] = RunDirOpt, params: Optional[Path] = ParamsOpt,
-                        set_: Optional[List[str]] = SetOpt):
+                        set_: Optional[List[str]] = SetOpt, stage: Optional[str] = StageOpt):
         """Canary → default version (router switched and drained first), old version unregistered."""
         from ..serve.rollout import promote
 
-        emit_json(promote(params_from(params, set_), run_dir))
+        emit_json(promote(params_from(params, set_, stage), run_dir))
 
     @rollout_app.command("rollback")
     @friendly_errors
     @_runtime_errors
     def rollout_rollback(run_dir: Optional[Path] = RunDirOpt, reason: str = typer.Option("manual"),
-                         params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+                         params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
+                    stage: Optional[str] = StageOpt):
         """Remove the canary (router switched and drained first)."""
         from ..serve.rollout import rollback
 
-        emit_json(rollback(params_from(params, set_), run_dir, reason=reason))
+        emit_json(rollback(params_from(params, set_, stage), run_dir, reason=reason))
 
     @rollout_app.command("auto")
     @friendly_errors
@@ -217,12 +223,13 @@ def register(app: typer.Typer) -> None:
         run_dir: Optional[Path] = RunDirOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """start → step through serve.rollout.steps, analysing each → promote, or rollback on any failure.
         Needs live traffic on the router endpoint while it runs."""
         from ..serve.rollout import auto
 
-        res = auto(params_from(params, set_), model, run_dir=run_dir, version=version,
+        res = auto(params_from(params, set_, stage), model, run_dir=run_dir, version=version,
                    log=lambda m: console.print(m))
         emit_json(res)
         if res["decision"] != "promoted":
@@ -238,11 +245,12 @@ def register(app: typer.Typer) -> None:
         check_image: Optional[List[Path]] = typer.Option(None, help="real images for the parity check (repeatable)"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = StageOpt,
     ):
         """torch.onnx.export (dynamo) + parity against PyTorch with onnxruntime (fails beyond 1e-3 / 99.9 %)."""
         from ..export import export_onnx
 
-        p = params_from(params, set_)
+        p = params_from(params, set_, stage)
         rep = export_onnx(model or _champion(p), out, resolution, check_images=check_image or (), params=p)
         console.print(f"ONNX parity: max |Δlogit| = {rep['max_abs_logit_diff']:.3g}, label agreement "
                       f"{rep['label_agreement']:.4%} over {rep['checked_pixels']} pixels")

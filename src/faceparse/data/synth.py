@@ -154,7 +154,9 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
                 Image.fromarray(s.label, "L").save(tmp / lab_rel)
                 Image.fromarray(s.complete, "L").save(tmp / f"complete/{sid}.png")
                 Image.fromarray(s.occlusion.astype(np.uint8) * 255, "L").save(tmp / f"occlusion/{sid}.png")
-                np.save(tmp / lm_rel, s.landmarks.astype(np.float32))
+                # on disk: continuous pixel coordinates (pixel i spans [i, i+1), as LaPa / 300-W ingest write
+                # them); the painter's polygons put pixel centres on integers
+                np.save(tmp / lm_rel, (s.landmarks + 0.5).astype(np.float32))
                 rows.append({
                     "id": sid, "split": split_of[i], "image": img_rel, "label": lab_rel, "landmarks": lm_rel,
                     "width": size, "height": size, "label_width": size, "label_height": size,

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..images import decode_label, open_image
 from ..labels import get_table
 from .manifest import SPLITS, read_info, read_manifest
 
 SUITE_NAME = "faceparse-dataset"
 COLUMNS = ("id", "split", "image", "label", "image_readable", "label_readable", "width", "height",
            "label_width", "label_height", "max_label", "n_classes", "background_fraction", "face_fraction",
-           "sha256", "sha256_matches_manifest", "class_pixels_match_manifest", "landmarks_ok", "n_reasons")
+           "sha256", "sha256_matches_manifest", "class_pixels_match_manifest", "landmarks_ok", "n_reasons",
+           "image_mode", "label_channels")
 
 
 
@@ -56,11 +58,10 @@ def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: 
         if not rec["sha256_matches_manifest"]:
             reasons.append(f"{img_rel}: sha256 differs from the manifest (file changed after the manifest was written)")
         try:
-            with Image.open(img_path) as im:
-                im.load()  # a truncated JPEG fails here
-                rec["width"], rec["height"] = im.size
-                mode = im.mode
-            rec["image_readable"] = True
+            im = open_image(img_path)  # the one reader: fully decoded, so a truncated JPEG fails here
+            rec["width"], rec["height"] = im.size
+            mode = im.mode
+            rec["image_readable"], rec["image_mode"] = True, mode
             if mode not in ("RGB", "L"):
                 reasons.append(f"{img_rel}: image mode {mode}, expected RGB")
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -72,14 +73,13 @@ def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: 
         reasons.append(f"{lab_rel}: label file missing")
     else:
         try:
-            with Image.open(lab_path) as lm:
-                lm.load()
-                lab = np.asarray(lm)
+            lab = decode_label(lab_path)  # as stored: the channel check below needs the raw array
             rec["label_readable"] = True
         except (OSError, SyntaxError, ValueError) as e:
             reasons.append(f"{lab_rel}: label map does not decode ({e})")
     if lab is not None:
         rec["label_height"], rec["label_width"] = int(lab.shape[0]), int(lab.shape[1])
+        rec["label_channels"] = 1 if lab.ndim == 2 else int(lab.shape[2])
         if lab.ndim != 2:
             reasons.append(f"{lab_rel}: label map has {lab.shape[2]} channels, expected single-channel class ids")
             lab = lab[..., 0]
@@ -157,6 +157,8 @@ def _expectations(gx, size: int, num_classes: int, min_classes: int, max_bg: flo
         E.ExpectColumnValuesToBeBetween(column="face_fraction", min_value=min_face, max_value=1.0),
         E.ExpectColumnValuesToBeUnique(column="sha256"),
         E.ExpectColumnValuesToBeInSet(column="landmarks_ok", value_set=yes),
+        E.ExpectColumnValuesToBeInSet(column="image_mode", value_set=["RGB", "L"]),
+        E.ExpectColumnValuesToBeInSet(column="label_channels", value_set=[1]),
     ]
 
 

@@ -58,9 +58,10 @@ def _text(v: Any) -> str | None:
 
 def parse_options(values: Mapping[str, Any], headers: Mapping[str, Any] | None = None, *,
                   default_resolution: int = 256, min_resolution: int = MIN_RESOLUTION,
-                  max_resolution: int = MAX_RESOLUTION) -> Options:
+                  max_resolution: int = MAX_RESOLUTION, formats: tuple[str, ...] = FORMATS) -> Options:
     """Options from query parameters / form fields (``values``), else from headers ``X-Resolution`` /
-    ``X-Format`` (case-insensitive). Missing → defaults; malformed or out of range → RequestError(400)."""
+    ``X-Format`` (case-insensitive). Missing → defaults (the format: ``formats[0]``, the model stage's
+    answers); malformed or out of range → RequestError(400)."""
     hdr = {str(k).lower(): v for k, v in (headers or {}).items()}
     res = _text(values.get("resolution")) or _text(hdr.get("x-resolution"))
     fmt = _text(values.get("format")) or _text(hdr.get("x-format"))
@@ -74,9 +75,9 @@ def parse_options(values: Mapping[str, Any], headers: Mapping[str, Any] | None =
                                     f"got {res[:32]!r}") from None
     if not min_resolution <= resolution <= max_resolution:
         raise RequestError(400, f"resolution must be within {min_resolution}..{max_resolution}, got {resolution}")
-    fmt = (fmt or "png").lower()
-    if fmt not in FORMATS:
-        raise RequestError(400, f"format must be one of {', '.join(FORMATS)}; got {fmt[:32]!r}")
+    fmt = (fmt or formats[0]).lower()
+    if fmt not in formats:
+        raise RequestError(400, f"format must be one of {', '.join(formats)}; got {fmt[:32]!r}")
     return Options(resolution, fmt)
 
 

@@ -155,8 +155,11 @@ def start_rollout(params: dict[str, Any], model: str, percent: float | None = No
     if not desc or ready_workers(desc[0]) == 0:
         cl.unregister(name, version)
         raise ServeError(f"challenger {name} v{version} registered but no worker is READY")
+    from ..bundle import read_meta
+
     new = write_rollout(rd, model=name, stable=str(stable), canary=version, percent=pct,
-                        mirror=float(ro["mirror_fraction"]), phase="canary", source=str(model))
+                        mirror=float(ro["mirror_fraction"]), phase="canary", source=str(model),
+                        stage=str(read_meta(bundle).get("stage", "parser")))   # the router's agreement measure
     wait_applied(st, cl, new["generation"])
     return {"model": name, "stable": str(stable), "canary": version, "percent": pct, "mar": str(mar),
             "register_s": round(time.monotonic() - t0, 2), "router": st["router"]["url"],
@@ -204,6 +207,12 @@ def analyse(params: dict[str, Any], run_dir=None, snapshot: dict[str, Any] | Non
     if not state.get("canary"):
         raise ValueError("no canary is rolling out")
     snap = snapshot or _router_stats(st, cl)
+    return {**judge(ro, state, snap), "torchserve": _torchserve_metrics(cl, state["model"])}
+
+
+def judge(ro: dict[str, Any], state: dict[str, Any], snap: dict[str, Any]) -> dict[str, Any]:
+    """The decision of :func:`analyse` from the thresholds (``rollout_params``), the rollout state and a router
+    snapshot (``Router.snapshot()`` / ``GET /-/stats``) alone: no server needed, so each gate is testable."""
     stable_v, canary_v = str(state["stable"]), str(state["canary"])
     empty = {"n": 0, "errors": 0, "client_errors": 0, "error_rate": None, "client_error_rate": None,
              "p50_ms": None, "p95_ms": None, "p99_ms": None}
@@ -244,7 +253,7 @@ def analyse(params: dict[str, Any], run_dir=None, snapshot: dict[str, Any] | Non
     verdict = "rollback" if failures else ("wait" if waiting else "promote")
     return {"verdict": verdict, "failures": failures, "waiting": waiting, "checks": checks,
             "model": state["model"], "percent": state.get("percent"), "generation": snap["generation"],
-            "stable": s, "canary": c, "agreement": agree, "torchserve": _torchserve_metrics(cl, state["model"]),
+            "stable": s, "canary": c, "agreement": agree,
             "thresholds": {k: ro[k] for k in ("max_error_rate", "max_client_error_delta", "max_latency_ratio",
                                               "min_agreement_miou", "min_requests", "min_mirrored")}}
 

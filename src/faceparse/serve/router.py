@@ -31,6 +31,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from .codecs import codec_for
+
 ROUTER_PID, ROUTER_LOG, ROLLOUT = "router.pid", "router.log", "rollout.json"
 FORWARD_HEADERS = ("authorization", "content-type", "x-resolution", "x-format", "accept")
 MAX_BODY = 20 * 1024 * 1024
@@ -89,6 +91,7 @@ class Router:
         self.mirror_dropped = 0
         self.session = None
         self._keys: tuple[Any, set[str]] = (None, set())
+        self.rng = random.Random()   # the split and mirror draws; tests seed it
 
     # --- state --------------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -124,7 +127,7 @@ class Router:
         if name != st.get("model") or not st.get("stable"):
             return None, None
         canary, pct = st.get("canary"), float(st.get("percent") or 0)
-        if canary and pct > 0 and random.random() * 100 < pct:
+        if canary and pct > 0 and self.rng.random() * 100 < pct:
             return str(canary), "canary"
         return str(st["stable"]), "stable"
 
@@ -172,8 +175,11 @@ class Router:
 
         name = request.match_info["name"]
         explicit = request.match_info.get("version")
-        body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
+        try:
+            body = await upstream_body(request, headers)
+        except ValueError as e:
+            return web.json_response({"code": 400, "type": "Bad Request", "message": str(e)}, status=400)
         # TorchServe 0.12 drops URL query parameters before the handler: carry them as headers
         for opt in ("resolution", "format"):
             if opt in request.query and not any(k.lower() == f"x-{opt}" for k in headers):
@@ -196,23 +202,25 @@ class Router:
         resp = web.Response(status=status, body=data, headers={**rh, **({"X-Canary-Arm": arm} if arm else {})})
         st = self.state
         if (arm is not None and status == 200 and st.get("canary") and gen == self.generation
-                and random.random() < float(st.get("mirror") or 0)):
+                and self.rng.random() < float(st.get("mirror") or 0)):
             other = str(st["canary"]) if arm == "stable" else str(st["stable"])
-            fmt = next((v for k, v in headers.items() if k.lower() == "x-format"), "png")
-            live_png = data if fmt.strip().lower() == "png" else None
-            asyncio.ensure_future(self.mirror(name, headers, body, version, other, live_png, gen))
+            codec = codec_for(st.get("stage"))
+            fmt = next((v for k, v in headers.items() if k.lower() == "x-format"), codec.formats[0])
+            live = data if fmt.strip().lower() == codec.mirror_format else None
+            asyncio.ensure_future(self.mirror(name, headers, body, version, other, live, gen, codec))
         return resp
 
-    async def mirror(self, name, headers, body, live, other, live_png, gen) -> None:
-        """Shadow request: the same image to the other version (label maps), then IoU of the two maps."""
+    async def mirror(self, name, headers, body, live, other, live_answer, gen, codec) -> None:
+        """Shadow request: the same image to the other version, then the stage codec's agreement of the two
+        answers (label maps: mean IoU; landmarks: 1 − NME between the versions)."""
         if self.mirror_sem.locked():
             self.mirror_dropped += 1
             return
         async with self.mirror_sem:
-            h = {**{k: v for k, v in headers.items() if k.lower() != "x-format"}, "X-Format": "png"}
-            s2, other_png, _ = await self.forward(f"/predictions/{name}/{other}", h, body, other)
-            if live_png is None:
-                s1, live_png, _ = await self.forward(f"/predictions/{name}/{live}", h, body, live)
+            h = {**{k: v for k, v in headers.items() if k.lower() != "x-format"}, "X-Format": codec.mirror_format}
+            s2, other_answer, _ = await self.forward(f"/predictions/{name}/{other}", h, body, other)
+            if live_answer is None:
+                s1, live_answer, _ = await self.forward(f"/predictions/{name}/{live}", h, body, live)
                 if s1 != 200:
                     return
             if s2 != 200 or gen != self.generation:
@@ -220,7 +228,7 @@ class Router:
                     self.agreement.append({"live": live, "other": other, "iou": None, "status": s2})
                 return
             loop = asyncio.get_running_loop()
-            iou = await loop.run_in_executor(None, _iou, live_png, other_png)
+            iou = await loop.run_in_executor(None, codec.agreement, live_answer, other_answer)
             if gen == self.generation:
                 self.agreement.append({"live": live, "other": other, "iou": iou, "status": 200})
                 del self.agreement[:-MAX_LAT]
@@ -263,13 +271,44 @@ class Router:
         return web.json_response(self.snapshot())
 
 
-def _iou(a: bytes, b: bytes) -> float | None:
-    from .imaging import mean_iou, read_label_png
+async def upstream_body(request, headers: dict) -> bytes:
+    """The request body in a form TorchServe takes, whatever Content-Type the client sent.
 
+    TorchServe's frontend decodes ``application/x-www-form-urlencoded`` (curl's default for
+    ``--data-binary``) as a form and answers HTTP 500 before the handler runs, so a raw body is forwarded
+    as ``application/octet-stream`` unless it is JSON (KServe v1). Multipart forms are unpacked here: the
+    image field becomes the raw body and ``resolution`` / ``format`` fields become X- headers; a malformed
+    form is the client's mistake (ValueError → 400), never a 5xx from upstream."""
+    for k in [k for k in headers if k.lower() == "content-type"]:
+        del headers[k]
+    ctype = request.content_type
+    if ctype == "application/json":
+        headers["Content-Type"] = "application/json"
+        return await request.read()
+    headers["Content-Type"] = "application/octet-stream"
+    if ctype != "multipart/form-data":
+        return await request.read()
     try:
-        return mean_iou(read_label_png(a), read_label_png(b))
-    except Exception:  # noqa: BLE001 - undecodable shadow answer counts as no agreement sample
-        return None
+        form = await request.post()
+    except Exception as e:  # noqa: BLE001 - aiohttp raises several types for a broken form
+        raise ValueError(f"malformed multipart body: {type(e).__name__}") from None
+    for opt in ("resolution", "format"):
+        if isinstance(form.get(opt), str) and not any(k.lower() == f"x-{opt}" for k in headers):
+            headers[f"X-{opt.capitalize()}"] = form[opt]
+    for field in ("data", "body", "file"):
+        part = form.get(field)
+        if part is not None:
+            if hasattr(part, "file"):
+                return part.file.read()
+            from .imaging import payload_bytes
+
+            return payload_bytes(str(part))  # a text field holds base64, as the handler reads it
+    raise ValueError("multipart body has no image field: send the image in field 'data'")
+
+
+def _iou(a: bytes, b: bytes) -> float | None:
+    """Agreement of two label-map PNGs (the parser's codec)."""
+    return codec_for("parser").agreement(a, b)
 
 
 def make_app(router: Router):

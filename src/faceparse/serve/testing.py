@@ -3,7 +3,6 @@ generator. Not used by the serving path itself."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -39,17 +38,42 @@ def tiny_bundle(directory, seed: int = 0, cfg: dict | None = None, num_classes: 
                                           "label_table": "celebamask-hq", **meta})
 
 
+def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
+    """The bundle's own in-process prediction, what every served / predicted label map must equal: each image
+    (encoded bytes, a path or a PIL image; read with plain PIL, no EXIF handling — the real test photos have
+    none) preprocessed alone (``faceparse.models.preprocess`` to the bundle's input size), decoded at
+    ``resolution`` (default: the input size), argmax over classes → (R, R) uint8 arrays."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from ..bundle import load_bundle
+    from ..models import preprocess
+
+    model, meta = load_bundle(bundle_dir)
+    size = int(meta.get("input_size", 256))
+    res = int(resolution or size)
+    out = []
+    with torch.inference_mode():
+        for im in images:
+            if isinstance(im, (bytes, bytearray)):
+                im = Image.open(io.BytesIO(bytes(im)))
+            elif not isinstance(im, Image.Image):
+                im = Image.open(im)
+            x = preprocess(im.convert("RGB"), size)[None]
+            out.append(model(x, out_size=res)[0].argmax(0).to(torch.uint8).numpy())
+    return out
+
+
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct free loopback ports outside the kernel's ephemeral range (``server._free_port``): a test picks
+    them long before the servers bind them, and no client socket on the machine can be handed one meanwhile."""
+    from .server import _free_port
+
+    ports: list[int] = []
+    while len(ports) < n:
+        ports.append(_free_port(exclude=ports))
     return ports
 
 

@@ -105,7 +105,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a truncated / foreign file: say which
         raise ValueError(f"{p}: not a readable faceparse checkpoint ({type(e).__name__}: {e})") from None
-    for key in ("model", "optimizer", "scheduler", "epoch", "meta"):
+    for key in ("model", "optimizers", "schedulers", "epoch", "meta"):
         if key not in ck:
             raise ValueError(f"{p}: not a faceparse training checkpoint (missing {key!r})")
     return ck

@@ -1,0 +1,259 @@
+"""The ``landmarks`` stage: a MobileNetV3 regressing the 68 iBUG points (Zhao & Qi's N_lmk).
+
+Loss: squared L2 between predicted and true points (the seed's eq. 1), in normalised image coordinates.
+Metric (the field's): NME normalised by the inter-ocular distance (outer eye corners, 300-W), lower is
+better; beside it the NME of the mean training shape (``mean_shape_nme``, the baseline), per region, AUC and
+failure rate at 0.08, and the NME of the points an occluder hides vs the visible ones (synthetic data knows).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import Info, Stage
+
+
+class PointsEvaluator:
+    """Collects predicted / true points (normalised) and visibility; gathers them across ranks."""
+
+    def __init__(self, mean_shape):
+        self.mean_shape = None if mean_shape is None else np.asarray(mean_shape, dtype=np.float64)
+        self.pred, self.true, self.visible = [], [], []
+
+    def update(self, model, batch, device, autocast) -> None:
+        from ..training.loop import to_device
+
+        with autocast:
+            pred = model(to_device(batch["image"], device))
+        self.pred.append(pred.float().cpu().numpy())
+        self.true.append(batch["points"].numpy())
+        self.visible.append(batch["visible"].numpy())
+
+    def reduce(self, dd=None) -> None:
+        def cat(parts, shape):
+            return np.concatenate(parts) if parts else np.zeros((0, *shape))
+
+        arrays = [cat(self.pred, (68, 2)), cat(self.true, (68, 2)), cat(self.visible, (68,)).astype(bool)]
+        if dd is not None and dd.active and dd.world_size > 1:
+            import torch.distributed as dist
+
+            gathered: list = [None] * dd.world_size
+            dist.all_gather_object(gathered, arrays)
+            arrays = [np.concatenate([g[i] for g in gathered]) for i in range(3)]
+        self.arrays = arrays
+
+    def compute(self) -> dict[str, Any]:
+        from ..landmarks import landmark_metrics
+
+        pred, true, visible = self.arrays
+        return landmark_metrics(pred, true, visible=visible, mean_shape=self.mean_shape)
+
+
+class LandmarkStage(Stage):
+    info = Info("landmarks", "68-point landmark regressor (MobileNetV3): image → 68 (x, y) iBUG points", "nme", "min",
+                model_name="faceparse-landmarks", outputs="points JSON | overlay PNG", metric_label="NME")
+    row_metrics = ("nme", "auc_0.08")
+    meta_keys = ("num_points",)
+    baseline_metrics = ("mean_shape_nme", "nme_occluded", "nme_visible", "auc_0.08", "failure_rate_0.08")
+
+    # --- model ---------------------------------------------------------------------------------------
+    def model_config(self, params):
+        from ..config import model_config
+
+        return model_config(params)
+
+    def data_meta(self, info, params, frames=None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"num_points": 68}
+        if frames is not None:
+            from ..training.landmark_dataset import mean_shape
+
+            size = int((params.get("train") or {}).get("input_size", 256))
+            meta["mean_shape"] = np.round(mean_shape(frames["train"], size), 6).tolist()
+        return meta
+
+    def build_model(self, meta):
+        from ..models.mobilenetv3 import build_landmark_model
+
+        cfg = {k: v for k, v in meta["model_config"].items() if k != "preset"}
+        model = build_landmark_model({**cfg, "num_points": int(meta.get("num_points", 68))})
+        if meta.get("mean_shape") is not None:
+            model.set_mean_shape(torch.tensor(meta["mean_shape"], dtype=torch.float32))
+        return model
+
+    def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from ..models import count_params
+
+        model = self.build_model({"model_config": mcfg, "num_points": 68})
+        with torch.device("meta"), FlopCounterMode(display=False) as fc:
+            model.to("meta")(torch.zeros(1, 3, input_size, input_size, device="meta"))
+        return {"params": count_params(model), "gmacs": {str(input_size): fc.get_total_flops() / 2 / 1e9}}
+
+    def report(self, meta, input_size: int) -> dict[str, Any]:
+        rep = self.model_report(meta["model_config"], input_size)
+        return {"report.params": rep["params"], f"report.gmacs_{input_size}": rep["gmacs"][str(input_size)]}
+
+    def run_name(self, mcfg) -> str:
+        return f"train-landmarks-{mcfg['preset']}"
+
+    # --- training ------------------------------------------------------------------------------------
+    def datasets(self, params, frames, meta, cfg):
+        from ..training.landmark_dataset import LandmarkDataset
+
+        aug = cfg.augment if cfg.augment.get("enabled", True) else None
+        return (LandmarkDataset(frames["train"], cfg.input_size, augment=aug, seed=cfg.seed),
+                LandmarkDataset(frames["val"], cfg.input_size))
+
+    def optimizers(self, model, cfg):
+        return {"model": torch.optim.Adam(model.parameters(), lr=cfg.lr)}
+
+    def schedulers(self, optimizers, cfg):
+        return {"model": torch.optim.lr_scheduler.StepLR(optimizers["model"], step_size=cfg.lr_step,
+                                                         gamma=cfg.lr_gamma)}
+
+    def step_module(self, model):
+        return model
+
+    def prepare(self, ctx) -> None:
+        pass
+
+    def train_step(self, ctx, batch) -> torch.Tensor:
+        from ..training.loop import to_device
+
+        images = to_device(batch["image"], ctx.dd.device)
+        points = batch["points"].to(ctx.dd.device, non_blocking=True)
+        with ctx.autocast():
+            pred = ctx.step_module(images)
+        loss = ((pred.float() - points) ** 2).sum(-1).mean()   # eq. 1: squared L2 per point, averaged
+        opt = ctx.optimizers["model"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def evaluator(self, meta, cfg):
+        return PointsEvaluator(meta.get("mean_shape"))
+
+    def describe(self, val: dict[str, Any]) -> str:
+        base = val.get("mean_shape_nme")
+        return f"val NME {val['nme']:.4f}" + (f" (mean shape {base:.4f})" if base is not None else "")
+
+    def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
+        return {"split": "val", **{k: v for k, v in val.items() if not isinstance(v, (list, dict))}}
+
+    @torch.no_grad()
+    def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
+        from ..training.loop import to_device
+        from ..models import preprocess
+
+        model.eval()
+        images, truths, preds = [], [], []
+        for i in range(min(4, len(val_ds))):
+            image, pts = val_ds.raw(i)
+            with ctx.autocast():
+                p = model(to_device(preprocess(image).unsqueeze(0), ctx.dd.device))[0].float().cpu().numpy()
+            images.append(image)
+            truths.append(pts)
+            preds.append(p * image.shape[1])
+        save_points_grid(images, truths, preds, out / "val_landmarks.png")
+        return {}
+
+    # --- evaluation on a split ----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        from ..training.landmark_dataset import LandmarkDataset
+
+        ds = LandmarkDataset(frame, int(meta.get("input_size", 256)))
+        ev = PointsEvaluator(meta.get("mean_shape"))
+        bs = int(params["evaluate"].get("batch_size", 16))
+        loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False)
+        device = next(model.parameters()).device
+        for batch in loader:
+            ev.update(model, batch, device, contextlib.nullcontext())
+        ev.reduce()
+        m = ev.compute()
+        return {**m, "input_size": int(meta.get("input_size", 256))}, {"arrays": ev.arrays}
+
+    def write_reports(self, result, extras, params) -> list[Path]:
+        """plots_dir/ced.csv (cumulative error distribution of per-image NME) and regions.csv."""
+        from ..landmarks import inter_ocular
+
+        plots = Path(params["evaluate"].get("plots_dir") or Path(params["evaluate"]["metrics_file"]).parent / "plots")
+        plots.mkdir(parents=True, exist_ok=True)
+        pred, true, _ = extras["arrays"]
+        per_image = np.linalg.norm(pred - true, axis=-1).mean(-1) / inter_ocular(true)
+        xs = np.linspace(0, 0.1, 51)
+        (plots / "ced.csv").write_text("nme,fraction\n" + "".join(f"{x:.4f},{(per_image <= x).mean():.4f}\n" for x in xs))
+        regions = [k[4:] for k in result if k.startswith("nme_") and k not in ("nme_occluded", "nme_visible")]
+        (plots / "regions.csv").write_text("region,nme\n" + "".join(f"{r},{result[f'nme_{r}']}\n" for r in regions))
+        files: list[Path] = [plots]
+        if params["evaluate"].get("table_file"):
+            table = Path(params["evaluate"]["table_file"])
+            table.parent.mkdir(parents=True, exist_ok=True)
+            table.write_text(markdown_table(result, regions))
+            files.append(table)
+        return files
+
+    def mlflow_metrics(self, result) -> dict[str, float]:
+        return {f"test_{k}": float(v) for k, v in result.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
+
+    # --- predict / serve -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_images(self, model, meta, images: list) -> list[np.ndarray]:
+        """RGB PIL images → (68, 2) points in each image's own pixel coordinates."""
+        from ..models import preprocess
+
+        size = int(meta.get("input_size", 256))
+        x = torch.stack([preprocess(im, size) for im in images])
+        pred = model(x).float().cpu().numpy()
+        return [p * np.array(im.size, dtype=np.float64) for p, im in zip(pred, images)]
+
+
+def markdown_table(result: dict[str, Any], regions: list[str]) -> str:
+    """NME (% of the inter-ocular distance) overall, by region, hidden vs visible, and the baseline."""
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.2f}"
+
+    cols = ["all", *regions, "occluded pts", "visible pts", "mean shape", "AUC@0.08", "fail@0.08"]
+    vals = [result.get("nme"), *[result.get(f"nme_{r}") for r in regions], result.get("nme_occluded"),
+            result.get("nme_visible"), result.get("mean_shape_nme")]
+    return "\n".join([f"## Landmark NME (%) on {result.get('n_images')} {result.get('split', 'test')} images", "",
+                      "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
+                      "| " + " | ".join([*(pct(v) for v in vals), pct(result.get("auc_0.08")),
+                                         pct(result.get("failure_rate_0.08"))]) + " |", ""])
+
+
+def points_json(points: np.ndarray, image_size: tuple[int, int], version: str = "") -> bytes:
+    return json.dumps({"points": np.round(points, 3).tolist(), "num_points": int(len(points)),
+                       "image_size": list(image_size), "convention": "iBUG 68, (x, y) pixels of the input image",
+                       **({"model_version": version} if version else {})}).encode()
+
+
+def draw_points(image, points: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
+    """The photo with the points drawn (radius scaled with the image)."""
+    import cv2
+
+    out = np.ascontiguousarray(np.asarray(image.convert("RGB") if hasattr(image, "convert") else image).copy())
+    r = max(1, round(min(out.shape[:2]) / 128))
+    for x, y in points:
+        cv2.circle(out, (int(round(x)), int(round(y))), r, colour, -1, lineType=cv2.LINE_AA)
+    return out
+
+
+def save_points_grid(images, truths, preds, path: Path) -> None:
+    """Truth (green) and prediction (red) on each image, side by side."""
+    from PIL import Image
+
+    tiles = [draw_points(draw_points(im, t), p, (255, 0, 0)) for im, t, p in zip(images, truths, preds)]
+    if tiles:
+        Image.fromarray(np.concatenate(tiles, axis=1)).save(path)
+
+
+STAGE = LandmarkStage()

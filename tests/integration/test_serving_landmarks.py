@@ -1,0 +1,92 @@
+"""The landmark stage on the one serving path: packaged, served by a real TorchServe behind the router with
+token auth, answering a real photo with 68 finite points (JSON) or an overlay, and garbage with a 4xx."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from faceparse.config import load_params
+from faceparse.serve import server
+from faceparse.serve.testing import port_overrides
+
+pytestmark = pytest.mark.integration
+
+
+def landmark_bundle(directory, input_size: int = 64):
+    import torch
+
+    from faceparse.bundle import save_bundle
+    from faceparse.stages import get_stage
+
+    torch.manual_seed(0)
+    meta = {"stage": "landmarks", "num_points": 68, "input_size": input_size,
+            "model_config": {"preset": "small", "arch": "small", "width": 0.25, "num_points": 68, "dropout": 0.0,
+                             "head": "integral"}}
+    return save_bundle(directory, get_stage("landmarks").build_model(meta), meta)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, repo_root):
+    tmp = tmp_path_factory.mktemp("serve-landmarks")
+    bundle = landmark_bundle(tmp / "bundle")
+    params = load_params(repo_root / "params.yaml", port_overrides())
+    from faceparse.stages import for_stage
+
+    params = for_stage(params, "landmarks")
+    st = server.start(params, model=str(bundle), run_dir=tmp / "run", model_store=tmp / "store")
+    yield st, bundle
+    server.stop(tmp / "run")
+
+
+def post(st, body: bytes, headers=None, token: str | None = "ok"):
+    key = server.token(st["run_dir"]) if token == "ok" else token
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.post(f"{st['endpoint_url']}/predictions/{st['model_name']}", data=body,
+                         headers={**auth, **(headers or {})}, timeout=120)
+
+
+def test_a_real_photo_gets_68_finite_points_in_its_own_pixels(served, real_samples):
+    st, bundle = served
+    assert st["model_name"] == "faceparse-landmarks"
+    photo = (real_samples / "0.jpg").read_bytes()
+    r = post(st, photo)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json"), r.text[:300]
+    body = r.json()
+    pts = np.asarray(body["points"])
+    w, h = Image.open(io.BytesIO(photo)).size
+    assert pts.shape == (68, 2) and np.isfinite(pts).all() and body["image_size"] == [w, h]
+    assert (pts >= 0).all() and (pts[:, 0] <= w).all() and (pts[:, 1] <= h).all()   # soft-argmax stays inside
+    # the same as the bundle predicts in process, mapped to the photo's pixels
+    from faceparse.bundle import load_bundle
+    from faceparse.images import read_image
+    from faceparse.stages import get_stage
+
+    model, meta = load_bundle(bundle)
+    ref = get_stage("landmarks").predict_images(model, meta, [read_image(photo)])[0]
+    np.testing.assert_allclose(pts, ref, atol=1e-2)
+    ov = post(st, photo, {"X-Format": "overlay"})
+    assert ov.status_code == 200 and Image.open(io.BytesIO(ov.content)).size == (w, h)
+
+
+@pytest.mark.parametrize("body,headers,status", [
+    (b"garbage", {}, 400),
+    (b"GIF89a" + b"\0" * 64, {}, 415),
+    (None, {"X-Format": "png"}, 400),          # a label map is not what this stage answers
+], ids=["not-an-image", "gif", "png-format"])
+def test_garbage_and_wrong_options_are_4xx(served, real_samples, body, headers, status):
+    st, _ = served
+    r = post(st, body if body is not None else (real_samples / "1.jpg").read_bytes(), headers)
+    assert r.status_code == status, r.text[:300]
+    assert json.loads(r.text)["message"]
+    assert post(st, (real_samples / "2.jpg").read_bytes()).status_code == 200   # alive after
+
+
+def test_no_token_is_refused(served, real_samples):
+    st, _ = served
+    r = post(st, (real_samples / "0.jpg").read_bytes(), token=None)
+    assert 400 <= r.status_code < 500
