@@ -46,7 +46,7 @@ class Target:
 
     @property
     def module(self) -> str:
-        return self.path.removeprefix("src/").removesuffix(".py").replace("/", ".")
+        return self.path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
     @property
     def short(self) -> str:
@@ -64,6 +64,8 @@ TARGETS: tuple[Target, ...] = (
            ("tests/code/test_rollout_units.py", "tests/code/test_canary_gates.py")),
     Target("src/faceparse/registry.py", ("promote", "_version_by_alias", "_float_tag", "_registry_section"),
            ("tests/code/test_registry_units.py",)),
+    Target("src/faceparse/stages/__init__.py", ("Stage.better",),   # the promotion's comparison, per stage
+           ("tests/code/test_registry_units.py",), optional=True),
     Target("src/faceparse/serve/imaging.py",
            ("_text", "parse_options", "encode_png", "label_png", "overlay_png", "class_fractions",
             "read_label_png", "mean_iou", "RequestError.body"),

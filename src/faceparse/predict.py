@@ -89,7 +89,7 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .bundle import load_bundle
-    from .commands.common import console
+    from .log import console
     from .evaluate import pick_device
     from .registry import resolve_bundle
 

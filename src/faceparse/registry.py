@@ -144,8 +144,8 @@ def _registry_section(params: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ register
 
 
-def _load_metrics(metrics_file: Path, explicit: bool, weights_sha: str) -> dict[str, Any] | None:
-    from .commands.common import console
+def _load_metrics(metrics_file: Path, explicit: bool, weights_sha: str, key: str = "mean_f1") -> dict[str, Any] | None:
+    from .log import console
 
     if not metrics_file.is_file():
         if explicit:
@@ -157,8 +157,8 @@ def _load_metrics(metrics_file: Path, explicit: bool, weights_sha: str) -> dict[
         metrics = json.loads(metrics_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{metrics_file}: not valid JSON: {e}") from None
-    if not isinstance(metrics, dict) or "mean_f1" not in metrics:
-        raise ValueError(f"{metrics_file}: not an evaluation metrics file (no mean_f1)")
+    if not isinstance(metrics, dict) or key not in metrics:
+        raise ValueError(f"{metrics_file}: not an evaluation metrics file (no {key})")
     sha = metrics.get("bundle_sha256")
     if sha and sha != weights_sha:
         raise ValueError(f"{metrics_file} was computed for another model (weights sha256 {sha[:12]}…, this bundle "
@@ -177,7 +177,7 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     """Log the bundle as an MLflow run artifact, create a new version of ``registry.model_name`` from it,
     point alias ``challenger`` at it, tag it with the test metrics; write ``metrics/registered.json``."""
     from .bundle import META, WEIGHTS, read_meta
-    from .commands.common import console
+    from .log import console
 
     from .stages import get_stage
 
@@ -191,7 +191,7 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     sha = sha256_file(bdir / WEIGHTS)
     explicit = metrics_file is not None
     mfile = Path(metrics_file if explicit else (params.get("evaluate") or {}).get("metrics_file", "metrics/eval.json"))
-    metrics = _load_metrics(mfile, explicit, sha)
+    metrics = _load_metrics(mfile, explicit, sha, stage.primary_metric)
 
     client, uri = client_for(params)
     from mlflow.exceptions import MlflowException

@@ -267,7 +267,7 @@ def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, tor
         model = model.to(memory_format=torch.channels_last)
     optimizers = stage.optimizers(model, cfg)
     schedulers = stage.schedulers(optimizers, cfg)
-    step_module = stage.step_module(model)
+    step_module = stage.step_module(model, dd)
     if dd.active:
         step_module = DistributedDataParallel(step_module, device_ids=[dd.device] if dd.device.type == "cuda" else None)
     ctx = TrainContext(params, cfg, dd, meta, model, step_module, optimizers, schedulers)
@@ -280,10 +280,12 @@ def _restore(ctx: TrainContext, ck: dict, loader_gen, last_path: Path, progress:
     from .training import checkpoint as ckpt
 
     saved, meta = ck["meta"], ctx.meta
-    if any(saved.get(k) != meta[k] for k in meta if k not in ("input_size", "out_size")):
-        raise ValueError(f"{last_path}: checkpoint is for model {saved.get('model_config')} "
-                         f"({ {k: saved.get(k) for k in meta if k != 'model_config'} }), params give "
-                         f"{meta['model_config']}; resume needs the same model (train without --resume to start over)")
+    differ = [k for k in meta if k not in ("input_size", "out_size") and saved.get(k) != meta[k]]
+    if differ:
+        detail = "; ".join(f"{k}: {saved.get(k)} vs {meta[k]}" for k in differ if k != "mean_shape")
+        raise ValueError(f"{last_path}: the checkpoint's model differs from what params give ({', '.join(differ)}"
+                         f"{': ' + detail if detail else ''}); resume needs the same model and data (train "
+                         "without --resume to start over)")
     ctx.model.load_state_dict(ck["model"])
     for name, opt in ctx.optimizers.items():
         opt.load_state_dict(ck["optimizers"][name])

@@ -187,6 +187,38 @@ def test_store_errors_become_registry_errors(monkeypatch):
         run(monkeypatch, c)
 
 
+def test_landmark_stage_promotes_the_lower_nme(monkeypatch):
+    # params `stage: landmarks`: the primary metric is NME (tag nme), lower is better, the margin is subtracted
+    def decide(nme, margin=0.25):
+        c = FakeClient({"1": {"nme": "0.5"}, "2": {"nme": nme}}, {"challenger": "2", "champion": "1"})
+        monkeypatch.setattr(registry, "client_for", lambda params: (c, URI))
+        out = promote({"stage": "landmarks", "registry": {"model_name": NAME, "promote_margin": margin}})
+        assert c.aliases["champion"] == ("2" if out["promoted"] else "1")
+        return out
+
+    out = decide("0.125")
+    assert out["promoted"] is True and out["decision"] == "promoted"
+    assert out["reason"] == "challenger v2 test NME 0.1250 < champion v1 0.5000 - margin 0.25"
+    assert (out["challenger_nme"], out["champion_nme"]) == (0.125, 0.5) and "challenger_mean_f1" not in out
+    out = decide("0.25")                                     # exactly the margin better: not enough
+    assert out["decision"] == "rejected"
+    assert out["reason"] == "challenger v2 test NME 0.2500 does not beat champion v1 0.5000 - margin 0.25"
+    assert decide("0.75")["decision"] == "rejected"          # a higher NME is worse
+    assert decide("0.4999", margin=0)["promoted"] is True
+    out = decide(None)
+    assert out["reason"] == "challenger v2 has no test NME (tag nme): evaluate it and register again"
+
+
+def test_stage_comparison_direction_and_default_margin():
+    from faceparse.stages import get_stage
+
+    parser, landmarks = get_stage("parser"), get_stage("landmarks")
+    assert parser.better(0.625, 0.5) and not parser.better(0.5, 0.5) and not parser.better(0.375, 0.5)
+    assert landmarks.better(0.375, 0.5) and not landmarks.better(0.5, 0.5) and not landmarks.better(0.625, 0.5)
+    assert not parser.better(0.625, 0.5, 0.125) and parser.better(0.75, 0.5, 0.125)
+    assert not landmarks.better(0.375, 0.5, 0.125) and landmarks.better(0.25, 0.5, 0.125)
+
+
 def test_float_tag_and_version_by_alias():
     mv = SimpleNamespace(tags={"a": "0.25", "b": "x", "c": None})
     assert registry._float_tag(mv, "a") == 0.25

@@ -52,6 +52,7 @@ def test_unknown_section_names_each_key_inside_it():
     got = suggestions(p)
     assert got[0] == "model.presets.tiny.width" and len(got) == 2 and got[1].startswith("model.presets.tiny.")
     (p,) = problems({"train": {"augmnt": {"p": 0.5}}})
+    assert p.startswith("unknown key train.augmnt.p (did you mean ")   # the full dotted key of the leaf
     got = suggestions(p)
     assert got[0] == "train.augment.p" and len(got) == 2 and got[1].startswith("train.augment.")
 

@@ -156,7 +156,8 @@ def test_cli_and_clear_errors(env, mlflow_server, monkeypatch, real_samples):
 def test_evaluate_logs_test_metrics_to_the_training_run(env, mlflow_server, tmp_path):
     from mlflow import MlflowClient
 
-    from faceparse.evaluate import log_to_mlflow, mlflow_metrics
+    from faceparse.evaluate import log_to_mlflow
+    from faceparse.stages.parser_eval import mlflow_metrics
     from faceparse.tracking import get_or_create_experiment
 
     _, _, params = env

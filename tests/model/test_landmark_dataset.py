@@ -132,7 +132,7 @@ def test_visibility_follows_the_occluder(occluded):
     for i, sid in enumerate(occluded["id"]):
         index = int(sid.rsplit("_", 1)[1])
         s = generate_sample(0, index, size=S, occlusion_prob=1.0)
-        col, row = np.floor(s.landmarks).astype(int).T
+        col, row = np.floor(s.landmarks + 0.5).astype(int).T   # on disk: continuous coordinates (+0.5)
         expected = ~s.occlusion[row, col]
         np.testing.assert_array_equal(ds.visible(i), expected)
         np.testing.assert_array_equal(ds[i]["visible"].numpy(), expected[IBUG_FLIP])   # flipped with the points

@@ -8,11 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
-from rich.console import Console
-
 from ..config import ConfigError, load_params
-
-console = Console(stderr=True)
+from ..log import console
 
 ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $FACEPARSE_PARAMS or ./params.yaml)")
 SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set train.epochs=3 (repeatable)")

@@ -30,7 +30,7 @@ import numpy as np
 from ..labels import CELEBAMASK_HQ, HELEN, LAPA, get_table
 from .manifest import INFO, SPLITS, sample_row, write_info, write_manifest
 
-FORMATS = ("celebamask-hq", "lapa", "helen", "labelmaps")
+FORMATS = ("celebamask-hq", "lapa", "helen", "labelmaps", "300w")
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -338,8 +338,34 @@ def scan_labelmaps(src: Path, labelmaps_table: str = CELEBAMASK_HQ.name, **_: An
     return Scan(table, samples, skipped, {"split_method": "split_seed"})
 
 
+def scan_300w(src: Path, **_: Any) -> Scan:
+    """300-W / iBUG: ``<name>.jpg|png`` beside ``<name>.pts`` (version 1, 68 points), in any sub-folder
+    (the official release nests afw/, helen/, lfpw/, ibug/); ids are the relative paths. A missing .pts
+    skips its image; a broken one is named and skipped at conversion."""
+    images = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not images:
+        raise FileNotFoundError(f"{src}: no images found (expected <name>.jpg beside <name>.pts)")
+    samples, skipped = [], []
+    for p in images:
+        pts = p.with_suffix(".pts")
+        sid = _safe_id(p.relative_to(src).with_suffix(""))
+        if not pts.is_file():
+            skipped.append({"id": sid, "file": str(pts.relative_to(src)), "reason": "landmark file missing"})
+            _warn(f"{pts}: .pts file missing for {p.name}; skipped")
+            continue
+        samples.append(Sample(id=sid, image=p, landmarks=pts))
+    return Scan(CELEBAMASK_HQ.name, samples, skipped,
+                {"split_method": "split_seed", "labels": "drawn from the 68 landmarks (faceparse.landmark_map)",
+                 "crop": "square around the landmarks, 25 % margin"})
+
+
+def _safe_id(rel: Path) -> str:
+    return "_".join(rel.parts).replace(" ", "_")
+
+
 ADAPTERS: dict[str, Callable[..., Scan]] = {
     "celebamask-hq": scan_celebamask_hq, "lapa": scan_lapa, "helen": scan_helen, "labelmaps": scan_labelmaps,
+    "300w": scan_300w,
 }
 
 
@@ -402,6 +428,35 @@ def _aspect_differs(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] * b[1] - a[1] * b[0]) > 0.01 * a[0] * b[1]
 
 
+def _load_sample(s: Sample, size: int):
+    """(image, label map, landmarks or None, None) — or (…, (file, reason)) when the sample is unusable.
+
+    300-W (``.pts`` landmarks): the face is cropped square around its points with a margin and resized to
+    ``size``; the label map is drawn from the points (faceparse.landmark_map: M_β — 300-W has no parsing
+    labels). Other layouts: the image and its label map as stored (resized later)."""
+    if s.landmarks is not None and s.landmarks.suffix.lower() == ".pts":
+        from PIL import Image
+
+        from ..landmark_map import draw_map
+        from .pts import crop_to_face, read_pts
+
+        try:
+            pts = read_pts(s.landmarks, one_based=True) + 0.5   # 300-W: 1-based → continuous pixel coordinates
+            if pts.shape != (68, 2):
+                raise ValueError(f"{s.landmarks}: {len(pts)} points, expected the 68 iBUG points")
+            img, pts = crop_to_face(np.asarray(open_image(s.image)), pts, size)
+        except ValueError as e:
+            return None, None, None, (s.landmarks, str(e).removeprefix(f"{s.landmarks}: "))
+        return Image.fromarray(img), draw_map(pts, size), pts.astype(np.float32), None
+    img = open_image(s.image)
+    label = _label_of(s)
+    lab_size = (label.shape[1], label.shape[0])
+    if _aspect_differs(img.size, lab_size):
+        reason = f"label {lab_size[0]}x{lab_size[1]} does not match image {img.size[0]}x{img.size[1]} aspect"
+        return img, label, None, (s.label or s.parts[0][1], reason)
+    return img, label, (read_landmarks(s.landmarks) if s.landmarks is not None else None), None
+
+
 def ingest(fmt: str, src: str | os.PathLike, out: str | os.PathLike, size: int = 256,
            labelmaps_table: str = CELEBAMASK_HQ.name, split_seed: int = 0,
            splits: Mapping[str, float] | None = None, progress: bool = True) -> Path:
@@ -437,17 +492,12 @@ def ingest(fmt: str, src: str | os.PathLike, out: str | os.PathLike, size: int =
         with progress_bar(progress) as bar:
             task = bar.add_task(f"ingest {fmt}", total=len(scan.samples))
             for s in scan.samples:
-                img = open_image(s.image)
-                label = _label_of(s)
-                lab_size = (label.shape[1], label.shape[0])
-                if _aspect_differs(img.size, lab_size):
-                    lf = s.label or s.parts[0][1]
-                    reason = f"label {lab_size[0]}x{lab_size[1]} does not match image {img.size[0]}x{img.size[1]} aspect"
-                    skipped.append({"id": s.id, "file": str(lf.relative_to(src_p)), "reason": reason})
-                    _warn(f"{lf}: {reason}; skipped")
+                img, label, lms, bad = _load_sample(s, size)
+                if bad is not None:
+                    skipped.append({"id": s.id, "file": str(bad[0].relative_to(src_p)), "reason": bad[1]})
+                    _warn(f"{bad[0]}: {bad[1]}; skipped")
                     bar.advance(task)
                     continue
-                lms = read_landmarks(s.landmarks) if s.landmarks is not None else None
                 w0, h0 = img.size
                 img_r = img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
                 lab_r = Image.fromarray(label, mode="L")

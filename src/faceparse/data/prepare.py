@@ -8,7 +8,7 @@ from ..config import ConfigError, require, section
 from .ingest import FORMATS
 
 # the class table each real layout produces (labelmaps: data.ingest.labelmaps_table)
-FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "helen"}
+FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "helen", "300w": "celebamask-hq"}
 
 
 def prepare(params: dict[str, Any], progress: bool = True) -> Path:

@@ -35,7 +35,8 @@ COLUMNS = ("id", "split", "image", "label", "image_readable", "label_readable", 
 
 
 def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: int, *, min_classes: int,
-                 max_background_fraction: float, min_face_fraction: float) -> tuple[dict[str, Any], list[str]]:
+                 max_background_fraction: float, min_face_fraction: float,
+                 n_points: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """Per-file checks of one manifest row: (record for the per-sample table, reasons it is bad)."""
     from PIL import Image
 
@@ -113,7 +114,7 @@ def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: 
         reasons.append(f"{lab_rel}: label is {rec['label_width']}x{rec['label_height']}, dataset size is {size}x{size}"
                        + (f" (image {rec['width']}x{rec['height']})" if rec["width"] is not None else ""))
 
-    # optional landmarks: a finite (K, 2) array
+    # optional landmarks: a finite (K, 2) array of points inside the image (K = dataset.json's count)
     lm_rel = row.landmarks
     if lm_rel:
         try:
@@ -121,6 +122,13 @@ def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: 
             if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
                 rec["landmarks_ok"] = False
                 reasons.append(f"{lm_rel}: landmarks have shape {pts.shape} or non-finite values; expected finite (K, 2)")
+            elif n_points is not None and len(pts) != n_points:
+                rec["landmarks_ok"] = False
+                reasons.append(f"{lm_rel}: {len(pts)} landmarks, the dataset's samples have {n_points}")
+            elif (pts < 0).any() or (pts > size).any():
+                rec["landmarks_ok"] = False
+                reasons.append(f"{lm_rel}: landmarks outside the {size}x{size} image "
+                               f"(x {pts[:, 0].min():.1f}..{pts[:, 0].max():.1f}, y {pts[:, 1].min():.1f}..{pts[:, 1].max():.1f})")
         except FileNotFoundError:
             rec["landmarks_ok"] = False
             reasons.append(f"{lm_rel}: landmarks file missing")
@@ -252,12 +260,15 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     records: list[dict[str, Any]] = []
     bad: dict[str, list[str]] = defaultdict(list)
+    lm = info.get("landmarks")   # synth: "ibug68"; ingest: the count when every sample has the same
+    n_points = 68 if lm == "ibug68" else lm if isinstance(lm, int) else None
     thresholds = dict(min_classes=int(min_classes), max_background_fraction=float(max_background_fraction),
                       min_face_fraction=float(min_face_fraction))
     with progress_bar(progress) as bar:
         task = bar.add_task("validate", total=len(manifest))
         for row in manifest.itertuples(index=False):
-            rec, reasons = check_sample(root, row, table.num_classes, table.name, size, **thresholds)
+            rec, reasons = check_sample(root, row, table.num_classes, table.name, size, n_points=n_points,
+                                        **thresholds)
             records.append(rec)
             if reasons:
                 bad[rec["id"]].extend(reasons)

@@ -151,7 +151,7 @@ def classifier(num_classes: int = 1000, arch: str = "large", width: float = 1.0)
 
 
 class IntegralHead(nn.Module):
-    """The features of strides 8, 16 and 32 fused (upsampled to stride 8, concatenated, 1×1 convs) into one
+    """The features of strides 4, 8, 16 and 32 fused (upsampled to stride 4, concatenated, 1×1 convs) into one
     heatmap per point; the point is the heatmap's softmax-weighted mean position (integral regression,
     Sun et al. 2018): still a head that regresses (x, y), but translation-equivariant, which a small dataset
     of faces anywhere in the frame needs (a pooled FC readout stayed at the mean shape here)."""
@@ -201,7 +201,7 @@ class MobileNetV3Landmarks(MobileNetV3):
             self.train(was)
 
     def _taps(self, x: torch.Tensor, probe: bool = False) -> list[torch.Tensor]:
-        """The last feature maps at strides 8, 16 and 32."""
+        """The last feature maps at strides 4, 8, 16 and 32."""
         if probe:
             return self._probe(x)
         by_size: dict[int, torch.Tensor] = {}
@@ -209,7 +209,7 @@ class MobileNetV3Landmarks(MobileNetV3):
             x = layer(x)
             by_size[x.shape[-1]] = x
         sizes = sorted(by_size, reverse=True)
-        return [by_size[s] for s in sizes[-3:]]
+        return [by_size[s] for s in sizes[-4:]]
 
     def set_mean_shape(self, mean: torch.Tensor) -> None:
         """Bias ← mean shape, weight ← 0: an untrained FC model predicts the mean shape (the baseline) and

@@ -15,8 +15,6 @@ step), ``mirror_fraction``.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError
 from .client import Client, ServeError, ready_workers
-from .router import ROLLOUT
+from .rollout_state import read_rollout, write_rollout
 
 DEFAULTS = {
     "router_port": 8483, "percent": 10, "steps": [10, 50], "mirror_fraction": 0.2,
@@ -44,35 +42,6 @@ def rollout_params(params: dict[str, Any]) -> dict[str, Any]:
     if not 0 < pct <= 100:
         raise ConfigError(f"serve.rollout.percent must be in (0, 100], got {pct}")
     return ro
-
-
-# --- state file ----------------------------------------------------------------------------------------
-
-def read_rollout(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    try:
-        return json.loads((Path(run_dir) / ROLLOUT).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_rollout(run_dir: str | os.PathLike, **changes) -> dict[str, Any]:
-    rd = Path(run_dir)
-    st = read_rollout(rd) or {"generation": 0, "history": []}
-    event = {k: v for k, v in changes.items() if k != "history"}
-    st.update(changes)
-    st["generation"] = int(st.get("generation", 0)) + 1
-    st["updated_at"] = time.time()
-    st.setdefault("history", []).append({"at": st["updated_at"], "generation": st["generation"], **event})
-    st["history"] = st["history"][-50:]
-    tmp = rd / f".{ROLLOUT}.tmp"
-    tmp.write_text(json.dumps(st, indent=2))
-    os.replace(tmp, rd / ROLLOUT)
-    return st
-
-
-def init_state(run_dir: str | os.PathLike, model: str, stable: str | None) -> dict[str, Any]:
-    (Path(run_dir) / ROLLOUT).unlink(missing_ok=True)  # a fresh server starts a fresh history
-    return write_rollout(run_dir, model=model, stable=stable, canary=None, percent=0, mirror=0.0, phase="stable")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .codecs import codec_for
+from .rollout_state import ROLLOUT
 
-ROUTER_PID, ROUTER_LOG, ROLLOUT = "router.pid", "router.log", "rollout.json"
+ROUTER_PID, ROUTER_LOG = "router.pid", "router.log"
 FORWARD_HEADERS = ("authorization", "content-type", "x-resolution", "x-format", "accept")
 MAX_BODY = 20 * 1024 * 1024
 MAX_LAT = 20000

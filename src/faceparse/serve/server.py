@@ -88,6 +88,7 @@ def _env(rd: Path) -> dict[str, str]:
     tmp = rd / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # workers import torch before faceparse (see faceparse/__init__)
     env.update({"TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(rd / "logs"),
                 "METRICS_LOCATION": str(rd / "logs"), "PYTHONUNBUFFERED": "1"})
     # workers run `python -m ts.model_service_worker` with this interpreter: make faceparse importable
@@ -229,7 +230,7 @@ def start(params: dict[str, Any], model: str | None = None, run_dir: str | os.Pa
             state["endpoint_url"] = state["router"]["url"]
             _write_state(rd, state)
         if load:
-            from .rollout import init_state
+            from .rollout_state import init_state
 
             init_state(rd, name, Client.from_state(state).default_version(name))
     except BaseException:
@@ -319,7 +320,7 @@ def status(run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
         except (ServeError, OSError) as e:
             out["error"] = str(e)
     from .router import router_status
-    from .rollout import read_rollout
+    from .rollout_state import read_rollout
 
     out["router"] = router_status(rd) if running else None
     out["rollout"] = read_rollout(rd)

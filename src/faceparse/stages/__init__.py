@@ -12,8 +12,8 @@ the parser uses the top-level sections as they are (``for_stage``). ``registry.t
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 # name → module defining `STAGE` (imported on first use: `faceparse stages` stays light)
 _MODULES: dict[str, str] = {"parser": "faceparse.stages.parser", "landmarks": "faceparse.stages.landmarks"}

@@ -117,7 +117,12 @@ class LandmarkStage(Stage):
         return {"model": torch.optim.lr_scheduler.StepLR(optimizers["model"], step_size=cfg.lr_step,
                                                          gamma=cfg.lr_gamma)}
 
-    def step_module(self, model):
+    def step_module(self, model, dd=None):
+        """Under DDP, BatchNorm statistics over the global batch (so N processes compute what 1 does)."""
+        if dd is not None and dd.world_size > 1:
+            from ..training.sync_bn import sync_batchnorm
+
+            sync_batchnorm(model, dd.device)
         return model
 
     def prepare(self, ctx) -> None:
@@ -130,12 +135,7 @@ class LandmarkStage(Stage):
         points = batch["points"].to(ctx.dd.device, non_blocking=True)
         with ctx.autocast():
             pred = ctx.step_module(images)
-        loss = ((pred.float() - points) ** 2).sum(-1).mean()   # eq. 1: squared L2 per point, averaged
-        opt = ctx.optimizers["model"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
+        return ctx.step(((pred.float() - points) ** 2).sum(-1).mean())   # eq. 1: squared L2 per point
 
     def evaluator(self, meta, cfg):
         return PointsEvaluator(meta.get("mean_shape"))

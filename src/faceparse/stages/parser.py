@@ -108,8 +108,8 @@ class ParserStage(Stage):
         return {"model": torch.optim.lr_scheduler.StepLR(optimizers["model"], step_size=cfg.lr_step,
                                                          gamma=cfg.lr_gamma)}
 
-    def step_module(self, model):
-        return QueryStep(model)
+    def step_module(self, model, dd=None):
+        return QueryStep(model)   # instance norm: per-sample statistics, nothing to synchronise
 
     def prepare(self, ctx) -> None:
         """Per-run state of the step: the loss and the output-pixel coordinate table."""
@@ -135,12 +135,7 @@ class ParserStage(Stage):
         loss_fn = ctx.state["loss"]
         if dd.world_size > 1:
             loss_fn.edge_weight = rank_edge_weight(ctx.state["edge_weight"], edges, dd)
-        loss = loss_fn(logits.transpose(1, 2), labels, edges)
-        opt = ctx.optimizers["model"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
+        return ctx.step(loss_fn(logits.transpose(1, 2), labels, edges))
 
     def evaluator(self, meta, cfg):
         from ..labels import get_table
@@ -183,17 +178,17 @@ class ParserStage(Stage):
 
     # --- evaluation on a split ----------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
-        from ..evaluate import evaluate_parser
+        from .parser_eval import evaluate_parser
 
         return evaluate_parser(model, meta, frame, data_dir, params, progress)
 
     def write_reports(self, result, extras, params):
-        from ..evaluate import write_parser_reports
+        from .parser_eval import write_parser_reports
 
         return write_parser_reports(result, extras, params)
 
     def mlflow_metrics(self, result) -> dict[str, float]:
-        from ..evaluate import mlflow_metrics
+        from .parser_eval import mlflow_metrics
 
         return mlflow_metrics(result)
 

@@ -91,7 +91,22 @@ def resize_label(label: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
-class FaceParsingDataset(Dataset):
+class EpochSeeded(Dataset):
+    """What the training loop needs of every stage's dataset: ``set_epoch`` (the stateless per-(seed, epoch,
+    index) randomness reads ``self.epoch``) and a length (``image_paths``)."""
+
+    seed: int = 0
+    epoch: int = 0
+    image_paths: list
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+
+class FaceParsingDataset(EpochSeeded):
     """Items: ``image`` (3, S, S) float in [-1, 1] (``faceparse.models.preprocess``), ``labels`` (Q,) int64,
     ``edges`` (Q,) bool, ``qidx`` (Q,) int64 flat indices into the out_size × out_size grid, ``index``.
 
@@ -115,12 +130,6 @@ class FaceParsingDataset(Dataset):
             raise ValueError(f"train.sample_queries={sample_queries} exceeds the {self.out_size}² output pixels")
         self.seed = int(seed)
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.image_paths)
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (input_size² uint8 RGB) and label (out_size² uint8), unaugmented: for plots."""

@@ -20,11 +20,10 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..landmarks import ALBU_OFFSET, IBUG_FLIP, NUM_POINTS
 from ..models import preprocess
-from .dataset import _range, derive_seed
+from .dataset import EpochSeeded, _range, derive_seed
 
 GEOMETRIC_TRIES = 10
 AUGMENT_KEYS = {"enabled", "rotate", "scale", "shift", "brightness", "contrast", "saturation", "hue", "blur",
@@ -120,7 +119,7 @@ def _inside(points: np.ndarray, size: int) -> bool:
     return bool(np.all((points >= 0.0) & (points < size)))
 
 
-class LandmarkDataset(Dataset):
+class LandmarkDataset(EpochSeeded):
     """Items: ``image`` (3, S, S) float in [-1, 1], ``points`` (68, 2) float32 (x / S, y / S),
     ``visible`` (68,) bool (False where the sample's occlusion mask covers the point), ``index``."""
 
@@ -139,12 +138,6 @@ class LandmarkDataset(Dataset):
         self.augment = build_landmark_augment(augment) if augment is not None else None
         self.seed = int(seed)
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.image_paths)
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Unaugmented (image S × S uint8 RGB, points (68, 2) continuous pixels of it): for plots."""

@@ -41,6 +41,14 @@ class TrainContext:
     def autocast(self):
         return autocast(self.dd.device)
 
+    def step(self, loss: torch.Tensor, optimizer: str = "model") -> torch.Tensor:
+        """Backward ``loss`` into the named optimiser's parameters and step it; returns the loss."""
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
 
 def plain(obj):
     """numpy scalars → Python numbers (checkpoints must load with weights_only=True)."""
