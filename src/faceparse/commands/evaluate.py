@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from ..config import ConfigError
+from ..stages import get_stage
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
 ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weights.pt + bundle.json) or a "
@@ -33,8 +34,6 @@ def register(app: typer.Typer) -> None:
         the plots in evaluate.plots_dir and the paper-style markdown table evaluate.table_file; logs the test
         metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout."""
         from ..evaluate import evaluate
-
-        from ..stages import get_stage
 
         res = evaluate(params_from(params, set_, stage), bundle_dir=bundle, dataset_dir=data, progress=not quiet)
         key = get_stage(res["stage"]).primary_metric
@@ -65,15 +64,17 @@ def register(app: typer.Typer) -> None:
         from ..registry import register
 
         res = register(params_from(params, set_, stage), bundle_dir=bundle, metrics_file=metrics)
+        st = get_stage(res["stage"])
         console.print(f"[green]registered[/] {res['name']} v{res['version']} @{res['alias']} "
-                      f"(test mean F1 {res['mean_f1']}) in {res['tracking_uri']}", soft_wrap=True)
+                      f"(test {st.info.metric_label} {res[st.primary_metric]}) in {res['tracking_uri']}", soft_wrap=True)
         emit_json(res)
 
     @app.command("promote")
     @friendly_errors
     def promote_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
                     stage: Optional[str] = StageOpt):
-        """Move alias 'champion' to the challenger if it beats the champion's test mean F1.
+        """Move alias 'champion' to the challenger if it beats the champion's test metric (the stage's:
+        mean F1, higher is better; landmark NME, lower is better).
 
         The challenger must beat the champion by more than registry.promote_margin; the first model is always
         promoted. The decision and its reason are recorded as model-version tags; a refusal is not an error
