@@ -75,6 +75,10 @@ TARGETS: tuple[Target, ...] = (
     Target("src/faceparse/schema.py", ("*",),
            ("tests/code/test_schema.py", "tests/code/test_schema_units.py", "tests/code/test_config.py",
             "tests/code/test_config_units.py"), optional=True),
+    # the landmark stage's metrics and the canary's agreement between two versions' answers
+    Target("src/faceparse/landmarks.py", ("*",), ("tests/code/test_landmarks.py",)),
+    Target("src/faceparse/serve/codecs.py", ("ParserCodec.agreement", "LandmarkCodec.agreement", "codec_for"),
+           ("tests/code/test_codecs.py",)),
 )
 
 # Files the selected tests read besides the code (tests/conftest.py's repo_root is the scratch copy).

@@ -198,6 +198,17 @@ class Params(_Section):
     landmarks: Optional[LandmarkStage] = None
 
 
+class LandmarkParams(Params):
+    """Params resolved for the landmark stage (``faceparse.stages.for_stage``, e.g. the file a torchrun
+    worker or a kfp step reads): its model section is the landmark regressor's."""
+    model: Optional[LandmarkModel] = None
+
+
+def schema_for(params: dict[str, Any]) -> type[Params]:
+    resolved = params.get("stage") == "landmarks" and "landmarks" not in params
+    return LandmarkParams if resolved else Params
+
+
 class SchemaError(ValueError):
     """Params that do not fit the schema; ``problems`` holds one line per bad key."""
 
@@ -209,7 +220,7 @@ class SchemaError(ValueError):
 def check_params(params: dict[str, Any]) -> None:
     """Raise SchemaError naming every unknown or mistyped key (dotted), with the nearest known keys."""
     try:
-        Params.model_validate(params)
+        schema_for(params).model_validate(params)
     except ValidationError as e:
         raise SchemaError([line for err in e.errors() for line in _describe(err)]) from None
 

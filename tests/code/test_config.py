@@ -62,6 +62,20 @@ def test_bad_key_inside_a_params_file_names_the_file(tmp_path, repo_root):
         load_params(variant)
 
 
+def test_params_resolved_for_a_stage_load_again(tmp_path, repo_root):
+    """What a torchrun worker / kfp step reads: params resolved for the landmark stage, written back."""
+    import yaml
+
+    from faceparse.stages import for_stage
+
+    resolved = for_stage(load_params(repo_root / "params.yaml"), "landmarks")
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(resolved))
+    assert load_params(f) == resolved
+    with pytest.raises(ConfigError, match=r"unknown key model\.presets\.small\.widht"):
+        load_params(f, ["model.presets.small.widht=2"])
+
+
 def test_every_shipped_params_file_fits_the_schema(repo_root):
     from faceparse.schema import known_keys
 

@@ -149,7 +149,11 @@ def test_exif_and_transparency_read_alike_by_predict_and_the_server(served, real
     for f, res in zip(files, out):
         served_map = label_map(post(st, f.read_bytes(), {"X-Resolution": str(RES)}))
         assert len(np.unique(served_map)) > 1
-        np.testing.assert_array_equal(np.asarray(Image.open(res["label"])), served_map, err_msg=f.name)
+        # the same pixels in: the maps agree but for argmax near-ties, where the worker's thread count and
+        # batch shape change the float summation order (seen: 2 of 4096 pixels). A reading difference
+        # (EXIF ignored, alpha onto black) changes a large part of the map — checked below.
+        agree = (np.asarray(Image.open(res["label"])) == served_map).mean()
+        assert agree >= 0.998, (f.name, agree)
     # and what both read is the upright photo / white where transparent, not the stored pixels
     upright = label_map(post(st, (real_samples / "0.jpg").read_bytes(), {"X-Resolution": str(RES)}))
     stored = Image.open(files[0])
@@ -162,8 +166,14 @@ def test_exif_and_transparency_read_alike_by_predict_and_the_server(served, real
     white[white[..., 3] == 0] = 255
     buf = io.BytesIO()
     Image.fromarray(white[..., :3]).save(buf, "PNG")
-    np.testing.assert_array_equal(label_map(post(st, buf.getvalue(), {"X-Resolution": str(RES)})),
-                                  np.asarray(Image.open(out[1]["label"])))
+    composited = label_map(post(st, buf.getvalue(), {"X-Resolution": str(RES)}))
+    assert (composited == np.asarray(Image.open(out[1]["label"]))).mean() >= 0.998
+    black = np.asarray(Image.open(files[1]).convert("RGBA")).copy()
+    black[black[..., 3] == 0] = 0                      # the other reading of "transparent"
+    buf = io.BytesIO()
+    Image.fromarray(black[..., :3]).save(buf, "PNG")
+    on_black = label_map(post(st, buf.getvalue(), {"X-Resolution": str(RES)}))
+    assert (on_black == composited).mean() < 0.99      # so the check above can tell the readings apart
 
 
 def test_rollout_auto_that_does_not_promote_exits_4(served, repo_root, real_samples, tmp_path, monkeypatch):
