@@ -169,6 +169,7 @@ class LandmarkPreset(_Section):
     num_points: Optional[int] = None
     dropout: Optional[float] = None
     head: Optional[Literal["fc", "integral"]] = None
+    flip_test: Optional[bool] = None     # average with the mirrored image's prediction at inference
 
 
 class LandmarkModel(_Section):

@@ -72,3 +72,21 @@ def test_bad_config_and_input_are_refused():
         MobileNetV3Landmarks("small", 0.5)(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="mean shape"):
         MobileNetV3Landmarks("small", 0.5).set_mean_shape(torch.zeros(67, 2))
+
+
+def test_flip_test_prediction_is_mirror_equivariant():
+    """With flip testing the prediction for the mirrored image is exactly the mirrored, l/r re-indexed
+    prediction for the original (and training-mode output is the plain one)."""
+    from faceparse.landmarks import IBUG_FLIP
+
+    torch.manual_seed(0)
+    m = build_landmark_model({"arch": "small", "width": 0.25, "head": "integral", "flip_test": True}).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = m(x), m(x.flip(-1))
+    mirrored = torch.stack([1 - a[..., 0], a[..., 1]], -1)[:, torch.as_tensor(IBUG_FLIP)]
+    torch.testing.assert_close(b, mirrored, atol=1e-5, rtol=0)
+    m.flip_test = False
+    with torch.no_grad():
+        plain = m(x)
+    assert not torch.allclose(plain, a)

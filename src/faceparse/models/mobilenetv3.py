@@ -45,7 +45,7 @@ LANDMARK_PRESETS: dict[str, dict[str, Any]] = {
     # trains in minutes on 2 CPU cores: tests, CI and `make run`
     "small": {"arch": "small", "width": 0.5, "num_points": 68, "dropout": 0.2, "input_size": 128},
 }
-_CFG_KEYS = {"arch", "width", "num_points", "dropout", "input_size", "head"}
+_CFG_KEYS = {"arch", "width", "num_points", "dropout", "input_size", "head", "flip_test"}
 HEADS = ("fc", "integral")
 # momentum 0.1 (PyTorch's default), not the reference's 0.01: that one is tuned for ImageNet-length runs;
 # over a few hundred steps its running statistics stay near their initial values and eval mode is wrong
@@ -179,13 +179,15 @@ class MobileNetV3Landmarks(MobileNetV3):
     unbounded, starts at the mean shape); ``head="integral"``: :class:`IntegralHead` over fused features."""
 
     def __init__(self, arch: str = "large", width: float = 1.0, num_points: int = 68, dropout: float = 0.2,
-                 head: str = "fc"):
+                 head: str = "fc", flip_test: bool = False):
         if num_points < 1:
             raise ValueError(f"num_points must be >= 1, got {num_points}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         super().__init__(arch, width, 2 * num_points, dropout)
-        self.num_points, self.head_kind = int(num_points), head
+        self.num_points, self.head_kind, self.flip_test = int(num_points), head, bool(flip_test)
+        if self.flip_test and self.num_points != 68:
+            raise ValueError("flip_test needs the 68 iBUG points (their left/right permutation)")
         if head == "integral":
             del self.head, self.out
             self.integral = IntegralHead([t.shape[1] for t in self._taps(torch.zeros(1, 3, 64, 64), probe=True)],
@@ -226,6 +228,17 @@ class MobileNetV3Landmarks(MobileNetV3):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3 or min(x.shape[2:]) < 64:
             raise ValueError(f"input must be (B, 3, H, W) with H, W >= 64, got {tuple(x.shape)}")
+        out = self._points(x)
+        if self.flip_test and not self.training:
+            # flip testing (the field's habit): the mirrored image's points, mirrored back (x → 1 − x) and
+            # re-indexed by the iBUG left/right permutation, averaged with the direct prediction
+            from ..landmarks import IBUG_FLIP
+
+            f = self._points(x.flip(-1))[:, torch.as_tensor(IBUG_FLIP, device=x.device)]
+            out = (out + torch.stack([1 - f[..., 0], f[..., 1]], -1)) / 2
+        return out
+
+    def _points(self, x: torch.Tensor) -> torch.Tensor:
         if self.head_kind == "integral":
             return self.integral(self._taps(x))
         return super().forward(x).view(x.shape[0], self.num_points, 2)
@@ -239,4 +252,4 @@ def build_landmark_model(cfg: Mapping[str, Any]) -> MobileNetV3Landmarks:
         raise ValueError(f"unknown landmark model keys {sorted(unknown)} (known: {sorted(_CFG_KEYS)})")
     return MobileNetV3Landmarks(arch=str(cfg.get("arch", "large")), width=float(cfg.get("width", 1.0)),
                                 num_points=int(cfg.get("num_points", 68)), dropout=float(cfg.get("dropout", 0.2)),
-                                head=str(cfg.get("head", "fc")))
+                                head=str(cfg.get("head", "fc")), flip_test=bool(cfg.get("flip_test", False)))
