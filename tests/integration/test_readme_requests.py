@@ -72,7 +72,8 @@ def test_readme_curl_as_written_answers_a_png(served, repo_root, real_samples, t
     out = predict(str(bundle), [real_samples / "0.jpg"], tmp_path / "pred", resolution=served_map.shape[0],
                   progress=False)
     assert out[0]["ok"]
-    np.testing.assert_array_equal(served_map, np.asarray(Image.open(out[0]["label"])))
+    # equal but for argmax near-ties between processes (thread count, batch shape): see the EXIF test
+    assert (served_map == np.asarray(Image.open(out[0]["label"]))).mean() >= 0.998
 
 
 def test_curl_status_code_of_the_readme_request_is_200(served, repo_root, real_samples):
