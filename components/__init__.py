@@ -3,6 +3,8 @@ wrapper over the step's library function (docs/CONTRACTS.md). Artifacts: Dataset
 dir), HTML (Data Docs), Model (bundle; .mar), Metrics + ClassificationMetrics (evaluation)."""
 
 from .base import COMPONENT, IMAGE
+from .complete import complete
+from .compose import compose
 from .evaluate import evaluate
 from .package import package
 from .prepare import prepare
@@ -13,4 +15,4 @@ from .validate import validate
 from .validation_failed import validation_failed
 
 __all__ = ["COMPONENT", "IMAGE", "prepare", "validate", "validation_failed", "train", "evaluate", "register",
-           "promote", "package"]
+           "promote", "package", "compose", "complete"]

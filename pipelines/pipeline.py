@@ -3,11 +3,14 @@
     prepare → validate ─┬─ passed ──→ per trainable model stage (parser; landmarks when ``landmarks``):
                         │               train → evaluate → register ─→ [quality gate] promote
                         │                                              → [promoted] package (.mar)
+                        │             then map completion (with landmarks): compose (both registered
+                        │               models) → evaluate → register → [gate] promote → package;
+                        │               complete (completed maps of the dataset, for the next stage)
                         └─ failed ──→ validation_failed (run fails; the Data Docs artifact is kept)
 
 Every stage goes through the same components (``stage=`` names it) and the same launcher; the quality
 gates follow each stage's metric direction: parser test mean F1 ≥ ``min_mean_f1``, landmark test NME ≤
-``max_nme``.
+``max_nme``, completion F1 inside the occluded region ≥ ``min_completion_f1``.
 
 Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
 source; every component re-reads it through faceparse.config.load_params), ``overrides`` are
@@ -56,16 +59,36 @@ def _step(task, name: str):
 
 
 def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, pytorchjob, package_upload):
-    """train → evaluate → register for one model stage: (evaluate task — its output is the gate — , register task)."""
+    """train → evaluate → register for one trainable model stage: (train, evaluate — its output is the
+    gate — , register) tasks."""
     tr = _mlflow(_s3(_step(c.train(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
                                    validation=val.outputs["report"], launcher=launcher, nproc=nproc,
                                    pytorchjob=pytorchjob, stage=stage), f"train {stage}")))
+    return (tr, *_evaluate_register(stage, tr.outputs["model"], prep, val, params_yaml, overrides))
+
+
+def _evaluate_register(stage: str, model, prep, val, params_yaml, overrides):
     ev = _mlflow(_step(c.evaluate(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
-                                  validation=val.outputs["report"], model=tr.outputs["model"], stage=stage),
+                                  validation=val.outputs["report"], model=model, stage=stage),
                        f"evaluate {stage}"))
-    reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=tr.outputs["model"],
+    reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=model,
                                    eval_report=ev.outputs["report"], stage=stage), f"register {stage}"))
     return ev, reg
+
+
+def _completion_path(parser, landmarks, prep, val, params_yaml, overrides, min_f1, package_upload):
+    """compose (parser + landmark models just registered) → evaluate → register → [gate] promote → package;
+    and the completed maps of the dataset for the next stage."""
+    (tr_p, _, reg_p), (tr_l, _, reg_l) = parser, landmarks
+    comp = _mlflow(_s3(_step(c.compose(params_yaml=params_yaml, overrides=overrides,
+                                       parser_model=tr_p.outputs["model"], landmark_model=tr_l.outputs["model"],
+                                       parser_registered=reg_p.outputs["registered"],
+                                       landmark_registered=reg_l.outputs["registered"]), "compose completion")))
+    ev, reg = _evaluate_register("completion", comp.outputs["model"], prep, val, params_yaml, overrides)
+    with dsl.If(ev.outputs["Output"] >= min_f1, name="completion-quality-gate"):
+        _promote_and_package("completion", reg, params_yaml, overrides, package_upload)
+    _step(c.complete(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
+                     model=comp.outputs["model"]), "complete dataset")
 
 
 def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload):
@@ -78,7 +101,8 @@ def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload
 
 @dsl.pipeline(name=PIPELINE_NAME,
               description="faceparse: prepare → validate (gate) → per model stage (FP-LIIF parser, 68-point "
-                          "landmarks): train (torchrun / PyTorchJob) → evaluate → register → promote → package")
+                          "landmarks): train (torchrun / PyTorchJob) → evaluate → register → promote → package; "
+                          "map completion: compose → evaluate → register → promote → package; complete")
 def faceparse_pipeline(
     params_yaml: str = PARAMS_YAML,
     overrides: List[str] = [],
@@ -90,6 +114,7 @@ def faceparse_pipeline(
     pytorchjob: dict = PYTORCHJOB_DEFAULTS,
     min_mean_f1: float = 0.0,
     max_nme: float = 1.0,
+    min_completion_f1: float = 0.0,
     landmarks: bool = True,
     package_upload: str = "",
 ):
@@ -101,13 +126,14 @@ def faceparse_pipeline(
     with dsl.If(val.outputs["passed"] == True, name="dataset-valid"):  # noqa: E712 - a kfp condition
         common = dict(params_yaml=params_yaml, overrides=overrides, launcher=launcher, nproc=nproc,
                       pytorchjob=pytorchjob, package_upload=package_upload)
-        ev, reg = _stage_path("parser", prep, val, **common)
-        with dsl.If(ev.outputs["Output"] >= min_mean_f1, name="quality-gate"):
-            _promote_and_package("parser", reg, params_yaml, overrides, package_upload)
+        parser = _stage_path("parser", prep, val, **common)
+        with dsl.If(parser[1].outputs["Output"] >= min_mean_f1, name="quality-gate"):
+            _promote_and_package("parser", parser[2], params_yaml, overrides, package_upload)
         with dsl.If(landmarks == True, name="landmarks"):  # noqa: E712
-            ev, reg = _stage_path("landmarks", prep, val, **common)
-            with dsl.If(ev.outputs["Output"] <= max_nme, name="landmarks-quality-gate"):
-                _promote_and_package("landmarks", reg, params_yaml, overrides, package_upload)
+            lmk = _stage_path("landmarks", prep, val, **common)
+            with dsl.If(lmk[1].outputs["Output"] <= max_nme, name="landmarks-quality-gate"):
+                _promote_and_package("landmarks", lmk[2], params_yaml, overrides, package_upload)
+            _completion_path(parser, lmk, prep, val, params_yaml, overrides, min_completion_f1, package_upload)
     with dsl.Else(name="dataset-invalid"):
         _step(c.validation_failed(summary=val.outputs["summary"], data_docs=val.outputs["data_docs"]),
               "validation failed")

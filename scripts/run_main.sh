@@ -16,10 +16,11 @@ print(for_stage(load_params(), '$1')['registry']['model_name'])"; }
 parser=$(model_name parser)
 landmarks=$(model_name landmarks)
 
-step "dvc repro: prepare → validate → per model stage (parser, landmarks): train → evaluate → register"
+step "dvc repro: prepare → validate → per model stage (parser, landmarks): train → evaluate → register;
+map completion: compose → evaluate → register; the completed maps of the dataset"
 dvc repro
 
-for stage in parser landmarks; do
+for stage in parser landmarks completion; do
   step "promote the $stage challenger if it beats the champion"
   faceparse promote --stage "$stage"
 done
@@ -28,6 +29,8 @@ if [ ! -f "$photo" ]; then photo=$(ls data/processed/images/*.jpg | head -n 1); 
 step "predict one image with models:/$parser@champion and models:/$landmarks@champion"
 faceparse predict --model "models:/$parser@champion" "$photo" --out runs/demo/predict
 faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
+step "complete the photo's face map (Algorithm 1) with models:/$(model_name completion)@champion"
+faceparse complete --model "models:/$(model_name completion)@champion" "$photo" --out runs/demo/complete --quiet
 
 step "package the champion, serve it, query it once"
 faceparse serve demo --model "models:/$parser@champion" --image "$photo" --out runs/demo/served_overlay.png
@@ -41,5 +44,10 @@ m = json.load(open("metrics/landmarks/eval.json"))
 print(f"landmarks: test NME {m['nme']:.4f} (mean shape {m['mean_shape_nme']:.4f}; occluded points "
       f"{m['nme_occluded'] if m['nme_occluded'] is None else round(m['nme_occluded'], 4)}, visible "
       f"{m['nme_visible']:.4f})  ({m['n_images']} test images)")
+m = json.load(open("metrics/completion/eval.json"))
+f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.4f}"
+print(f"completion: F1 inside the occluded face region {f('f1_occluded_gamma')} (parser alone "
+      f"{f('f1_occluded_alpha')}); over the face {f('f1_face_gamma')} (parser alone {f('f1_face_alpha')}); "
+      f"occlusion mask IoU {f('occlusion_iou')}  ({m['n_images']} test images)")
 PY
-echo "prediction: runs/demo/predict/ runs/demo/landmarks/   served overlay: runs/demo/served_overlay.png"
+echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/   served overlay: runs/demo/served_overlay.png"

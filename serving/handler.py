@@ -76,7 +76,7 @@ class FaceParseHandler(BaseHandler):
         self.envelope = os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower() or None
         with torch.inference_mode():  # warm-up: allocations and the first-call overheads out of request time
             x = torch.zeros(1, 3, self.input_size, self.input_size)
-            self.model(x, out_size=self.min_res) if self.stage == "parser" else self.model(x)
+            self.codec.warmup(self.model, x, self.min_res)
         self.initialized = True
         logger.info("faceparse handler ready: stage=%s version=%s", self.stage, self.version)
 

@@ -102,10 +102,19 @@ def component_params(params_yaml: str, overrides: Iterable[str] = (),
     then ``paths`` (dotted key → artifact path) set verbatim on the resolved params."""
     from .stages import for_stage
 
+    params = for_stage(whole_params(params_yaml, overrides), stage)
+    for key, value in (paths or {}).items():
+        set_key(params, key, str(value) if isinstance(value, os.PathLike) else value)
+    return params
+
+
+def whole_params(params_yaml: str, overrides: Iterable[str] = (), paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """As ``component_params`` but not resolved for a stage: every stage's section kept (a step that
+    composes several stages' models reads each one's)."""
     with tempfile.TemporaryDirectory(prefix="faceparse-params-") as tmp:
         p = Path(tmp) / "params.yaml"
         p.write_text(params_yaml)
-        params = for_stage(load_params(p, list(overrides or ())), stage)
+        params = load_params(p, list(overrides or ()))
     for key, value in (paths or {}).items():
         set_key(params, key, str(value) if isinstance(value, os.PathLike) else value)
     return params

@@ -58,16 +58,18 @@ def brow_band(points: np.ndarray, thickness: float) -> np.ndarray:
     return np.concatenate([points, points[::-1] + down])
 
 
-def draw_map(landmarks: np.ndarray, size: int | tuple[int, int], scale: float = 1.0) -> np.ndarray:
+def draw_map(landmarks: np.ndarray, size: int | tuple[int, int], scale: float = 1.0,
+             brow_width: float = BROW_BAND) -> np.ndarray:
     """(H, W) uint8 CelebAMask-HQ class ids drawn from ``landmarks`` (68, 2) given in pixels of an image
-    ``scale`` times smaller than the output (e.g. points of a 256² image, map at 512²: scale 2)."""
+    ``scale`` times smaller than the output (e.g. points of a 256² image, map at 512²: scale 2);
+    ``brow_width``: brow thickness as a fraction of the inter-ocular distance."""
     pts = np.asarray(landmarks, np.float64) * float(scale)
     if pts.shape != (68, 2) or not np.isfinite(pts).all():
         raise ValueError(f"landmarks must be finite (68, 2), got {pts.shape}")
     h, w = (size, size) if isinstance(size, int) else size
     out = np.zeros((h, w), np.uint8)
     iod = float(np.linalg.norm(pts[36] - pts[45]))
-    band = BROW_BAND * iod
+    band = float(brow_width) * iod
     # skin: jaw, then up over the brows (raised by the band, so the brows lie inside the face)
     _fill(out, np.concatenate([pts[0:17], pts[26:16:-1] - [0.0, band]]), _C("skin"))
     for name, idx in BROWS:

@@ -5,3 +5,23 @@ from __future__ import annotations
 from rich.console import Console
 
 console = Console(stderr=True)
+
+
+class progress_bar:
+    """``with progress_bar("what", total) as advance: ... advance(n)``: a rich bar on a terminal, nothing
+    in logs (DVC, CI, kfp) or when disabled."""
+
+    def __init__(self, description: str, total: int, enabled: bool = True):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.prog = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, disable=not enabled or total < 2)
+        self.total = total
+
+    def __enter__(self):
+        self.prog.__enter__()
+        task = self.prog.add_task("", total=self.total)
+        return lambda n=1: self.prog.update(task, advance=n)
+
+    def __exit__(self, *exc):
+        return self.prog.__exit__(*exc)

@@ -147,3 +147,35 @@ def overlay_grid(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], pre
     fig.savefig(p, dpi=110)
     plt.close(fig)
     return p
+
+
+def completion_sheet(image, maps, palette, path: str | os.PathLike, truth=None, title: str | None = None,
+                     rows: Sequence | None = None) -> Path:
+    """Map completion at a glance, one row per image: photo | M_α | M_β | M_γ | occlusion mask [| truth].
+    ``rows`` (several images) is a list of (image, maps, truth, title) tuples; else the single one given."""
+    plt = _plt()
+    p = _prepare(path)
+    rows = list(rows) if rows is not None else [(image, maps, truth, title)]
+    cols = 6 if any(r[2] is not None for r in rows) else 5
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.1 * cols, 2.2 * len(rows)), squeeze=False)
+    for ax_row, (img, m, gt, head) in zip(axes, rows):
+        img = np.asarray(img)
+        if img.shape[:2] != m.alpha.shape:
+            from PIL import Image
+
+            img = np.asarray(Image.fromarray(img).resize(m.alpha.shape[::-1], Image.BICUBIC))
+        mask = img.copy()
+        mask[m.occlusion] = (0.4 * mask[m.occlusion] + 0.6 * np.array([255, 0, 255])).astype(np.uint8)
+        panels = [(img, head or "photo"), (colorize(m.alpha, palette), "M_alpha (parser)"),
+                  (colorize(m.beta, palette), "M_beta (landmarks)"), (colorize(m.gamma, palette), "M_gamma (Alg. 1)"),
+                  (mask, "occlusion mask")]
+        if cols == 6:
+            panels.append((colorize(gt, palette) if gt is not None else np.zeros_like(img), "truth (complete)"))
+        for ax, (im, name) in zip(ax_row, panels):
+            ax.imshow(im)
+            ax.set_axis_off()
+            ax.set_title(name, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p

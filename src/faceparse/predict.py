@@ -108,6 +108,8 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
     net, meta = load_bundle(bdir)
+    if meta.get("stage") == "completion":
+        raise ValueError(f"{model} is a map-completion bundle: use `faceparse complete --model {model} IMAGES --out DIR`")
     net.to(pick_device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ class Synth(_Section):
     n: Optional[int] = None
     seed: Optional[int] = None
     occlusion_prob: Optional[float] = None
+    test_occlusion_prob: Optional[float] = None
     splits: Optional[Splits] = None
 
 
@@ -186,6 +187,29 @@ class LandmarkStage(_Section):
     registry: Optional[Registry] = None
 
 
+class CompletionModel(_Section):
+    """Algorithm 1's settings (``completion.model``; faceparse.completion.Settings)."""
+    preset: Optional[str] = None
+    reading: Optional[Literal["sequential", "literal"]] = None
+    mouth_is_feature: Optional[bool] = None
+    brow_band: Optional[float] = None
+
+
+class Compose(_Section):
+    parser: Optional[str] = None
+    landmarks: Optional[str] = None
+
+
+class CompletionStage(_Section):
+    """``completion:``: the map-completion stage's sections (nothing trained: ``train.bundle_dir`` only)."""
+    model: Optional[CompletionModel] = None
+    compose: Optional[Compose] = None
+    train: Optional[Train] = None
+    evaluate: Optional[Evaluate] = None
+    registry: Optional[Registry] = None
+    dataset_out: Optional[str] = None
+
+
 class Params(_Section):
     stage: Optional[str] = None
     data: Optional[Data] = None
@@ -197,6 +221,7 @@ class Params(_Section):
     registry: Optional[Registry] = None
     serve: Optional[Serve] = None
     landmarks: Optional[LandmarkStage] = None
+    completion: Optional[CompletionStage] = None
 
 
 class LandmarkParams(Params):
@@ -205,9 +230,21 @@ class LandmarkParams(Params):
     model: Optional[LandmarkModel] = None
 
 
+class CompletionParams(Params):
+    """Params resolved for the completion stage: its model section holds Algorithm 1's settings."""
+    model: Optional[CompletionModel] = None
+    compose: Optional[Compose] = None
+    dataset_out: Optional[str] = None
+
+
 def schema_for(params: dict[str, Any]) -> type[Params]:
-    resolved = params.get("stage") == "landmarks" and "landmarks" not in params
-    return LandmarkParams if resolved else Params
+    stage = params.get("stage")
+    if stage in RESOLVED and stage not in params:   # for_stage output: the stage's sections at the top
+        return RESOLVED[stage]
+    return Params
+
+
+RESOLVED: dict[str, type[Params]] = {"landmarks": LandmarkParams, "completion": CompletionParams}
 
 
 class SchemaError(ValueError):

@@ -36,10 +36,12 @@ def test_unknown_model_override_is_refused(repo_root):
 @pytest.mark.parametrize("override,named", [
     ("train.epoch=3", "unknown key train.epoch (did you mean train.epochs?)"),
     ("trian.epochs=3", "unknown key trian.epochs (did you mean train.epochs?)"),
-    ("data.synth.occlusion=0.5", "unknown key data.synth.occlusion (did you mean data.synth.occlusion_prob?)"),
+    ("data.synth.occlusion=0.5", "unknown key data.synth.occlusion (did you mean data.synth.occlusion_prob or "
+                                 "data.synth.test_occlusion_prob?)"),
     ("model.presets.tiny.widht=8", "did you mean model.presets.tiny.width?"),
     ("serve.rollout.percnt=5", "did you mean serve.rollout.percent?"),
-    ("data.synth.bogus=1", "unknown key data.synth.bogus (known: n, occlusion_prob, seed, splits)"),
+    ("data.synth.bogus=1", "unknown key data.synth.bogus (known: n, occlusion_prob, seed, splits, "
+                           "test_occlusion_prob)"),
     ("train.epochs=three", "train.epochs: input should be a valid integer"),
     ("model.overrides.norm=layer", "model.overrides.norm: input should be 'instance', 'batch' or 'none'"),
 ])

@@ -81,8 +81,10 @@ def test_every_step_runs_in_the_project_image_without_pip(compiled):
 
     executors = spec["deploymentSpec"]["executors"]
     per_stage = {"train", "evaluate", "register", "promote", "package"}   # once per model stage (-2: landmarks)
+    composed = {"evaluate-3", "register-3", "promote-3", "package-3"}     # map completion: composed, not trained
     assert {e.removeprefix("exec-") for e in executors} == {
-        "prepare", "validate", "validation-failed", *per_stage, *{f"{s}-2" for s in per_stage}}
+        "prepare", "validate", "validation-failed", *per_stage, *{f"{s}-2" for s in per_stage}, "compose",
+        *composed, "complete"}
     for name, ex in executors.items():
         c = ex["container"]
         assert c["image"] == DEFAULT_IMAGE, name
@@ -115,6 +117,13 @@ def test_dag_gates(compiled):
                "inputs.parameter_values['pipelinechannel--max_nme']")
     assert "promote-2" in conditions[lm_gate]
     assert conditions["inputs.parameter_values['pipelinechannel--promote-2-Output'] == true"] == {"package-2"}
+    # map completion: composed from both registered models inside the landmark switch, gated on its F1
+    assert {"compose", "evaluate-3", "register-3", "complete"} <= lm
+    c_gate = ("inputs.parameter_values['pipelinechannel--evaluate-3-Output'] >= "
+              "inputs.parameter_values['pipelinechannel--min_completion_f1']")
+    assert "promote-3" in conditions[c_gate]
+    lm_tasks = next(c for c in comps.values() if "compose" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
+    assert set(lm_tasks["compose"]["dependentTasks"]) >= {"register-2"}
     valid = next(c for c in comps.values() if "train" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
     assert valid["evaluate"]["dependentTasks"] == ["train"]
     assert "prepare" not in valid and "validate" not in valid  # both run before the gate

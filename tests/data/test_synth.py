@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faceparse.data.synth import assign_splits, generate_sample, to_lapa, write_dataset
+from faceparse.data.synth import OCCLUDER_VISIBLE, assign_splits, generate_sample, to_lapa, write_dataset
 from faceparse.labels import CELEBAMASK_HQ, LAPA
 
 C = {n: i for i, n in enumerate(CELEBAMASK_HQ.classes)}
@@ -60,9 +60,11 @@ def test_label_content(batch):
 def test_occlusion_consistency(batch):
     assert any(s.occluded for s in batch) and not all(s.occluded for s in batch)
     for s in batch:
-        assert set(np.unique(s.label).tolist()) <= set(np.unique(s.complete).tolist())
+        assert s.occluded == bool(s.occluders)
+        shown = {C[OCCLUDER_VISIBLE[k]] for k in s.occluders}    # occluder pixels: their kind's visible class
+        assert set(np.unique(s.label).tolist()) <= set(np.unique(s.complete).tolist()) | shown
         np.testing.assert_array_equal(s.label[~s.occlusion], s.complete[~s.occlusion])
-        assert (s.label[s.occlusion] == 0).all()
+        assert set(np.unique(s.label[s.occlusion]).tolist()) <= shown
     assert not any(generate_sample(11, i, occlusion_prob=0.0).occlusion.any() for i in range(4))
     assert all(generate_sample(11, i, occlusion_prob=1.0).occlusion.any() for i in range(4))
 

@@ -34,6 +34,9 @@ def _counts(path: Path) -> str:
 @data_app.command("prepare")
 @friendly_errors
 def prepare_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
+                test_occlusion_prob: Optional[float] = typer.Option(
+                    None, "--test-occlusion-prob", help="synth: occluder probability of a test-split face, its "
+                    "occluded faces cycling through every occluder kind (default: data.synth.test_occlusion_prob)"),
                 quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar")):
     """Build the canonical dataset at data.dir from params (the DVC `prepare` stage).
 
@@ -41,7 +44,10 @@ def prepare_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = 
     labelmaps) ingests data.raw_dir in that layout (data.ingest.*)."""
     from ..data.prepare import prepare
 
-    path = prepare(params_from(params, set_), progress=not quiet)
+    sets = list(set_ or [])
+    if test_occlusion_prob is not None:     # the same as --set data.synth.test_occlusion_prob=P
+        sets.append(f"data.synth.test_occlusion_prob={test_occlusion_prob}")
+    path = prepare(params_from(params, sets), progress=not quiet)
     console.print(f"[green]prepared[/] {path}: {_counts(path)}", soft_wrap=True)
 
 
@@ -54,6 +60,9 @@ def synth_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default: data.synth.seed)"),
     occlusion_prob: Optional[float] = typer.Option(None, "--occlusion-prob",
                                                    help="probability of an occluder per face (default: data.synth.occlusion_prob)"),
+    test_occlusion_prob: Optional[float] = typer.Option(
+        None, "--test-occlusion-prob", help="occluder probability of a test-split face, its occluded faces cycling "
+        "through every occluder kind (default: data.synth.test_occlusion_prob)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     params: Optional[Path] = ParamsOpt,
     set_: Optional[List[str]] = SetOpt,
@@ -75,6 +84,8 @@ def synth_cmd(
         syn["seed"] = seed
     if occlusion_prob is not None:
         syn["occlusion_prob"] = occlusion_prob
+    if test_occlusion_prob is not None:
+        syn["test_occlusion_prob"] = test_occlusion_prob
     size = size if size is not None else int(d.get("size", 256))
     path = Path(write_dataset(out, n=n, size=size, progress=not quiet, **syn))
     console.print(f"[green]wrote[/] {path}: {_counts(path)}", soft_wrap=True)

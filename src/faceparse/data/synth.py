@@ -4,8 +4,19 @@ Each sample draws a plausible face *label map* first (CelebAMask-HQ 19 classes: 
 of several styles, ears, almond eyes, thin brows, nose, lips / inner mouth, and random eyeglasses, hat,
 earrings, necklace) under a random identity, roll, yaw-like asymmetry, scale and translation
 (:mod:`faceparse.data.synth_face`), then renders the RGB image from it (:mod:`faceparse.data.synth_render`):
-per-identity colours, texture, shading, cluttered background, blur, noise, JPEG. Optional occluders (hands,
-bars, objects) are painted as background (0) in the visible label map; the complete map is kept.
+per-identity colours, texture, shading, cluttered background, blur, noise, JPEG.
+
+Occluders (one or two, in front of everything) come in the kinds ``OCCLUDER_KINDS``: ``hand``, ``bar``,
+``object`` (held in front of a random face point), ``hair`` (a tapered lock from the hairline across an eye or
+cheek, in the identity's hair colour), ``mask`` (a medical / cloth face mask from the nose tip past the chin,
+following the jaw, with ear loops), ``sunglasses`` (opaque dark lenses over the eyes and lower brows, bridge,
+temples). ``complete`` is the face without them; ``occlusion`` marks all their pixels; in the visible ``label``
+their pixels take the class a CelebAMask-HQ annotator would give them (``OCCLUDER_VISIBLE``):
+
+    hand, bar, object, mask → background (0)      hair → hair      sunglasses → eye_g
+
+``write_dataset`` records each sample's kinds in ``occlusion/kinds.json``; its ``test`` split can be made
+occlusion-rich (``test_occlusion_prob``), its occluded faces cycling through every kind in turn.
 
 Sample ``i`` of seed ``S`` depends on ``(S, i)`` only (``numpy.random.default_rng([S, i])``).
 Side convention (as in the real CelebAMask-HQ maps): ``l_*`` = the subject's left = the image right, so iBUG
@@ -17,57 +28,94 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from faceparse.data.synth_face import paint, sample_geometry
+from faceparse.data.synth_face import OCCLUDER_KINDS, OCCLUDER_VISIBLE, paint, sample_geometry
 from faceparse.data.synth_render import render
 from faceparse.labels import CELEBAMASK_HQ, celebamask_to_lapa
 
-__all__ = ["SynthSample", "generate_sample", "write_dataset", "to_lapa", "sample_id", "assign_splits"]
+__all__ = ["SynthSample", "generate_sample", "write_dataset", "to_lapa", "sample_id", "assign_splits",
+           "occlusion_plan", "OCCLUDER_KINDS", "OCCLUDER_VISIBLE"]
 
 NUM_CLASSES = CELEBAMASK_HQ.num_classes
 _LAPA_LUT = celebamask_to_lapa()
 SPLIT_NAMES = ("train", "val", "test")
+# occluder id (1 + index in OCCLUDER_KINDS; 0: none) → its class id in the visible label map
+_VISIBLE_LUT = np.array([0] + [CELEBAMASK_HQ.index(OCCLUDER_VISIBLE[k]) for k in OCCLUDER_KINDS], np.uint8)
 
 
 @dataclass
 class SynthSample:
     image: np.ndarray        # uint8 (H, W, 3) RGB
-    label: np.ndarray        # uint8 (H, W) visible CelebAMask-HQ class ids (occluders → 0)
+    label: np.ndarray        # uint8 (H, W) visible CelebAMask-HQ class ids (occluders → OCCLUDER_VISIBLE)
     complete: np.ndarray     # uint8 (H, W) label map before occlusion
     occlusion: np.ndarray    # bool (H, W) occluder pixels
     landmarks: np.ndarray    # float32 (68, 2) (x, y) pixels, iBUG 300-W order
+    occluders: list[str] = field(default_factory=list)   # kinds in drawing order ([] when unoccluded)
 
     @property
     def occluded(self) -> bool:
         return bool(self.occlusion.any())
 
 
-def generate_sample(seed: int, index: int, size: int = 256, occlusion_prob: float = 0.3) -> SynthSample:
-    """Sample ``index`` of the synthetic dataset ``seed`` (a pure function of its arguments)."""
+def generate_sample(seed: int, index: int, size: int = 256, occlusion_prob: float = 0.3,
+                    kind: str | None = None) -> SynthSample:
+    """Sample ``index`` of the synthetic dataset ``seed`` (a pure function of its arguments).
+
+    Occluded with probability ``occlusion_prob`` (random kinds); ``kind`` (one of OCCLUDER_KINDS) forces an
+    occluder of that kind, drawn first. The face (complete map, landmarks) depends on neither."""
     if size < 32:
         raise ValueError(f"synthetic faces need size >= 32, got {size}")
     if not 0.0 <= occlusion_prob <= 1.0:
         raise ValueError(f"occlusion_prob must be in [0, 1], got {occlusion_prob}")
+    if kind is not None and kind not in OCCLUDER_KINDS:
+        raise ValueError(f"unknown occluder kind {kind!r}; known: {list(OCCLUDER_KINDS)}")
     rng = np.random.default_rng([int(seed), int(index)])
-    occluded = bool(rng.random() < occlusion_prob)
-    geo = sample_geometry(rng, size, occluded)
+    occluded = bool(rng.random() < occlusion_prob) or kind is not None   # the draw is _occlusion_draw's
+    geo = sample_geometry(rng, size, occluded, kind)
     complete = paint(np.zeros((size, size), np.uint8), geo.ops)
     under = paint(np.zeros((size, size), np.uint8), geo.ops, skip_tags=("glasses", "glasses_frame"))
-    occ_ids = np.zeros((size, size), np.uint8)
-    for k, (_, polys) in enumerate(geo.occluders, 1):
-        cv2.fillPoly(occ_ids, [np.round(p * 16).astype(np.int32).reshape(-1, 1, 2) for p in polys], k,
+    occ_ids = np.zeros((size, size), np.uint8)      # 1 + drawing index, later occluders on top
+    for k, o in enumerate(geo.occluders, 1):
+        cv2.fillPoly(occ_ids, [np.round(p * 16).astype(np.int32).reshape(-1, 1, 2) for p in o.polys], k,
                      cv2.LINE_8, 4)
     occlusion = occ_ids > 0
-    label = complete.copy()
-    label[occlusion] = 0
+    kind_ids = np.array([0] + [1 + OCCLUDER_KINDS.index(o.kind) for o in geo.occluders], np.uint8)
+    label = np.where(occlusion, _VISIBLE_LUT[kind_ids[occ_ids]], complete).astype(np.uint8)
     image = render(rng, geo, complete, under, occ_ids)
     return SynthSample(image=image, label=label, complete=complete, occlusion=occlusion,
-                       landmarks=geo.landmarks.astype(np.float32))
+                       landmarks=geo.landmarks.astype(np.float32), occluders=[o.kind for o in geo.occluders])
+
+
+def _occlusion_draw(seed: int, index: int) -> float:
+    """The first draw of sample ``(seed, index)``'s generator: it is occluded iff this < its occlusion_prob."""
+    return float(np.random.default_rng([int(seed), int(index)]).random())
+
+
+def occlusion_plan(n: int, seed: int, split_of: list[str], occlusion_prob: float,
+                   test_occlusion_prob: float | None) -> list[tuple[float, str | None]]:
+    """(occlusion_prob, forced kind) per index. With ``test_occlusion_prob`` set, test samples are occluded
+    with it and its occluded samples cycle through OCCLUDER_KINDS, so every kind is about equally frequent
+    there; otherwise (None, as before it existed) and in the other splits: ``occlusion_prob``, random kinds."""
+    if test_occlusion_prob is None:
+        return [(occlusion_prob, None)] * n
+    p_test = float(test_occlusion_prob)
+    if not 0.0 <= p_test <= 1.0:
+        raise ValueError(f"test_occlusion_prob must be in [0, 1], got {test_occlusion_prob}")
+    plan, k = [], 0
+    for i in range(n):
+        if split_of[i] != "test":
+            plan.append((occlusion_prob, None))
+        elif _occlusion_draw(seed, i) < p_test:
+            plan.append((p_test, OCCLUDER_KINDS[k % len(OCCLUDER_KINDS)]))
+            k += 1
+        else:
+            plan.append((p_test, None))
+    return plan
 
 
 def to_lapa(label: np.ndarray) -> np.ndarray:
@@ -120,8 +168,12 @@ def _check_target(out_dir: Path) -> None:
 
 
 def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_prob: float = 0.3,
-                  splits: dict[str, float] | None = None, progress: bool = True) -> Path:
+                  splits: dict[str, float] | None = None, progress: bool = True,
+                  test_occlusion_prob: float | None = None) -> Path:
     """Write ``n`` synthetic samples in the canonical dataset layout (docs/CONTRACTS.md) to ``out_dir``.
+
+    Test samples are occluded with ``test_occlusion_prob``, cycling through the occluder kinds (None: like the
+    other splits; :func:`occlusion_plan`); ``occlusion/kinds.json`` lists each sample's kinds.
 
     Built in a temporary directory beside ``out_dir`` and renamed into place; a previous faceparse dataset
     (a directory with dataset.json) is replaced, any other non-empty directory is refused (ValueError)."""
@@ -136,19 +188,21 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
         raise ValueError(f"n must be >= 1, got {n}")
     splits = dict(splits) if splits is not None else {"train": 0.8, "val": 0.1, "test": 0.1}
     split_of = assign_splits(n, seed, splits)
+    plan = occlusion_plan(n, seed, split_of, occlusion_prob, test_occlusion_prob)
     _check_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         for sub in ("images", "labels", "complete", "occlusion", "landmarks"):
             (tmp / sub).mkdir()
-        rows = []
+        rows, kinds = [], {}
         bar = _progress(progress, n, f"synth → {out_dir}")
         with bar:
             task = bar.add_task("generate", total=n) if progress else None
             for i in range(n):
-                s = generate_sample(seed, i, size=size, occlusion_prob=occlusion_prob)
+                s = generate_sample(seed, i, size=size, occlusion_prob=plan[i][0], kind=plan[i][1])
                 sid = sample_id(seed, i)
+                kinds[sid] = s.occluders
                 img_rel, lab_rel, lm_rel = f"images/{sid}.jpg", f"labels/{sid}.png", f"landmarks/{sid}.npy"
                 Image.fromarray(s.image, "RGB").save(tmp / img_rel, quality=95)
                 Image.fromarray(s.label, "L").save(tmp / lab_rel)
@@ -165,11 +219,14 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
                 })
                 if task is not None:
                     bar.advance(task)
+        (tmp / "occlusion" / "kinds.json").write_text(json.dumps(kinds, indent=1) + "\n")
         df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
         pq.write_table(pa.Table.from_pandas(df, schema=_manifest_schema(), preserve_index=False),
                        tmp / "manifest.parquet")
         info = {"label_table": CELEBAMASK_HQ.name, "size": int(size), "source": "synth", "count": n,
-                "seed": int(seed), "occlusion_prob": float(occlusion_prob), "splits": splits,
+                "seed": int(seed), "occlusion_prob": float(occlusion_prob),
+                "test_occlusion_prob": None if test_occlusion_prob is None else float(test_occlusion_prob),
+                "occluder_kinds": list(OCCLUDER_KINDS), "occluder_classes": dict(OCCLUDER_VISIBLE), "splits": splits,
                 "num_classes": NUM_CLASSES, "classes": list(CELEBAMASK_HQ.classes),
                 "landmarks": "ibug68", "generator": "faceparse.data.synth"}
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -19,6 +19,14 @@ import numpy as np
 from faceparse.labels import CELEBAMASK_HQ
 
 C = {name: i for i, name in enumerate(CELEBAMASK_HQ.classes)}
+
+# Occluder kinds (fixed order: the test split cycles through it) → the CelebAMask-HQ class their pixels take in
+# the *visible* label map: what an annotator of the real dataset would mark there (a strand of hair over the
+# face is hair, sunglasses are eye_g, hands / objects / face masks are not a face class → background).
+OCCLUDER_VISIBLE = {"hand": "background", "bar": "background", "object": "background", "hair": "hair",
+                    "mask": "background", "sunglasses": "eye_g"}
+OCCLUDER_KINDS = tuple(OCCLUDER_VISIBLE)
+_KIND_P = np.array([0.3, 0.15, 0.2, 0.15, 0.1, 0.1])     # random kinds (train / val), OCCLUDER_KINDS order
 _SHIFT = 4                     # fixed-point bits for cv2 polygon coordinates (sub-pixel accuracy)
 _ONE = 1 << _SHIFT
 
@@ -87,12 +95,21 @@ def paint(canvas: np.ndarray, ops: list[Op], skip_tags: tuple[str, ...] = ()) ->
 
 
 @dataclass
+class Occluder:
+    """Something in front of the face; all coordinates in pixels."""
+    kind: str
+    polys: list[np.ndarray]                                     # their union is the occluder
+    accent: list[np.ndarray] = field(default_factory=list)      # parts of it in a second colour (frame, straps)
+    lines: list[np.ndarray] = field(default_factory=list)       # detail strokes (hair strands, pleats, rims)
+
+
+@dataclass
 class FaceGeometry:
     size: int
     pose: Pose
     ops: list[Op]                      # label paint ops, in painting order
     landmarks: np.ndarray              # (68, 2) float32
-    occluders: list[tuple[str, list[np.ndarray]]]   # (kind, polygons in px)
+    occluders: list[Occluder]          # in drawing order (later ones on top)
     # details for the renderer (pixel coordinates)
     eyes: list[dict] = field(default_factory=list)  # centre, iris radius, lash polyline
     nostrils: list[np.ndarray] = field(default_factory=list)
@@ -102,6 +119,7 @@ class FaceGeometry:
     hair_style: str = ""
     hat: bool = False
     glasses: bool = False
+    frame: FaceFrame | None = None     # face-frame parameters the occluders fit to
 
 
 def _u(rng, lo, hi):
@@ -119,18 +137,25 @@ def _face_outline(t, cy, b_up, b_low, p_low, p_up):
     return np.stack([x, y], 1)
 
 
-def sample_geometry(rng: np.random.Generator, size: int, occluded: bool) -> FaceGeometry:
-    """Draw one face. Consumes ``rng`` in a fixed order (deterministic per generator state)."""
+def sample_geometry(rng: np.random.Generator, size: int, occluded: bool, kind: str | None = None) -> FaceGeometry:
+    """Draw one face. Consumes ``rng`` in a fixed order (deterministic per generator state). ``occluded``: add
+    one or two occluders, the first of ``kind`` when given (else random kinds); drawn once the face is final,
+    so the face does not depend on them."""
     for attempt in range(30):
-        geo = _sample_once(rng, size, occluded, shrink=0.97 ** attempt)
+        geo = _sample_once(rng, size, shrink=0.97 ** attempt)
         lm = geo.landmarks
         if lm.min() >= 1.0 and lm.max() <= size - 2.0:
-            return geo
-    geo.landmarks = np.clip(geo.landmarks, 0, size - 1)   # pragma: no cover - not reached in practice
+            break
+    else:
+        geo.landmarks = np.clip(geo.landmarks, 0, size - 1)   # pragma: no cover - not reached in practice
+    if occluded:
+        for j in range(1 if rng.random() < 0.8 else 2):
+            k = kind if j == 0 and kind is not None else _random_kind(rng, [o.kind for o in geo.occluders])
+            geo.occluders.append(_occluder(rng, k, geo.frame, geo.pose))
     return geo
 
 
-def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: float) -> FaceGeometry:
+def _sample_once(rng: np.random.Generator, size: int, shrink: float) -> FaceGeometry:
     S = float(size)
     yaw = _u(rng, -0.42, 0.42) if rng.random() < 0.75 else _u(rng, -0.08, 0.08)
     pose = Pose(
@@ -421,6 +446,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
         teeth = P(tpoly, mz(tpoly))
 
     # ---- hair in front: the cap down to the hairline (+ bangs, + side curtains for long hair)
+    hairline = -0.9                    # under a hat when bald (no draw: unoccluded faces keep their rng stream)
     if hair_style != "none":
         h0 = _u(rng, -0.95, -0.6)
         if hair_style in ("buzz", "bun"):
@@ -428,6 +454,7 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
         bangs = hair_style in ("short", "bob", "long") and rng.random() < 0.25
         if bangs:
             h0 = _u(rng, -0.55, -0.38)
+        hairline = h0
         kexp = _u(rng, 3.5, 6.0)
         tc = np.arcsin(np.clip((y_side - cyh) / Hy, -1, 1))
         top = cranium(np.pi - tc, 2 * np.pi + tc, 40)
@@ -447,36 +474,77 @@ def _sample_once(rng: np.random.Generator, size: int, occluded: bool, shrink: fl
         ops.append(Op(C["hair"], front))
 
     # ---- hat
+    hat_bottom = None
     if has_hat:
         y_hb = cyh - Hy * _u(rng, 0.1, 0.45) if hair_style != "none" else _u(rng, -1.05, -0.8)
         y_hb = min(y_hb, ey - eh - gap - 0.35)
         crown = ellipse_pts(0, y_hb, Hx * _u(rng, 1.0, 1.1), _u(rng, 0.8, 1.3), 0, 30, np.pi, 2 * np.pi)
         hat = [P(crown, 0.0)]
+        hat_bottom = y_hb
         if rng.random() < 0.6:
-            hat.append(P(ellipse_pts(0, y_hb, Hx * _u(rng, 1.3, 1.8), _u(rng, 0.08, 0.22), 0, 30), 0.05))
+            brim_a = Hx * _u(rng, 1.3, 1.8)
+            brim_b = _u(rng, 0.08, 0.22)
+            hat.append(P(ellipse_pts(0, y_hb, brim_a, brim_b, 0, 30), 0.05))
+            hat_bottom = y_hb + brim_b
         ops.append(Op(C["hat"], hat))
 
-    # ---- occluders (not a face class: painted into a separate mask)
-    occluders: list[tuple[str, list[np.ndarray]]] = []
-    if occluded:
-        anchors = np.array([[0, ym], [0, yn - 0.1], [-ex, ey], [ex, ey], [0, cy + b_low * 0.9],
-                            [-0.6, 0.45], [0.6, 0.45], [0, -0.6]])
-        for _ in range(1 if rng.random() < 0.8 else 2):
-            a = anchors[rng.integers(len(anchors))] + rng.normal(0, 0.15, 2)
-            kind = str(rng.choice(["hand", "bar", "object"], p=[0.45, 0.25, 0.3]))
-            occluders.append((kind, _occluder(rng, kind, a, pose)))
-
-    return FaceGeometry(size=size, pose=pose, ops=ops, landmarks=lm.astype(np.float32), occluders=occluders,
+    # what occluders fit to (they are added by sample_geometry, into a separate mask)
+    frame = FaceFrame(ex=ex, ey=ey, ew=ew, yn=yn, nw=nw, prot=prot, ym=ym, cy=cy, b_up=b_up, b_low=b_low,
+                      p_low=p_low, p_up=p_up, hairline=hairline, hat_bottom=hat_bottom,
+                      ears=[(ecx, ecy, eb) for _, _, ecx, ecy, _, eb, _ in ear_info])
+    return FaceGeometry(size=size, pose=pose, ops=ops, landmarks=lm.astype(np.float32), occluders=[],
                         eyes=eyes, nostrils=nostrils, nose_side=nose_side, teeth=teeth, lenses=lenses,
-                        hair_style=hair_style, hat=has_hat, glasses=has_glasses)
+                        hair_style=hair_style, hat=has_hat, glasses=has_glasses, frame=frame)
 
 
-def _occluder(rng: np.random.Generator, kind: str, a: np.ndarray, pose: Pose) -> list[np.ndarray]:
-    """Polygons (pixels) of one occluder centred near face point ``a``; drawn in front (z = 1.2)."""
+@dataclass
+class FaceFrame:
+    """The face-frame parameters the face-attached occluders fit to (units of the face half-width)."""
+    ex: float          # eye centre |x|
+    ey: float          # eye line
+    ew: float          # eye half-width
+    yn: float          # nose base
+    nw: float          # nose half-width
+    prot: float        # nose protrusion (depth)
+    ym: float          # mouth line
+    cy: float          # face-oval centre
+    b_up: float
+    b_low: float       # jaw half-height
+    p_low: float
+    p_up: float
+    hairline: float    # y of the hairline at x = 0
+    hat_bottom: float | None   # y of the hat's lower edge at x = 0 (None: no hat)
+    ears: list[tuple[float, float, float]]   # (cx, cy, half-height), image-left ear first
+
+
+def _random_kind(rng: np.random.Generator, taken: list[str]) -> str:
+    """A random kind, not one already on this face (a second mask or pair of sunglasses would be absurd)."""
+    p = np.where(np.isin(OCCLUDER_KINDS, taken), 0.0, _KIND_P)
+    return str(rng.choice(OCCLUDER_KINDS, p=p / p.sum()))
+
+
+def _occluder(rng: np.random.Generator, kind: str, f: FaceFrame, pose: Pose) -> Occluder:
+    """One occluder of ``kind`` (OCCLUDER_KINDS), in pixels."""
+    if kind == "hair":
+        return _hair_lock(rng, f, pose)
+    if kind == "mask":
+        return _face_mask(rng, f, pose)
+    if kind == "sunglasses":
+        return _sunglasses(rng, f, pose)
+    if kind not in OCCLUDER_VISIBLE:
+        raise ValueError(f"unknown occluder kind {kind!r}; known: {list(OCCLUDER_KINDS)}")
+    anchors = np.array([[0, f.ym], [0, f.yn - 0.1], [-f.ex, f.ey], [f.ex, f.ey], [0, f.cy + f.b_low * 0.9],
+                        [-0.6, 0.45], [0.6, 0.45], [0, -0.6]])
+    a = anchors[rng.integers(len(anchors))] + rng.normal(0, 0.15, 2)
+    z = pose.depth + 0.6                                   # held in front of the face, flat
+    return Occluder(kind, [pose.project(q, np.full(len(q), z)) for q in _held(rng, kind, a)])
+
+
+def _held(rng: np.random.Generator, kind: str, a: np.ndarray) -> list[np.ndarray]:
+    """Face-frame polygons of a hand / bar / object centred near face point ``a``."""
     ang = _u(rng, 0, 2 * np.pi)
     d = np.array([np.cos(ang), np.sin(ang)])          # direction of the fingers / object axis
     nrm = np.array([-d[1], d[0]])
-    z = pose.depth + 0.6
     polys = []
     if kind == "hand":
         pa, pb = _u(rng, 0.28, 0.4), _u(rng, 0.35, 0.5)
@@ -516,4 +584,122 @@ def _occluder(rng: np.random.Generator, kind: str, a: np.ndarray, pose: Pose) ->
             polys.append(np.stack([a[0] + rr * np.cos(t), a[1] + rr * np.sin(t)], 1))
         else:
             polys.append(ellipse_pts(a[0], a[1], r, r * _u(rng, 0.4, 1.0), ang, 24))
-    return [pose.project(p, np.full(len(p), z)) for p in polys]
+    return polys
+
+
+def _normals(line: np.ndarray) -> np.ndarray:
+    d = np.gradient(line, axis=0)
+    return np.stack([-d[:, 1], d[:, 0]], 1) / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+
+
+def _band(centre: np.ndarray, half: np.ndarray | float) -> np.ndarray:
+    """Polygon of a band of half-width ``half`` (scalar or per point) around a polyline (face frame)."""
+    off = _normals(centre) * np.reshape(half, (-1, 1))
+    return np.concatenate([centre + off, (centre - off)[::-1]])
+
+
+def _bezier(p0, p1, p2, n: int) -> np.ndarray:
+    t = np.linspace(0, 1, n)[:, None]
+    return (1 - t) ** 2 * np.asarray(p0) + 2 * t * (1 - t) * np.asarray(p1) + t ** 2 * np.asarray(p2)
+
+
+def _on_face(pose: Pose, pts: np.ndarray, lift: float) -> np.ndarray:
+    return pose.project(pts, pose.surface(pts[:, 0]) + lift)
+
+
+def _hair_lock(rng: np.random.Generator, f: FaceFrame, pose: Pose) -> Occluder:
+    """A curved lock tapering from the hairline down across one eye or cheek (+ sometimes a thinner one)."""
+    sd = float(rng.choice([-1.0, 1.0]))
+    root = np.array([sd * _u(rng, 0.0, 0.45), f.hairline - _u(rng, 0.15, 0.35)])    # inside the hair
+    if f.hat_bottom is not None:       # hair cannot fall over a hat: start the lock under its edge
+        root[1] = max(root[1], f.hat_bottom + 0.02)
+    tip = np.array([sd * _u(rng, 0.2, 0.85), _u(rng, f.ey + 0.15, f.ym + 0.1)])
+    bend = np.array([sd * _u(rng, -0.4, 0.4), _u(rng, -0.15, 0.1)])
+    w0 = _u(rng, 0.09, 0.18)
+    centres = [_bezier(root, (root + tip) / 2 + bend, tip, 24)]
+    widths = [w0]
+    if rng.random() < 0.5:     # a thinner strand splitting off towards the tip
+        t2 = tip + [sd * _u(rng, 0.05, 0.3), _u(rng, -0.25, 0.05)]
+        centres.append(_bezier(root + [0, 0.1], (root + t2) / 2 + bend * 1.2, t2, 24))
+        widths.append(w0 * _u(rng, 0.35, 0.6))
+    polys, lines = [], []
+    t = np.linspace(0, 1, 24)
+    for c, w in zip(centres, widths):
+        half = w * (1 - 0.8 * t ** 1.5)
+        polys.append(_on_face(pose, _band(c, half), 0.1))
+        nrm = _normals(c)
+        n_str = int(np.clip(2 * w * pose.s / 0.8, 4, 30))
+        for o in rng.uniform(-0.95, 0.95, n_str):     # strands run along the lock, converging at its tip
+            k0, k1 = int(rng.integers(0, 6)), int(rng.integers(17, 24))
+            lines.append(_on_face(pose, (c + nrm * (half * o)[:, None])[k0:k1], 0.1))
+    return Occluder("hair", polys, lines=lines)
+
+
+def _face_mask(rng: np.random.Generator, f: FaceFrame, pose: Pose) -> Occluder:
+    """A face mask from over the nose tip down past the chin, following the jaw, with ear loops."""
+    pleated = rng.random() < 0.6                            # medical (3 pleats) vs cloth
+    y_c = f.yn - _u(rng, 0.1, 0.3)                          # top edge over the nose
+    y_s = f.yn + _u(rng, -0.1, 0.05)                        # top edge at the cheeks
+    widen, drop = _u(rng, 1.0, 1.06), _u(rng, 0.04, 0.14)
+    s0 = np.arcsin(np.clip((y_s - f.cy) / f.b_low, 0.0, 0.99) ** (f.p_low / 2))
+    t = np.linspace(s0, np.pi - s0, 33)                     # jaw from the right cheek, under the chin, to the left
+    jaw = _face_outline(t, f.cy, f.b_up, f.b_low, f.p_low, f.p_up) * [widen, 1] + np.stack(
+        [np.zeros_like(t), drop * np.sin(t) ** 2], 1)
+    xw = jaw[0, 0]
+    xs = np.linspace(-xw, xw, 25)
+    kt = _u(rng, 0.7, 1.3)
+
+    def top(x):
+        return y_c + (y_s - y_c) * np.abs(x / xw) ** kt
+
+    outline = np.concatenate([np.stack([xs, top(xs)], 1), jaw[1:-1]])
+
+    def z(pts):    # over the nose: the fabric stands off the face by the nose protrusion near the midline
+        bump = np.clip(1 - np.abs(pts[:, 0]) / (2.5 * f.nw), 0, 1) * np.clip(1.3 - (pts[:, 1] - f.yn), 0.3, 1)
+        return pose.surface(pts[:, 0]) + 0.06 + f.prot * bump
+
+    polys = [pose.project(outline, z(outline))]
+    accent, lines = [], []
+    hw = max(0.02, 0.6 / pose.s)
+    for sd, (ecx, ecy, eb) in zip((-1, 1), f.ears):
+        for y0, ye in ((y_s + 0.04, ecy - eb * 0.5), (f.ym + 0.15, ecy + eb * 0.55)):
+            x0 = sd * np.interp(y0, jaw[:17, 1], jaw[:17, 0]) * 0.97
+            loop = _bezier([x0, y0], [sd * 1.02, (y0 + ye) / 2], [ecx * 0.98, ye], 8)
+            zl = np.linspace(pose.surface(np.array([x0]))[0] + 0.06, -0.1, 8)
+            accent.append(pose.project(_band(loop, hw), np.concatenate([zl, zl[::-1]])))
+    polys += accent
+    if pleated:
+        xb = np.linspace(-xw * 0.97, xw * 0.97, 21)
+        bottom = np.interp(xb, jaw[::-1, 0], jaw[::-1, 1])
+        for q in (0.3, 0.5, 0.7):
+            pl = np.stack([xb, top(xb) + (bottom - top(xb)) * q * _u(rng, 0.9, 1.1)], 1)
+            lines.append(pose.project(pl, z(pl)))
+    return Occluder("mask", polys, accent=accent, lines=lines)
+
+
+def _sunglasses(rng: np.random.Generator, f: FaceFrame, pose: Pose) -> Occluder:
+    """Two opaque lenses over the eyes (and the lower brows), a bridge and the temples towards the ears."""
+    gap = _u(rng, 0.06, 0.11)                               # half the bridge gap between the lenses
+    gw = max(_u(rng, 0.3, 0.42), (f.ex + f.ew + 0.06 - gap) / 2)
+    cx = gw + gap                                           # lens centre; the eye (ex ± ew) lies inside
+    gh, gy = _u(rng, 0.22, 0.32), f.ey + _u(rng, -0.05, 0.02)
+    rect_p, sag = _u(rng, 2.2, 5.0), _u(rng, 0.0, 0.35)     # round … rectangular; aviator-like lower bulge
+    tt = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    c_, s_ = np.cos(tt), np.sin(tt)
+    unit = np.stack([np.sign(c_) * np.abs(c_) ** (2 / rect_p), np.sign(s_) * np.abs(s_) ** (2 / rect_p)], 1)
+    unit[:, 1] *= np.where(unit[:, 1] > 0, 1 + sag, 1)
+    hw = max(_u(rng, 0.02, 0.04), 0.6 / pose.s)
+    lenses, frame, rims = [], [], []
+    for sd in (-1, 1):
+        pts = unit * [gw, gh] + [sd * cx, gy]
+        lz = pose.surface(np.array([sd * cx]))[0] + 0.15
+        lenses.append(pose.project(pts, lz))
+        rims.append(pose.project(np.concatenate([pts, pts[:1]]), lz))
+        temple = np.array([[sd * (cx + gw * 0.97), gy - gh * 0.4], [sd * 1.0, f.ey + 0.05]])
+        temple = np.stack([np.linspace(*temple[:, 0], 6), np.linspace(*temple[:, 1], 6)], 1)
+        zt = np.linspace(lz, -0.05, 6)
+        frame.append(pose.project(_band(temple, hw), np.concatenate([zt, zt[::-1]])))
+    xi = cx - gw * 0.9
+    brg = np.stack([np.linspace(-xi, xi, 7), gy - gh * 0.4 - 0.04 * (1 - np.linspace(-1, 1, 7) ** 2)], 1)
+    frame.append(pose.project(_band(brg, hw), pose.depth + 0.25))
+    return Occluder("sunglasses", lenses + frame, accent=frame, lines=rims)

@@ -10,7 +10,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from faceparse.data.synth_face import C, FaceGeometry, Op, _fx, _SHIFT, paint
+from faceparse.data.synth_face import C, FaceGeometry, Occluder, Op, _fx, _SHIFT, paint
 
 # Anchor colours (linear-ish sRGB in [0, 1]); identities interpolate between neighbours and jitter.
 SKIN_TONES = np.array([
@@ -25,6 +25,9 @@ HAIR_COLOURS = np.array([
 HAIR_P = np.array([0.22, 0.2, 0.16, 0.12, 0.06, 0.09, 0.06, 0.05, 0.04])
 IRIS = np.array([[0.25, 0.14, 0.07], [0.12, 0.07, 0.04], [0.30, 0.45, 0.60], [0.30, 0.42, 0.25],
                  [0.45, 0.35, 0.20]], np.float32)
+MASK_COLOURS = np.array([[0.55, 0.72, 0.86], [0.92, 0.93, 0.93], [0.08, 0.08, 0.09], [0.85, 0.62, 0.7]],
+                        np.float32)                                   # medical: blue, white, black, pink
+MASK_P = np.array([0.55, 0.25, 0.15, 0.05])
 METALS = np.array([[0.85, 0.70, 0.30], [0.80, 0.80, 0.82], [0.70, 0.45, 0.30]], np.float32)
 
 _FACE_CLASSES = ("skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear", "mouth", "u_lip",
@@ -273,15 +276,13 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
         sh = cv2.resize(_gauss(small, max(1.0, pose.s * 0.06)), (size, size), interpolation=cv2.INTER_LINEAR)
         sh = np.roll(sh, (int(rng.integers(-4, 5)), int(rng.integers(-4, 5))), (0, 1))
         m *= 1.0 - _f(rng, 0.1, 0.35) * sh
-        ocols = np.zeros((len(geo.occluders) + 1, 3), np.float32)
-        for k, (kind, _) in enumerate(geo.occluders, 1):
-            if kind == "hand":
-                ocols[k] = skin * _f(rng, 0.85, 1.1) if rng.random() < 0.6 else _pick(rng, SKIN_TONES)
-            else:
-                ocols[k] = _rand_colour(rng)
-        ids = occ_ids[occ]
-        otex = (1.0 + 0.12 * _smooth(rng, size, (12,), (1.0,))[occ] + (side * 0.3) * uc[occ]) / m[occ]
-        img[:, occ] = ocols[ids].T * otex        # divided by m: the face shading must not apply to them
+        # own low-frequency texture (clipped: a ±3σ dip reads as a stain on a large flat mask) + side light
+        base = 1.0 + 0.1 * np.clip(_smooth(rng, size, (12,), (1.0,)), -2.0, 2.0) + (side * 0.3) * uc
+        for k, o in enumerate(geo.occluders, 1):
+            sel = occ_ids == k
+            if sel.any():
+                col, lum = _occluder_look(rng, o, sel, skin, hair, pose.s)
+                img[:, sel] = col * (base[sel] * lum / m[sel])   # ÷ m: the face shading must not apply to them
 
     # ---- global light: gradient, white balance, exposure; then contrast
     a = _f(rng, 0, 2 * np.pi)
@@ -307,4 +308,68 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
     if rng.random() < 0.85:
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 93))])
         out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+def _strokes(size: int, lines: list[np.ndarray], values: np.ndarray, thickness: int) -> np.ndarray:
+    """(size, size) float32 multiplier: 1 with the polylines drawn at their ``values`` (anti-aliased)."""
+    canvas = np.ones((size, size), np.float32)
+    for ln, v in zip(lines, values):
+        cv2.polylines(canvas, [_fx(ln)], False, float(v), thickness, cv2.LINE_AA, _SHIFT)
+    return canvas
+
+
+def _occluder_look(rng: np.random.Generator, o: Occluder, sel: np.ndarray, skin: np.ndarray, hair: np.ndarray,
+                   s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Colours (3, n) and a luminance multiplier (n,) of the ``sel`` pixels of one occluder."""
+    look = {"hair": _look_hair, "mask": _look_mask, "sunglasses": _look_sunglasses}.get(o.kind, _look_held)
+    c, lum, accent, acc = look(rng, o, sel.shape[0], skin, hair, s)
+    col = np.repeat(np.asarray(c, np.float32)[:, None], int(sel.sum()), 1)
+    lum = np.ones(col.shape[1], np.float32) if lum is None else lum[sel].astype(np.float32)
+    if acc is not None:                 # frame / loops: plain second colour
+        on = acc[sel] > 0
+        col[:, on] = accent[:, None]
+        lum[on] = 1.0
+    return col, lum
+
+
+# each look: (colour (3,), luminance (size, size) or None, accent colour (3,) or None, accent mask or None)
+def _look_held(rng, o, size, skin, hair, s):
+    if o.kind == "hand":
+        return (skin * _f(rng, 0.85, 1.1) if rng.random() < 0.6 else _pick(rng, SKIN_TONES)), None, None, None
+    return _rand_colour(rng), None, None, None
+
+
+def _look_hair(rng, o, size, skin, hair, s):
+    """The identity's hair colour, strands along the lock."""
+    lum = _gauss(_strokes(size, o.lines, rng.uniform(0.5, 1.5, len(o.lines)), 1), 0.35 * size / 128)
+    return hair * _f(rng, 0.8, 1.0), lum, None, None
+
+
+def _look_mask(rng, o, size, skin, hair, s):
+    """Pleated medical mask (pale blue / white / black, white loops) or a plain cloth one."""
+    if not o.lines:
+        return _rand_colour(rng, (0.0, 0.7), (0.15, 0.9)), None, None, None
+    c = MASK_COLOURS[rng.choice(len(MASK_COLOURS), p=MASK_P)] * _f(rng, 0.9, 1.05)
+    folds = _strokes(size, o.lines, np.full(len(o.lines), _f(rng, 0.65, 0.8)), max(1, int(round(s * 0.025))))
+    loops = np.array([0.92, 0.92, 0.9], np.float32) * _f(rng, 0.8, 1.0)
+    return c, _gauss(folds, max(0.5, s * 0.015)), loops, _fill(size, o.accent)
+
+
+def _look_sunglasses(rng, o, size, skin, hair, s):
+    """Near-black tinted lenses with a highlight band; a dark or metal frame (bridge, temples, rims)."""
+    c = np.clip(_rand_colour(rng, (0.2, 0.8), (0.4, 1.0)) * _f(rng, 0.05, 0.16), 0.01, 1)
+    frame_col = np.array([0.04, 0.04, 0.04], np.float32) if rng.random() < 0.6 else METALS[rng.integers(3)]
+    x, y = _grid(size)
+    a = _f(rng, 0.3, 1.2)
+    band = np.sin((x * math.cos(a) + y * math.sin(a)) / max(1.5, s * 0.08)) > 0.8
+    lum = 1.0 + band * _f(rng, 0.3, 1.5)
+    frame = _fill(size, o.accent)
+    cv2.polylines(frame, [_fx(r) for r in o.lines], True, 1, max(1, int(round(s * 0.03))), cv2.LINE_8, _SHIFT)
+    return c, lum, frame_col, frame
+
+
+def _fill(size: int, polys: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(out, [_fx(q) for q in polys], 1, cv2.LINE_8, _SHIFT)
     return out

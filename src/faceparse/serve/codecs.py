@@ -27,19 +27,27 @@ class Item:
     options: imaging.Options
 
 
+def by_resolution(items: list[Item]) -> dict[int, list[int]]:
+    """Item indices grouped by requested output size (one forward each)."""
+    out: dict[int, list[int]] = {}
+    for k, it in enumerate(items):
+        out.setdefault(it.options.resolution, []).append(k)
+    return out
+
+
 class ParserCodec:
     formats = ("png", "overlay", "json")
     mirror_format = "png"
+
+    def warmup(self, model, x, resolution: int) -> None:
+        model(x, out_size=resolution)
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
         """Items grouped by output resolution (one forward each) → encoded answers, in item order."""
         import torch
 
         outs: list = [None] * len(items)
-        by_res: dict[int, list[int]] = {}
-        for k, it in enumerate(items):
-            by_res.setdefault(it.options.resolution, []).append(k)
-        for res, ks in by_res.items():
+        for res, ks in by_resolution(items).items():
             x = torch.stack([items[k].tensor for k in ks])
             labels = model(x, out_size=res).argmax(1).to(torch.uint8).cpu().numpy()
             for k, lab in zip(ks, labels):
@@ -68,6 +76,9 @@ class LandmarkCodec:
     formats = ("json", "overlay")
     mirror_format = "json"
 
+    def warmup(self, model, x, resolution: int) -> None:
+        model(x)
+
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
         import torch
 
@@ -95,7 +106,53 @@ class LandmarkCodec:
             return None
 
 
-CODECS = {"parser": ParserCodec(), "landmarks": LandmarkCodec()}
+class CompletionCodec:
+    """Map completion: the completed map M_γ (png), the occlusion mask (mask: 0/255 PNG), M_γ over the photo
+    with the occluder tinted (overlay), or both maps base64-encoded with class fractions (json)."""
+    formats = ("png", "mask", "overlay", "json")
+    mirror_format = "png"
+
+    def warmup(self, model, x, resolution: int) -> None:
+        model(x, out_size=resolution)
+
+    def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
+        import torch
+
+        from ..completion import Settings
+        from ..stages.completion import run_maps
+
+        settings = Settings.from_dict(meta["model_config"])
+        outs: list = [None] * len(items)
+        for res, ks in by_resolution(items).items():
+            maps = run_maps(model, settings, torch.stack([items[k].tensor for k in ks]), res)
+            for k, m in zip(ks, maps):
+                outs[k] = self.encode(m, items[k], palette, table, version)
+        return outs
+
+    @staticmethod
+    def encode(maps, item: Item, palette, table, version: str) -> tuple[bytes, str]:
+        import base64
+
+        fmt = item.options.format
+        if fmt == "png":
+            return imaging.label_png(maps.gamma), "image/png"
+        mask = maps.occlusion.astype(np.uint8) * 255
+        if fmt == "mask":
+            return imaging.encode_png(mask), "image/png"
+        if fmt == "overlay":
+            tinted = np.where(maps.occlusion, 0, maps.gamma).astype(np.uint8)   # occluder: background colour
+            return imaging.overlay_png(item.image, tinted, palette), "image/png"
+        b64 = (lambda b: base64.b64encode(b).decode())
+        return json.dumps({"label_table": table.name, "resolution": item.options.resolution, "model_version": version,
+                           "occluded_fraction": float(maps.occlusion.mean()),
+                           "fractions": imaging.class_fractions(maps.gamma, table.classes),
+                           "completed_png": b64(imaging.label_png(maps.gamma)),
+                           "occlusion_png": b64(imaging.encode_png(mask))}).encode(), "application/json"
+
+    agreement = staticmethod(ParserCodec.agreement)
+
+
+CODECS = {"parser": ParserCodec(), "landmarks": LandmarkCodec(), "completion": CompletionCodec()}
 
 
 def codec_for(stage: str | None):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # name → module defining `STAGE` (imported on first use: `faceparse stages` stays light)
-_MODULES: dict[str, str] = {"parser": "faceparse.stages.parser", "landmarks": "faceparse.stages.landmarks"}
+_MODULES: dict[str, str] = {"parser": "faceparse.stages.parser", "landmarks": "faceparse.stages.landmarks",
+                           "completion": "faceparse.stages.completion"}
 # where every stage's runs and models go: a stage section that leaves these out (or null) inherits them,
 # so `--set registry.tracking_uri=...` moves all stages together
 INHERITED = (("registry", "tracking_uri"), ("registry", "experiment"))
@@ -65,6 +66,9 @@ class Stage:
     def better(self, a: float, b: float, margin: float = 0.0) -> bool:
         """Is ``a`` better than ``b`` by more than ``margin``, in this stage's direction?"""
         return a > b + margin if self.info.direction == "max" else a < b - margin
+
+    def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
+        raise ValueError(f"stage {self.name!r} has no network of its own to report: see the stages it composes")
 
 
 def stage_names() -> list[str]:

@@ -1,0 +1,151 @@
+"""`faceparse complete`: map completion on photos or on a whole canonical dataset.
+
+The model is a completion bundle (``model``: ``models:/faceparse-completion@champion``, a bundle dir) or,
+by default, composed in memory from the registry's parser and landmark champions (``parser`` /
+``landmarks`` override either). Per photo ``<stem>`` in ``out_dir``: ``<stem>_alpha.png`` (the parser's
+map), ``_beta.png`` (drawn from the landmarks), ``_gamma.png`` (Algorithm 1), palette PNGs of CelebAMask-HQ
+ids; ``_occlusion.png`` (0/255); ``_points.json``; ``_sheet.png`` (all of them side by side).
+On a dataset: ``<out>/completed/<id>.png`` (M_γ at the label size) and ``<out>/occlusion/<id>.png`` for
+every sample, plus ``<out>/manifest.json`` naming the models used — what the de-occlusion generator trains on.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def load_completion(params: dict[str, Any], model: str | None = None, parser: str | None = None,
+                    landmarks: str | None = None):
+    """(CompletionModel, meta): a completion bundle, or one composed from the two models' references
+    (default each stage's ``models:/<name>@champion``)."""
+    from .bundle import load_bundle
+    from .registry import resolve_bundle
+    from .stages import for_stage, get_stage
+    from .tracking import tracking_uri
+
+    if model:
+        bdir, _ = resolve_bundle(model, tracking_uri=tracking_uri(params) if str(model).startswith("models:/") else None)
+        net, meta = load_bundle(bdir)
+        if meta.get("stage") != "completion":
+            raise ValueError(f"{model} is a {meta.get('stage', 'parser')!r} model, not a completion bundle "
+                             "(give --parser / --landmarks to compose one)")
+        return net, meta
+    refs = {name: ref or f"models:/{for_stage(params, name)['registry']['model_name']}@champion"
+            for name, ref in (("parser", parser), ("landmarks", landmarks))}
+    return get_stage("completion").assemble(params, refs)
+
+
+def _write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
+    from PIL import Image
+
+    im = Image.fromarray(labels.astype(np.uint8), "P")
+    im.putpalette(palette.astype(np.uint8).ravel().tolist())
+    im.save(path)
+
+
+def complete_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
+                    parser: str | None = None, landmarks: str | None = None, resolution: int | None = None,
+                    progress: bool = True) -> list[dict[str, Any]]:
+    """Complete every input photo; one result per input ({"input", "ok", files...} or {"ok": False, "error"})."""
+    import torch
+
+    from . import plots
+    from .completion import Settings
+    from .labels import CELEBAMASK_HQ
+    from .log import console, progress_bar
+    from .models import preprocess
+    from .predict import _read, _stems, expand_inputs
+    from .stages.completion import run_maps
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise ValueError(f"no input images found in {inputs}")
+    net, meta = load_completion(params, model, parser, landmarks)
+    settings, size = Settings.from_dict(meta["model_config"]), int(meta["input_size"])
+    res, palette = int(resolution or size), CELEBAMASK_HQ.palette()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with progress_bar(f"complete {len(paths)} images", len(paths), enabled=progress) as advance:
+        for path, stem in zip(paths, _stems(paths)):
+            img, err = _read(path)
+            if err:
+                console.print(f"[bold red]error:[/] {err}")
+                results.append({"input": str(path), "ok": False, "error": err})
+            else:
+                maps = run_maps(net, settings, preprocess(img, size).unsqueeze(0), res)[0]
+                results.append(_write_one(out, stem, path, img, maps, palette, plots))
+            advance()
+    for r in results:
+        r["composes"] = meta.get("composes")
+    return results
+
+
+def _write_one(out: Path, stem: str, path: Path, img, maps, palette, plots) -> dict[str, Any]:
+    files = {k: out / f"{stem}_{k}.png" for k in ("alpha", "beta", "gamma", "occlusion", "sheet")}
+    for k in ("alpha", "beta", "gamma"):
+        _write_label(files[k], getattr(maps, k), palette)
+    from PIL import Image
+
+    Image.fromarray(maps.occlusion.astype(np.uint8) * 255, "L").save(files["occlusion"])
+    plots.completion_sheet(np.asarray(img), maps, palette, files["sheet"], title=path.name)
+    return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()},
+            "occluded_fraction": float(maps.occlusion.mean())}
+
+
+def complete_dataset(params: dict[str, Any], dataset_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                     model: str | None = None, parser: str | None = None, landmarks: str | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """M_γ and the occlusion mask for every sample of a canonical dataset, at its label size, in ``out_dir``
+    (default params ``completion.dataset_out``). Written beside, then renamed into place (all or nothing)."""
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    from .completion import Settings
+    from .images import read_image
+    from .log import progress_bar
+    from .models import preprocess
+    from .stages import for_stage
+    from .stages.completion import run_maps
+
+    data = Path(dataset_dir)
+    df = pd.read_parquet(data / "manifest.parquet")
+    dst = Path(out_dir or for_stage(params, "completion").get("dataset_out") or data.parent / "completed")
+    if dst.exists() and any(dst.iterdir()) and not (dst / "manifest.json").is_file():
+        raise ValueError(f"{dst} is not empty and holds no completed maps (no manifest.json): refusing to replace it")
+    net, meta = load_completion(params, model, parser, landmarks)
+    settings, size = Settings.from_dict(meta["model_config"]), int(meta["input_size"])
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        for sub in ("completed", "occlusion"):
+            (tmp / sub).mkdir()
+        with progress_bar(f"complete {data}", len(df), enabled=progress) as advance:
+            for _, row in df.iterrows():
+                img = read_image(data / str(row["image"]))
+                maps = run_maps(net, settings, preprocess(img, size).unsqueeze(0), int(row["label_height"]))[0]
+                _save_sample(tmp, str(row["id"]), maps)
+                advance()
+        (tmp / "manifest.json").write_text(json.dumps({"dataset": str(data), "count": int(len(df)),
+                                                       "composes": meta.get("composes"),
+                                                       "settings": meta["model_config"]}, indent=2) + "\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"out": str(dst), "count": int(len(df)), "composes": meta.get("composes")}
+
+
+def _save_sample(root: Path, sid: str, maps) -> None:
+    from PIL import Image
+
+    Image.fromarray(maps.gamma.astype(np.uint8), "L").save(root / "completed" / f"{sid}.png")
+    Image.fromarray(maps.occlusion.astype(np.uint8) * 255, "L").save(root / "occlusion" / f"{sid}.png")
