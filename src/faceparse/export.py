@@ -74,6 +74,8 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, resolution: in
     check_out_size(int(resolution))
     bundle_dir, info = resolve_model(model, params)
     net, meta = load_bundle(bundle_dir)
+    if meta.get("stage", "parser") != "parser":
+        raise ValueError(f"ONNX export covers the parser; {model} is a {meta['stage']!r} model")
     size = int(meta.get("input_size", 256))
     wrapped = fixed_resolution(net, int(resolution))
     out = Path(out)

@@ -167,3 +167,17 @@ def test_predict_and_served_overlay(made, real_samples):
     assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-3) and len(fractions) > 1
     state = json.loads((repo / "runs/serve/server.json").read_text())
     assert state["pid"] is None and state["stopped_at"]   # serve demo stopped the server
+
+
+def test_map_completion_benchmark_and_demo(made):
+    repo, out, _ = made
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    ev = json.loads((repo / params["completion"]["evaluate"]["metrics_file"]).read_text())
+    for key in ("f1_occluded_alpha", "f1_occluded_gamma", "f1_face_alpha", "f1_face_gamma", "occlusion_iou"):
+        assert key in ev, key
+    assert ev["n_occluded_images"] > 0 and "completion: F1 inside the occluded face region" in out
+    bundle = json.loads((repo / params["completion"]["train"]["bundle_dir"] / "bundle.json").read_text())
+    assert bundle["composes"]["parser"]["model_uri"] == "models:/faceparse-fpliif/1"   # the version registered
+    for k in ("alpha", "beta", "gamma", "occlusion", "sheet"):
+        assert (repo / f"runs/demo/complete/0_{k}.png").is_file(), k
+    assert len(list((repo / params["completion"]["dataset_out"] / "completed").glob("*.png"))) == 24

@@ -6,57 +6,28 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from faceparse.config import load_params
 from faceparse.serve import server
-from faceparse.serve.testing import port_overrides
+from faceparse.serve.testing import assert_refused, completion_bundle, port_overrides, post_prediction
 
 pytestmark = pytest.mark.integration
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-
-
-def completion_bundle(directory: Path, repo_root: Path) -> Path:
-    """A parser and a landmark bundle (tiny, random) composed the way `faceparse compose` does."""
-    from test_evaluate import make_bundle
-    from test_serving_landmarks import landmark_bundle
-
-    from faceparse.stages import get_stage
-
-    make_bundle(directory / "parser", input_size=64, stage="parser")
-    landmark_bundle(directory / "landmarks", input_size=80)      # another input size: resized in the model
-    params = load_params(repo_root / "params.yaml", [
-        f"completion.compose.parser={directory / 'parser'}", f"completion.compose.landmarks={directory / 'landmarks'}",
-        f"completion.train.bundle_dir={directory / 'completion'}", "registry.tracking_uri=null"])
-    get_stage("completion").compose(params)
-    return directory / "completion"
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, repo_root):
     from faceparse.stages import for_stage
 
-    sys.path.insert(0, str(Path(__file__).parent))
     tmp = tmp_path_factory.mktemp("serve-completion")
-    bundle = completion_bundle(tmp, repo_root)
+    bundle = completion_bundle(tmp, load_params(repo_root / "params.yaml", ["registry.tracking_uri=null"]))
     params = for_stage(load_params(repo_root / "params.yaml", port_overrides()), "completion")
     st = server.start(params, model=str(bundle), run_dir=tmp / "run", model_store=tmp / "store")
     yield st, bundle
     server.stop(tmp / "run")
-
-
-def post(st, body: bytes, headers=None, token: str | None = "ok"):
-    key = server.token(st["run_dir"]) if token == "ok" else token
-    auth = {"Authorization": f"Bearer {key}"} if key else {}
-    return requests.post(f"{st['endpoint_url']}/predictions/{st['model_name']}", data=body,
-                         headers={**auth, **(headers or {})}, timeout=120)
 
 
 def expected(bundle, photo: bytes, resolution: int):
@@ -75,19 +46,19 @@ def test_a_real_photo_gets_its_completed_map_and_occlusion_mask(served, real_sam
     st, bundle = served
     assert st["model_name"] == "faceparse-completion"
     photo = (real_samples / "0.jpg").read_bytes()
-    r = post(st, photo, {"X-Resolution": "96"})
+    r = post_prediction(st, photo, {"X-Resolution": "96"})
     assert r.status_code == 200 and r.headers["Content-Type"] == "image/png", r.text[:300]
     served_map = np.asarray(Image.open(io.BytesIO(r.content)))
     ref = expected(bundle, photo, 96)
     assert served_map.shape == (96, 96)
     assert (served_map == ref.gamma).mean() > 0.995      # argmax near-ties between processes aside
-    mask = np.asarray(Image.open(io.BytesIO(post(st, photo, {"X-Format": "mask", "X-Resolution": "96"}).content)))
+    mask = np.asarray(Image.open(io.BytesIO(post_prediction(st, photo, {"X-Format": "mask", "X-Resolution": "96"}).content)))
     assert set(np.unique(mask)) <= {0, 255} and ((mask > 0) == ref.occlusion).mean() > 0.995
-    js = post(st, photo, {"X-Format": "json"}).json()
+    js = post_prediction(st, photo, {"X-Format": "json"}).json()
     assert js["label_table"] == "celebamask-hq" and 0.0 <= js["occluded_fraction"] <= 1.0
     completed = np.asarray(Image.open(io.BytesIO(base64.b64decode(js["completed_png"]))))
     assert completed.shape == (64, 64)                   # default: the parser's input size
-    ov = post(st, photo, {"X-Format": "overlay"})
+    ov = post_prediction(st, photo, {"X-Format": "overlay"})
     assert ov.status_code == 200 and Image.open(io.BytesIO(ov.content)).mode == "RGB"
 
 
@@ -99,13 +70,11 @@ def test_a_real_photo_gets_its_completed_map_and_occlusion_mask(served, real_sam
 ], ids=["not-an-image", "gif", "unknown-format", "huge-resolution"])
 def test_garbage_and_wrong_options_are_4xx(served, real_samples, body, headers, status):
     st, _ = served
-    r = post(st, body if body is not None else (real_samples / "1.jpg").read_bytes(), headers)
-    assert r.status_code == status, r.text[:300]
-    assert json.loads(r.text)["message"]
-    assert post(st, (real_samples / "2.jpg").read_bytes()).status_code == 200   # alive after
+    assert_refused(st, body if body is not None else (real_samples / "1.jpg").read_bytes(), headers, status,
+                   (real_samples / "2.jpg").read_bytes())
 
 
 def test_no_token_is_refused(served, real_samples):
     st, _ = served
-    r = post(st, (real_samples / "0.jpg").read_bytes(), token=None)
+    r = post_prediction(st, (real_samples / "0.jpg").read_bytes(), token=None)
     assert 400 <= r.status_code < 500

@@ -12,22 +12,9 @@ from PIL import Image
 
 from faceparse.config import load_params
 from faceparse.serve import server
-from faceparse.serve.testing import port_overrides
+from faceparse.serve.testing import assert_refused, landmark_bundle, port_overrides, post_prediction
 
 pytestmark = pytest.mark.integration
-
-
-def landmark_bundle(directory, input_size: int = 64):
-    import torch
-
-    from faceparse.bundle import save_bundle
-    from faceparse.stages import get_stage
-
-    torch.manual_seed(0)
-    meta = {"stage": "landmarks", "num_points": 68, "input_size": input_size,
-            "model_config": {"preset": "small", "arch": "small", "width": 0.25, "num_points": 68, "dropout": 0.0,
-                             "head": "integral"}}
-    return save_bundle(directory, get_stage("landmarks").build_model(meta), meta)
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +30,11 @@ def served(tmp_path_factory, repo_root):
     server.stop(tmp / "run")
 
 
-def post(st, body: bytes, headers=None, token: str | None = "ok"):
-    key = server.token(st["run_dir"]) if token == "ok" else token
-    auth = {"Authorization": f"Bearer {key}"} if key else {}
-    return requests.post(f"{st['endpoint_url']}/predictions/{st['model_name']}", data=body,
-                         headers={**auth, **(headers or {})}, timeout=120)
-
-
 def test_a_real_photo_gets_68_finite_points_in_its_own_pixels(served, real_samples):
     st, bundle = served
     assert st["model_name"] == "faceparse-landmarks"
     photo = (real_samples / "0.jpg").read_bytes()
-    r = post(st, photo)
+    r = post_prediction(st, photo)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json"), r.text[:300]
     body = r.json()
     pts = np.asarray(body["points"])
@@ -69,7 +49,7 @@ def test_a_real_photo_gets_68_finite_points_in_its_own_pixels(served, real_sampl
     model, meta = load_bundle(bundle)
     ref = get_stage("landmarks").predict_images(model, meta, [read_image(photo)])[0]
     np.testing.assert_allclose(pts, ref, atol=1e-2)
-    ov = post(st, photo, {"X-Format": "overlay"})
+    ov = post_prediction(st, photo, {"X-Format": "overlay"})
     assert ov.status_code == 200 and Image.open(io.BytesIO(ov.content)).size == (w, h)
 
 
@@ -80,13 +60,11 @@ def test_a_real_photo_gets_68_finite_points_in_its_own_pixels(served, real_sampl
 ], ids=["not-an-image", "gif", "png-format"])
 def test_garbage_and_wrong_options_are_4xx(served, real_samples, body, headers, status):
     st, _ = served
-    r = post(st, body if body is not None else (real_samples / "1.jpg").read_bytes(), headers)
-    assert r.status_code == status, r.text[:300]
-    assert json.loads(r.text)["message"]
-    assert post(st, (real_samples / "2.jpg").read_bytes()).status_code == 200   # alive after
+    assert_refused(st, body if body is not None else (real_samples / "1.jpg").read_bytes(), headers, status,
+                   (real_samples / "2.jpg").read_bytes())
 
 
 def test_no_token_is_refused(served, real_samples):
     st, _ = served
-    r = post(st, (real_samples / "0.jpg").read_bytes(), token=None)
+    r = post_prediction(st, (real_samples / "0.jpg").read_bytes(), token=None)
     assert 400 <= r.status_code < 500

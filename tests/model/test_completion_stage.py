@@ -4,8 +4,6 @@ its region scores), and `faceparse complete` on photos and on a dataset through 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,21 +14,17 @@ from faceparse.cli import app
 from faceparse.config import load_params
 from faceparse.stages import for_stage, get_stage
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, repo_root):
-    from test_evaluate import make_bundle
-    from test_serving_landmarks import landmark_bundle
-
     from faceparse.data.synth import write_dataset
+    from faceparse.serve.testing import landmark_bundle, tiny_bundle
 
     root = tmp_path_factory.mktemp("completion")
     write_dataset(root / "data", 24, size=64, occlusion_prob=0.3, test_occlusion_prob=1.0,
                   splits={"train": 0.5, "val": 0.25, "test": 0.25}, progress=False)
-    make_bundle(root / "parser", input_size=64, stage="parser")
+    tiny_bundle(root / "parser", input_size=64, stage="parser")
     landmark_bundle(root / "landmarks", input_size=64)
     sets = [f"data.dir={root / 'data'}", f"validate.out_dir={root / 'validation'}", "registry.tracking_uri=null",
             f"completion.compose.parser={root / 'parser'}", f"completion.compose.landmarks={root / 'landmarks'}",

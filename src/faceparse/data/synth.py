@@ -18,6 +18,19 @@ their pixels take the class a CelebAMask-HQ annotator would give them (``OCCLUDE
 ``write_dataset`` records each sample's kinds in ``occlusion/kinds.json``; its ``test`` split can be made
 occlusion-rich (``test_occlusion_prob``), its occluded faces cycling through every kind in turn.
 
+Clean images (de-occlusion targets): every occluded sample also carries ``clean``, the same face rendered
+without its occluders (``clean/<id>.jpg``; unoccluded samples have none on disk, and ``clean`` is ``image``
+itself). The scene is rendered once from one random stream and branches only where occluder pixels are
+painted, so lighting, blur, noise and JPEG draws are the same. Choices that keep ``clean`` equal to ``image``
+outside the occlusion mask (exactly before the camera's JPEG; JPEG then spreads differences over the 16×16
+blocks that touch the mask, and chroma upsampling two pixels further):
+
+- the occluder's soft cast shadow stays in ``clean`` (as if the occluder turned invisible but still blocked
+  the light): it darkens the face outside the mask in ``image`` too, and dropping it only inside the mask
+  would leave a visible step at the mask edge;
+- the camera blur (and down-up sampling) bleeds occluder colour a few pixels past the mask in ``image``;
+  ``clean`` takes ``image``'s pixels everywhere outside the mask, so that faint halo is in both.
+
 Sample ``i`` of seed ``S`` depends on ``(S, i)`` only (``numpy.random.default_rng([S, i])``).
 Side convention (as in the real CelebAMask-HQ maps): ``l_*`` = the subject's left = the image right, so iBUG
 points 36-41 (image-left eye) outline ``r_eye`` and 42-47 outline ``l_eye``.
@@ -56,6 +69,7 @@ class SynthSample:
     occlusion: np.ndarray    # bool (H, W) occluder pixels
     landmarks: np.ndarray    # float32 (68, 2) (x, y) pixels, iBUG 300-W order
     occluders: list[str] = field(default_factory=list)   # kinds in drawing order ([] when unoccluded)
+    clean: np.ndarray | None = None   # uint8 (H, W, 3) RGB without the occluders (``image`` when unoccluded)
 
     @property
     def occluded(self) -> bool:
@@ -86,9 +100,10 @@ def generate_sample(seed: int, index: int, size: int = 256, occlusion_prob: floa
     occlusion = occ_ids > 0
     kind_ids = np.array([0] + [1 + OCCLUDER_KINDS.index(o.kind) for o in geo.occluders], np.uint8)
     label = np.where(occlusion, _VISIBLE_LUT[kind_ids[occ_ids]], complete).astype(np.uint8)
-    image = render(rng, geo, complete, under, occ_ids)
+    image, clean = render(rng, geo, complete, under, occ_ids)
     return SynthSample(image=image, label=label, complete=complete, occlusion=occlusion,
-                       landmarks=geo.landmarks.astype(np.float32), occluders=[o.kind for o in geo.occluders])
+                       landmarks=geo.landmarks.astype(np.float32), occluders=[o.kind for o in geo.occluders],
+                       clean=image if clean is None else clean)
 
 
 def _occlusion_draw(seed: int, index: int) -> float:
@@ -173,7 +188,8 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
     """Write ``n`` synthetic samples in the canonical dataset layout (docs/CONTRACTS.md) to ``out_dir``.
 
     Test samples are occluded with ``test_occlusion_prob``, cycling through the occluder kinds (None: like the
-    other splits; :func:`occlusion_plan`); ``occlusion/kinds.json`` lists each sample's kinds.
+    other splits; :func:`occlusion_plan`); ``occlusion/kinds.json`` lists each sample's kinds; occluded samples
+    also get ``clean/<id>.jpg`` (the face without its occluders).
 
     Built in a temporary directory beside ``out_dir`` and renamed into place; a previous faceparse dataset
     (a directory with dataset.json) is replaced, any other non-empty directory is refused (ValueError)."""
@@ -193,7 +209,7 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        for sub in ("images", "labels", "complete", "occlusion", "landmarks"):
+        for sub in ("images", "labels", "complete", "occlusion", "landmarks", "clean"):
             (tmp / sub).mkdir()
         rows, kinds = [], {}
         bar = _progress(progress, n, f"synth → {out_dir}")
@@ -205,6 +221,8 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
                 kinds[sid] = s.occluders
                 img_rel, lab_rel, lm_rel = f"images/{sid}.jpg", f"labels/{sid}.png", f"landmarks/{sid}.npy"
                 Image.fromarray(s.image, "RGB").save(tmp / img_rel, quality=95)
+                if s.occluded:
+                    Image.fromarray(s.clean, "RGB").save(tmp / f"clean/{sid}.jpg", quality=95)
                 Image.fromarray(s.label, "L").save(tmp / lab_rel)
                 Image.fromarray(s.complete, "L").save(tmp / f"complete/{sid}.png")
                 Image.fromarray(s.occlusion.astype(np.uint8) * 255, "L").save(tmp / f"occlusion/{sid}.png")

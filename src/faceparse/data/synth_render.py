@@ -130,8 +130,11 @@ def _roi(polys: list[np.ndarray], pad: float, size: int) -> tuple[slice, slice]:
 
 
 def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under: np.ndarray,
-           occ_ids: np.ndarray) -> np.ndarray:
-    """RGB uint8 image of the scene. ``under``: label map without the glasses (what is seen through them).
+           occ_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB uint8 images of the scene: (image, clean). ``under``: label map without the glasses (what is seen
+    through them). ``clean`` (None without occluders) is the same scene with the occluders left unpainted:
+    one random stream, branching only where occluder pixels are painted, so it keeps their cast shadow and
+    equals ``image`` outside ``occ_ids > 0`` up to the final JPEG (see faceparse.data.synth).
 
     Colours live in a planar (3, H, W) float32 buffer; every luminance effect (texture, roundness, side light,
     soft shadows, global gradient) is folded into one (H, W) multiplier applied once."""
@@ -270,6 +273,7 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
         img[:, fm] = fcol[:, None] * (1.0 + 0.15 * tex[fm])
 
     # ---- occluders: own colours + texture, soft cast shadow on what is behind
+    clean = img.copy() if geo.occluders else None      # the scene without them (keeps their shadow via m)
     if geo.occluders:
         occ = occ_ids > 0
         small = cv2.resize(occ.astype(np.float32), (h2, h2), interpolation=cv2.INTER_AREA)
@@ -290,25 +294,43 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
     m *= 1.0 + g * ((x - size / 2) * math.cos(a) + (y - size / 2) * math.sin(a))
     wb = (rng.uniform(0.88, 1.12, 3) * _f(rng, 0.7, 1.25)).astype(np.float32)
     contrast = float(_f(rng, 0.75, 1.2))
-    planes = [(img[c] * m) * float(wb[c] * contrast) + (0.5 - 0.5 * contrast) for c in range(3)]
-    out = cv2.merge(planes)
 
-    # ---- camera: blur, (down-up)sampling, noise, JPEG
-    out = _gauss(out, _f(rng, 0.2, 1.3) * size / 256)
-    if rng.random() < 0.2:
-        f = _f(rng, 0.4, 0.8)
-        small = cv2.resize(out, (max(8, int(size * f)),) * 2, interpolation=cv2.INTER_AREA)
-        out = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
+    # ---- camera: blur, (down-up)sampling, noise, JPEG — every draw made once, applied to both images
+    blur = _f(rng, 0.2, 1.3) * size / 256
+    resample = _f(rng, 0.4, 0.8) if rng.random() < 0.2 else None
     bank = _noise_bank(size)
     oy, ox = (int(v_) for v_ in rng.integers(0, size, 2))
     sigma = float(_f(rng, 0.004, 0.04))
     noise = cv2.merge([bank[c, oy:oy + size, ox:ox + size] for c in range(3)])
+    quality = int(rng.integers(25, 93)) if rng.random() < 0.85 else None
+
+    def shoot(planes_img: np.ndarray) -> np.ndarray:
+        planes = [(planes_img[c] * m) * float(wb[c] * contrast) + (0.5 - 0.5 * contrast) for c in range(3)]
+        return _camera(cv2.merge(planes), blur, resample, noise, sigma)
+
+    out = shoot(img)
+    if clean is not None:
+        # the camera blur spreads occluder colour a few pixels past the mask: paste the occluded image there
+        clean = np.where((occ_ids > 0)[..., None], shoot(clean), out)
+        clean = clean if quality is None else _jpeg(clean, quality)
+    return (out if quality is None else _jpeg(out, quality)), clean
+
+
+def _camera(out: np.ndarray, blur: float, resample: float | None, noise: np.ndarray, sigma: float) -> np.ndarray:
+    """Float (H, W, 3) → uint8: blur, optional down-up sampling by ``resample``, pixel noise, quantisation."""
+    size = out.shape[0]
+    out = _gauss(out, blur)
+    if resample is not None:
+        small = cv2.resize(out, (max(8, int(size * resample)),) * 2, interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     out = cv2.scaleAdd(noise, sigma, out)
-    out = cv2.convertScaleAbs(cv2.max(out, 0.0), alpha=255.0)   # saturating, rounding float → uint8
-    if rng.random() < 0.85:
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 93))])
-        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    return out
+    return cv2.convertScaleAbs(cv2.max(out, 0.0), alpha=255.0)   # saturating, rounding float → uint8
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """A JPEG round trip (the camera's compression)."""
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
 
 
 def _strokes(size: int, lines: list[np.ndarray], values: np.ndarray, thickness: int) -> np.ndarray:

@@ -135,3 +135,53 @@ class Traffic:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+def landmark_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
+    """A random MobileNetV3-Small ×0.25 landmark bundle (integral head)."""
+    import torch
+
+    from ..bundle import save_bundle
+    from ..stages import get_stage
+
+    torch.manual_seed(seed)
+    meta = {"stage": "landmarks", "num_points": 68, "input_size": input_size,
+            "model_config": {"preset": "small", "arch": "small", "width": 0.25, "num_points": 68, "dropout": 0.0,
+                             "head": "integral"}}
+    return save_bundle(directory, get_stage("landmarks").build_model(meta), meta)
+
+
+def completion_bundle(directory, params: dict[str, Any], parser_size: int = 64, landmark_size: int = 80) -> Path:
+    """A tiny random parser and landmark bundle in ``directory``, composed as `faceparse compose` does into
+    ``directory/completion`` (``params``: the whole params; only registry names / files are read)."""
+    from ..stages import get_stage
+
+    d = Path(directory)
+    tiny_bundle(d / "parser", input_size=parser_size, stage="parser")
+    landmark_bundle(d / "landmarks", input_size=landmark_size)
+    comp = {**(params.get("completion") or {}), "train": {"bundle_dir": str(d / "completion")}}
+    get_stage("completion").compose({**params, "completion": comp}, {"parser": str(d / "parser"),
+                                                                     "landmarks": str(d / "landmarks")})
+    return d / "completion"
+
+
+def post_prediction(st: dict[str, Any], body: bytes, headers: dict | None = None, token: str | None = "ok",
+                    timeout: float = 120):
+    """POST ``body`` to a running server's model (``st`` from server.start) with its token (``token="ok"``),
+    another token, or none (``None``)."""
+    import requests
+
+    from . import server
+
+    key = server.token(st["run_dir"]) if token == "ok" else token
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.post(f"{st['endpoint_url']}/predictions/{st['model_name']}", data=body,
+                         headers={**auth, **(headers or {})}, timeout=timeout)
+
+
+def assert_refused(st: dict[str, Any], body: bytes, headers: dict, status: int, good: bytes) -> None:
+    """The request is answered ``status`` with a JSON message, and the server still answers ``good`` with 200."""
+    r = post_prediction(st, body, headers)
+    assert r.status_code == status, r.text[:300]
+    assert json.loads(r.text)["message"]
+    assert post_prediction(st, good).status_code == 200

@@ -55,7 +55,6 @@ class CompletionStage(Stage):
                 "without its occluder, and the occlusion mask", "f1_occluded_gamma", "max", trainable=False,
                 model_name="faceparse-completion", outputs="completed map PNG | occlusion mask PNG | contact sheet "
                 "PNG | JSON", metric_label="F1 inside the occluded region")
-    row_metrics = ("f1_occluded_gamma", "f1_face_gamma")
     meta_keys = ("parser", "landmarks", "label_table")
     baseline_metrics = ("f1_occluded_alpha", "f1_face_alpha", "f1_face_gamma", "occlusion_iou")
 
@@ -78,9 +77,6 @@ class CompletionStage(Stage):
         from ..completion import Settings
 
         return Settings.from_dict(meta["model_config"])
-
-    def run_name(self, mcfg) -> str:
-        return "compose-completion"
 
     # --- composition (instead of training) -----------------------------------------------------------
     def assemble(self, raw_params: dict[str, Any], refs: dict[str, str] | None = None):

@@ -62,10 +62,11 @@ class Tally:
             self.scores[(m, "face")].update(pred, truth)
 
     def compute(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"n_images": self.images, "occlusion_iou": self.mask.compute()}
+        out: dict[str, Any] = {"n_images": self.images, "occlusion_iou": self.mask.compute(), "per_class_f1": {}}
         for (m, r), s in self.scores.items():
             c = s.compute()
             out[f"f1_{r}_{m}"], out[f"miou_{r}_{m}"] = c["f1"], c["miou"]
+            out["per_class_f1"][f"{r}_{m}"] = c["per_class_f1"]   # where a method wins or loses
         out["occluded_pixels"] = self.scores[("alpha", "occluded")].compute()["pixels"]
         return out
 
@@ -86,7 +87,8 @@ def evaluate_completion(model, settings, input_size: int, frame, data_dir: Path,
             advance(len(chunk))
     result = total.compute()
     result["n_occluded_images"] = sum(1 for t in (kinds.get(str(r["id"])) for r in rows) if t) if kinds else None
-    result["per_kind"] = {k: by_kind[k].compute() for k in sorted(by_kind)}
+    result["per_kind"] = {k: {n: v for n, v in by_kind[k].compute().items() if n != "per_class_f1"}
+                          for k in sorted(by_kind)}
     result["settings"] = {"reading": settings.reading, "mouth_is_feature": settings.mouth_is_feature,
                           "brow_band": settings.brow_band}
     return result, {"examples": examples}
@@ -166,4 +168,9 @@ def markdown_table(result: dict[str, Any]) -> str:
               "| occluder | images | F1 occluded M_α | F1 occluded M_γ | mask IoU |", "|---|---|---|---|---|"]
     lines += [f"| {k} | {v['n_images']} | {pct(v.get('f1_occluded_alpha'))} | {pct(v.get('f1_occluded_gamma'))} | "
               f"{pct(v.get('occlusion_iou'))} |" for k, v in result.get("per_kind", {}).items()]
+    per = result.get("per_class_f1") or {}
+    cols = ("face_alpha", "face_gamma", "occluded_alpha", "occluded_gamma")
+    classes = sorted({c for k in cols for c in per.get(k, {})})
+    lines += ["", "| class | F1 face M_α | F1 face M_γ | F1 occluded M_α | F1 occluded M_γ |", "|---|---|---|---|---|"]
+    lines += [f"| {c} | " + " | ".join(pct(per.get(k, {}).get(c)) for k in cols) + " |" for c in classes]
     return "\n".join(lines) + "\n"
