@@ -1,5 +1,6 @@
-"""train: faceparse.train.train(params) distributed — torchrun on this machine (launcher=local) or a
-Kubeflow Training Operator PyTorchJob on GPU nodes (launcher=pytorchjob); see faceparse.kube."""
+"""train: faceparse.train.train(params) distributed — torchrun on this machine (launcher=local), a Kubeflow
+Training Operator v1 PyTorchJob (launcher=pytorchjob) or a Kubeflow Trainer v2 TrainJob (launcher=trainjob)
+on GPU nodes; see faceparse.kube."""
 
 from typing import List, NamedTuple
 
@@ -12,14 +13,16 @@ from .base import COMPONENT
 @dsl.component(**COMPONENT)
 def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
           model: Output[Model], launcher: str = "local", nproc: int = 2, pytorchjob: dict = {},
-          stage: str = "parser") -> NamedTuple("TrainOutputs", [("mlflow_run_id", str), ("val_metric", float)]):
-    """faceparse.kube.train_distributed(params of the model ``stage``, launcher, nproc, pytorchjob) with data.dir = dataset,
-    validate.out_dir = the validation report (its quarantine list is honoured) and train.bundle_dir = the
-    Model artifact (weights.pt + bundle.json).
+          stage: str = "parser", trainjob: dict = {},
+          ) -> NamedTuple("TrainOutputs", [("mlflow_run_id", str), ("val_metric", float)]):
+    """faceparse.kube.train_distributed(params of the model ``stage``, launcher, nproc, pytorchjob, trainjob)
+    with data.dir = dataset, validate.out_dir = the validation report (its quarantine list is honoured) and
+    train.bundle_dir = the Model artifact (weights.pt + bundle.json).
 
     launcher: local → torchrun --nproc-per-node ``nproc`` here (CPU: gloo); pytorchjob → a PyTorchJob
     with ``pytorchjob`` settings (workers × gpus_per_worker, A100 node selector, NCCL env; missing keys
-    take faceparse.kube.PYTORCHJOB_DEFAULTS)."""
+    take faceparse.kube.PYTORCHJOB_DEFAULTS); trainjob → a TrainJob on the faceparse-torch-distributed
+    runtime with ``trainjob`` settings (the same keys + runtime; missing keys take TRAINJOB_DEFAULTS)."""
     import tempfile
     from collections import namedtuple
 
@@ -32,7 +35,7 @@ def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], valid
         "train.bundle_dir": model.path,
         "train.run_dir": tempfile.mkdtemp(prefix="faceparse-run-"),
     }, stage=stage)
-    result = train_distributed(params, launcher=launcher, nproc=nproc, pytorchjob=pytorchjob)
+    result = train_distributed(params, launcher=launcher, nproc=nproc, pytorchjob=pytorchjob, trainjob=trainjob)
     val = result.get("val") or {}
     model.framework = "pytorch"
     model.metadata.update({"mlflow_run_id": result.get("mlflow_run_id") or "", "launcher": launcher,

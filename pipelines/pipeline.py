@@ -15,9 +15,11 @@ gates follow each stage's metric direction: parser test mean F1 ≥ ``min_mean_f
 Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
 source; every component re-reads it through faceparse.config.load_params), ``overrides`` are
 ``section.key=value`` strings applied on top (as ``faceparse --set``). ``launcher`` picks where training
-runs: ``pytorchjob`` (the compiled default: a Training Operator PyTorchJob with the ``pytorchjob``
-settings — workers × GPUs, A100 node selector, NCCL env) or ``local`` (torchrun with ``nproc`` CPU
-processes in the step's own pod/process; what run_local.py uses).
+runs: ``pytorchjob`` (the compiled default: a Kubeflow Training Operator v1 PyTorchJob with the
+``pytorchjob`` settings — workers × GPUs, A100 node selector, NCCL env), ``trainjob`` (a Kubeflow Trainer
+v2 TrainJob on the faceparse-torch-distributed ClusterTrainingRuntime with the ``trainjob`` settings —
+the same keys, plus the runtime) or ``local`` (torchrun with ``nproc`` CPU processes in the step's own
+pod/process; what run_local.py uses).
 
 On a cluster the S3 credentials (secret faceparse-s3) and the MLflow tracking URI (secret
 faceparse-mlflow) reach the steps as environment variables (kfp-kubernetes); see infra/k8s/.
@@ -33,7 +35,7 @@ if str(REPO) not in sys.path:
 from kfp import dsl, kubernetes  # noqa: E402
 
 import components as c  # noqa: E402
-from faceparse.kube import MLFLOW_SECRET, PYTORCHJOB_DEFAULTS, S3_SECRET  # noqa: E402
+from faceparse.kube import MLFLOW_SECRET, PYTORCHJOB_DEFAULTS, S3_SECRET, TRAINJOB_DEFAULTS  # noqa: E402
 
 PARAMS_FILE = REPO / "params.yaml"
 PARAMS_YAML = PARAMS_FILE.read_text()
@@ -58,12 +60,13 @@ def _step(task, name: str):
     return task.set_display_name(name).set_caching_options(False)
 
 
-def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, pytorchjob, package_upload):
+def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, pytorchjob, trainjob,
+                package_upload):
     """train → evaluate → register for one trainable model stage: (train, evaluate — its output is the
     gate — , register) tasks."""
     tr = _mlflow(_s3(_step(c.train(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
                                    validation=val.outputs["report"], launcher=launcher, nproc=nproc,
-                                   pytorchjob=pytorchjob, stage=stage), f"train {stage}")))
+                                   pytorchjob=pytorchjob, trainjob=trainjob, stage=stage), f"train {stage}")))
     return (tr, *_evaluate_register(stage, tr.outputs["model"], prep, val, params_yaml, overrides))
 
 
@@ -101,7 +104,7 @@ def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload
 
 @dsl.pipeline(name=PIPELINE_NAME,
               description="faceparse: prepare → validate (gate) → per model stage (FP-LIIF parser, 68-point "
-                          "landmarks): train (torchrun / PyTorchJob) → evaluate → register → promote → package; "
+                          "landmarks): train (torchrun / PyTorchJob / TrainJob) → evaluate → register → promote → package; "
                           "map completion: compose → evaluate → register → promote → package; complete")
 def faceparse_pipeline(
     params_yaml: str = PARAMS_YAML,
@@ -112,6 +115,7 @@ def faceparse_pipeline(
     launcher: str = "pytorchjob",
     nproc: int = 2,
     pytorchjob: dict = PYTORCHJOB_DEFAULTS,
+    trainjob: dict = TRAINJOB_DEFAULTS,
     min_mean_f1: float = 0.0,
     max_nme: float = 1.0,
     min_completion_f1: float = 0.0,
@@ -125,7 +129,7 @@ def faceparse_pipeline(
 
     with dsl.If(val.outputs["passed"] == True, name="dataset-valid"):  # noqa: E712 - a kfp condition
         common = dict(params_yaml=params_yaml, overrides=overrides, launcher=launcher, nproc=nproc,
-                      pytorchjob=pytorchjob, package_upload=package_upload)
+                      pytorchjob=pytorchjob, trainjob=trainjob, package_upload=package_upload)
         parser = _stage_path("parser", prep, val, **common)
         with dsl.If(parser[1].outputs["Output"] >= min_mean_f1, name="quality-gate"):
             _promote_and_package("parser", parser[2], params_yaml, overrides, package_upload)

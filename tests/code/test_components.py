@@ -1,6 +1,7 @@
 """components/ called directly (``component.python_func``) with kfp artifact objects in tmp dirs, and
 faceparse.kube's launchers (torchrun failure surfacing; the PyTorchJob launch/wait/failure logic against a
-stand-in for the kubeflow-training TrainingClient — no cluster here)."""
+stand-in for the kubeflow-training TrainingClient — no cluster here). The TrainJob launcher and the
+manifests' validation against the upstream CRDs: tests/code/test_trainjob.py."""
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -96,7 +97,7 @@ def test_validation_failure_still_produces_data_docs(work, dataset):
 
 # ------------------------------------------------------------------------------------------ train / launchers
 def test_train_rejects_an_unknown_launcher(work, dataset, validated):
-    with pytest.raises(ValueError, match=r"launcher 'slurm' is not one of \['local', 'pytorchjob'\]"):
+    with pytest.raises(ValueError, match=r"launcher 'slurm' is not one of \['local', 'pytorchjob', 'trainjob'\]"):
         c.train.python_func(params_yaml=PARAMS_YAML, overrides=TINY, dataset=dataset, validation=validated[2],
                             model=art(Model, work, "m"), launcher="slurm")
 
@@ -166,6 +167,30 @@ def test_pytorchjob_is_created_as_the_sdk_model_and_waited_for():
     sent = ApiClient().sanitize_for_serialization(model)  # what the Kubernetes client puts on the wire
     assert sent == {**job, "metadata": {**job["metadata"], "namespace": "team-a"}}
     assert client.waited == [("faceparse-train-x", "team-a", {"Succeeded"}, 600, 10)]
+
+
+def test_pytorchjob_model_is_built_strictly_from_the_sdk_models():
+    """The SDK's own models, field by field (no deserializer that silently drops what it does not know):
+    a field the model lacks, or a value of the wrong type, refuses the job before anything is sent."""
+    model = kube._to_model(_job(data_pvc="faceparse-data"))
+    master = model.spec.pytorch_replica_specs["Master"]
+    assert type(master).__name__ == "KubeflowOrgV1ReplicaSpec" and master.replicas == 1
+    container = master.template.spec.containers[0]
+    assert type(container).__name__ == "V1Container" and container.name == "pytorch"
+    assert container.volume_mounts[-1].mount_path == "/mnt/data" and container.env_from[0].secret_ref.name
+    assert master.template.spec.volumes[-1].persistent_volume_claim.claim_name == "faceparse-data"
+
+    bad = _job()
+    bad["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["imagee"] = "x"
+    client = FakeTrainingClient("Succeeded")
+    with pytest.raises(kube.PyTorchJobError, match=r"could not be created: .*containers\[0\]: V1Container has "
+                                                   r"no field\(s\) \['imagee'\]"):
+        kube.launch_pytorchjob(bad, client=client)
+    assert client.created == []
+    wrong_type = _job()
+    wrong_type["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = "1"
+    with pytest.raises(ValueError, match=r"Master.replicas: expected int, got '1'"):
+        kube._to_model(wrong_type)
 
 
 def test_pytorchjob_failure_names_the_job_and_shows_the_master_log():

@@ -1,9 +1,9 @@
 """infra/: Kubernetes manifests validated offline against the Kubernetes JSON schemas (kubernetes-validate,
-strict: unknown fields fail), the PyTorchJob against infra/schemas/pytorchjob-v1.json (its pod templates
-against the core PodTemplateSpec schema), and a structural lint of the Dockerfiles (no Docker here: the
-images are not built in CI)."""
+strict: unknown fields fail), the custom resources (PyTorchJob, TrainJob, ClusterTrainingRuntime) against
+the JSON schemas generated from their upstream CRDs (scripts/crd_schemas.py, infra/schemas/upstream/;
+closed: unknown fields fail) plus the operators' admission rules, and a structural lint of the Dockerfiles
+(no Docker here: the images are not built in CI)."""
 import copy
-import json
 import re
 import sys
 from pathlib import Path
@@ -16,46 +16,19 @@ from faceparse import kube
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo root
     sys.path.insert(0, str(REPO))
+from scripts import crd_schemas  # noqa: E402
+
 INFRA = REPO / "infra"
 K8S = INFRA / "k8s"
-SCHEMAS = INFRA / "schemas"
 DOCKER = INFRA / "docker"
-K8S_VERSION = "1.32.0"  # the cluster version the manifests target
+K8S_VERSION = crd_schemas.K8S_VERSION  # the cluster version the manifests target
 
 
 # ------------------------------------------------------------------------------------------ validators
-def _k8s_definitions():
-    import importlib_resources
-
-    ref = importlib_resources.files("kubernetes_validate").joinpath(
-        f"kubernetes-json-schema/v{K8S_VERSION}-local-strict/_definitions.json")
-    return json.loads(ref.read_text())
-
-
-_VALIDATOR = None
-
-
-def pytorchjob_validator():
-    global _VALIDATOR
-    if _VALIDATOR is None:
-        import jsonschema
-        from referencing import Registry, Resource
-
-        schema = json.loads((SCHEMAS / "pytorchjob-v1.json").read_text())
-        registry = Registry().with_resources([
-            ("https://kubernetes.io/api/_definitions.json", Resource.from_contents(_k8s_definitions())),
-            (schema["$id"], Resource.from_contents(schema)),
-        ])
-        _VALIDATOR = jsonschema.Draft202012Validator(schema, registry=registry)
-    return _VALIDATOR
-
-
 def validate_doc(doc: dict) -> None:
-    """Raise on an invalid manifest (jsonschema.ValidationError / kubernetes_validate errors)."""
-    if doc.get("kind") == "PyTorchJob":
-        errors = sorted(pytorchjob_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-        if errors:
-            raise ValueError("; ".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors))
+    """Raise on an invalid manifest (crd_schemas.ManifestError, a ValueError / kubernetes_validate errors)."""
+    if doc.get("kind") in crd_schemas.SOURCES:
+        crd_schemas.validate(doc)
         return
     import kubernetes_validate
 
@@ -90,7 +63,8 @@ def test_expected_manifests_exist():
     for want in [("Deployment", "mlflow"), ("Service", "mlflow"), ("StatefulSet", "mlflow-postgres"),
                  ("Secret", "faceparse-s3"), ("Secret", "faceparse-mlflow"), ("Secret", "mlflow-postgres"),
                  ("Role", "faceparse-pytorchjob-launcher"), ("RoleBinding", "faceparse-pytorchjob-launcher"),
-                 ("ServiceAccount", "faceparse-pipeline"), ("PyTorchJob", "faceparse-train")]:
+                 ("ServiceAccount", "faceparse-pipeline"), ("PyTorchJob", "faceparse-train"),
+                 ("TrainJob", "faceparse-train"), ("ClusterTrainingRuntime", kube.TRAINJOB_RUNTIME)]:
         assert want in kinds, want
 
 
@@ -192,7 +166,8 @@ def _master(j):
 
 # name → (how to break the default job, what the error must say)
 BROKEN_JOBS = {
-    "restart-policy": (lambda j: _master(j).update(restartPolicy="Sometimes"), "'Sometimes' is not one of"),
+    "replica-type": (lambda j: j["spec"]["pytorchReplicaSpecs"].update(Chief=j["spec"]["pytorchReplicaSpecs"]
+                                                                        .pop("Worker")), "'Chief' is not one of"),
     "typo-in-spec": (lambda j: j["spec"].update(pytorchReplicaSpec=j["spec"].pop("pytorchReplicaSpecs")),
                      "'pytorchReplicaSpecs' is a required property"),
     "two-masters": (lambda j: _master(j).update(replicas=2), "Master/replicas"),
