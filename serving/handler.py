@@ -31,6 +31,7 @@ from ts.utils.util import PredictionException
 from faceparse.bundle import load_bundle
 from faceparse.labels import get_table
 from faceparse.models import preprocess
+from faceparse.runtime import tick
 from faceparse.serve import imaging
 from faceparse.serve.codecs import Item, codec_for
 from faceparse.serve.imaging import RequestError
@@ -41,9 +42,9 @@ IMAGE_FIELDS = ("data", "body", "file")
 
 class FaceParseHandler(BaseHandler):
     def initialize(self, context):
-        from faceparse.runtime import tune_cpu_allocator
+        from faceparse.runtime import own_process
 
-        tune_cpu_allocator()  # the worker process is ours (see faceparse.runtime)
+        own_process()  # the worker process is ours (see faceparse.runtime)
         props = context.system_properties
         model_dir = props.get("model_dir")
         cfg = dict((getattr(context, "model_yaml_config", None) or {}).get("handler") or {})
@@ -109,6 +110,7 @@ class FaceParseHandler(BaseHandler):
     # --- the batch ----------------------------------------------------------------------------------
     def handle(self, data, context):
         t0 = time.perf_counter()
+        tick()   # the worker's threads to the cores other processes leave free (faceparse.runtime)
         self.context = context
         if self.fault:
             if float(self.fault.get("delay_ms", 0)) > 0:

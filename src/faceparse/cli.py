@@ -29,13 +29,13 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                        help="print the version and exit")) -> None:
-    from .runtime import tune_cpu_allocator
+    from .runtime import own_process
 
-    tune_cpu_allocator()  # this process is ours: keep big tensors in the heap (see faceparse.runtime)
+    own_process()  # this process is ours: big tensors kept in the heap, threads governed (faceparse.runtime)
 
 
 # Command groups, in pipeline order; each module's register(app) adds its commands.
-COMMAND_MODULES = ("data", "model", "train", "evaluate", "complete", "serve", "ui")
+COMMAND_MODULES = ("data", "model", "train", "evaluate", "complete", "deocclude", "serve", "ui")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"faceparse.commands.{_name}").register(app)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .runtime import tick
+
 
 def load_completion(params: dict[str, Any], model: str | None = None, parser: str | None = None,
                     landmarks: str | None = None):
@@ -132,6 +134,7 @@ def complete_dataset(params: dict[str, Any], dataset_dir: str | os.PathLike, out
                 maps = run_maps(net, settings, preprocess(img, size).unsqueeze(0), int(row["label_height"]))[0]
                 _save_sample(tmp, str(row["id"]), maps)
                 advance()
+                tick()
         (tmp / "manifest.json").write_text(json.dumps({"dataset": str(data), "count": int(len(df)),
                                                        "composes": meta.get("composes"),
                                                        "settings": meta["model_config"]}, indent=2) + "\n")

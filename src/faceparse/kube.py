@@ -158,6 +158,9 @@ def component_params(params_yaml: str, overrides: Iterable[str] = (),
 def whole_params(params_yaml: str, overrides: Iterable[str] = (), paths: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """As ``component_params`` but not resolved for a stage: every stage's section kept (a step that
     composes several stages' models reads each one's)."""
+    from .runtime import own_process
+
+    own_process()   # every kfp step reads its params through here: the step's process is ours
     with tempfile.TemporaryDirectory(prefix="faceparse-params-") as tmp:
         p = Path(tmp) / "params.yaml"
         p.write_text(params_yaml)
@@ -253,10 +256,10 @@ def run_torchrun(params: dict[str, Any], nproc: int = 2, workdir: str | os.PathL
 
 def _train_entry(params_file: str, result_file: str) -> int:
     """One torchrun process: the contract's train step; rank 0 writes the result JSON."""
-    from .runtime import tune_cpu_allocator
+    from .runtime import own_process
     from .train import train
 
-    tune_cpu_allocator()
+    own_process()
     params = load_params(params_file)
     result = train(params, progress=False)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .runtime import tick
+
 import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -135,6 +137,7 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
                 for (path, stem, img), pred in zip(ok, run([img for _, _, img in ok])):
                     results.append(write(path, stem, img, pred))
             prog.update(task, advance=len(chunk))
+            tick()
     order = {str(p): k for k, p in enumerate(paths)}
     results.sort(key=lambda r: order[r["input"]])
     for r in results:

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, flatten, section
+from .runtime import tick
 from .training.loop import TrainContext, nan_to_none, plain
 
 
@@ -180,7 +181,9 @@ def train(params: dict[str, Any], resume: bool = False, progress: bool = True) -
     cfg = TrainConfig.from_params(params)
     threads = torch.get_num_threads()
     if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+        from .runtime import pin_threads
+
+        pin_threads(cfg.threads)
     dd = distributed.setup(cfg.device)
     try:
         return _train(params, stage, cfg, dd, resume, progress)
@@ -361,6 +364,7 @@ def _train_epoch(ctx: TrainContext, stage, loader, epoch: int, bar) -> dict[str,
     t0 = time.perf_counter()
     for batch in loader:
         loss = stage.train_step(ctx, batch)
+        tick()      # threads to the cores other processes leave free (faceparse.runtime)
         b = batch["image"].shape[0]
         loss_sum += float(loss.detach()) * b
         n_seen += b
@@ -387,6 +391,7 @@ def _validate(ctx: TrainContext, stage, loader):
     ev = stage.evaluator(ctx.meta, ctx.cfg)
     for batch in loader:
         ev.update(ctx.model, batch, ctx.dd.device, ctx.autocast())
+        tick()
     ev.reduce(ctx.dd)
     return ev.compute(), ev
 

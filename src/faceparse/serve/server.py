@@ -88,7 +88,6 @@ def _env(rd: Path) -> dict[str, str]:
     tmp = rd / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TS_")}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # workers import torch before faceparse (see faceparse/__init__)
     env.update({"TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(rd / "logs"),
                 "METRICS_LOCATION": str(rd / "logs"), "PYTHONUNBUFFERED": "1"})
     # workers run `python -m ts.model_service_worker` with this interpreter: make faceparse importable

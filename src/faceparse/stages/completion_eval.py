@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..runtime import tick
 from .completion import METHODS, REGIONS, run_maps
 
 EXAMPLES = 4   # test images in the contact sheet of the reports
@@ -85,6 +86,7 @@ def evaluate_completion(model, settings, input_size: int, frame, data_dir: Path,
             chunk = rows[i:i + bs]
             _batch(model, settings, input_size, chunk, data_dir, total, by_kind, kinds, examples)
             advance(len(chunk))
+            tick()
     result = total.compute()
     result["n_occluded_images"] = sum(1 for t in (kinds.get(str(r["id"])) for r in rows) if t) if kinds else None
     result["per_kind"] = {k: {n: v for n, v in by_kind[k].compute().items() if n != "per_class_f1"}

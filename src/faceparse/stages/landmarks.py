@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..runtime import tick
 from . import Info, Stage
 
 
@@ -176,6 +177,7 @@ class LandmarkStage(Stage):
         device = next(model.parameters()).device
         for batch in loader:
             ev.update(model, batch, device, contextlib.nullcontext())
+            tick()
         ev.reduce()
         m = ev.compute()
         return {**m, "input_size": int(meta.get("input_size", 256))}, {"arrays": ev.arrays}

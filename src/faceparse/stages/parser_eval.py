@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..config import ConfigError
+from ..runtime import tick
 
 GT_UPSAMPLING = "nearest"      # ground truth at outputs above the reference resolution
 LOGIT_UPSAMPLING = "bilinear"  # logits at outputs below the reference resolution, up to it
@@ -127,6 +128,7 @@ def evaluate_parser(model, meta, df, data_dir: Path, params: dict[str, Any], pro
                 raise ValueError(f"a label map in {rows[i:i + batch_size]} holds class ids ≥ {table.num_classes}")
             yield x, y
             prog.update(task, advance=len(pairs))
+            tick()
 
     with prog:
         conf = confusions_at_sizes(model, batches(), table.num_classes, ref, out_sizes)
