@@ -671,13 +671,8 @@ def _bundle_dir(params: Mapping[str, Any]) -> Path:
 def run_pytorchjob(params: dict[str, Any], settings: Mapping[str, Any] | None = None, client: Any = None,
                    name: str | None = None) -> dict[str, Any]:
     """Stage inputs → PyTorchJob → wait → fetch the bundle into ``train.bundle_dir``; the train result."""
-    s = settings_with_defaults(settings)
-    name = name or new_job_name()
-    stage = stage_uri(s, name)
-    stage_inputs(params, stage, include_dataset=not s.get("data_pvc"))
-    job = build_pytorchjob(s, name, stage)
-    launch_pytorchjob(job, client=client, timeout_s=int(s["timeout_s"]), poll_s=int(s["poll_s"]))
-    return collect_outputs(stage, _bundle_dir(params))
+    return _run_cluster_job(params, settings_with_defaults(settings), name, build_pytorchjob, launch_pytorchjob,
+                            client, {})
 
 
 # --------------------------------------------------------------------------- TrainJob: client, launch, wait
@@ -837,13 +832,17 @@ def launch_trainjob(job: dict[str, Any], client: Any = None, timeout_s: int = 17
 def run_trainjob(params: dict[str, Any], settings: Mapping[str, Any] | None = None, client: Any = None,
                  name: str | None = None) -> dict[str, Any]:
     """Stage inputs → TrainJob → wait → fetch the bundle into ``train.bundle_dir``; the train result."""
-    s = trainjob_settings(settings)
+    return _run_cluster_job(params, trainjob_settings(settings), name, build_trainjob, launch_trainjob, client,
+                            {"what": TRAINJOB_KIND})
+
+
+def _run_cluster_job(params, s: Mapping[str, Any], name: str | None, build, launch, client, collect_kw) -> dict[str, Any]:
+    """The launchers' common shape: stage the inputs on S3, build the job, launch and wait, fetch the bundle."""
     name = name or new_job_name()
     stage = stage_uri(s, name)
     stage_inputs(params, stage, include_dataset=not s.get("data_pvc"))
-    job = build_trainjob(s, name, stage)
-    launch_trainjob(job, client=client, timeout_s=int(s["timeout_s"]), poll_s=int(s["poll_s"]))
-    return collect_outputs(stage, _bundle_dir(params), what=TRAINJOB_KIND)
+    launch(build(s, name, stage), client=client, timeout_s=int(s["timeout_s"]), poll_s=int(s["poll_s"]))
+    return collect_outputs(stage, _bundle_dir(params), **collect_kw)
 
 
 def worker_main(stage: str, data_dir: str | None = None, workdir: str | None = None) -> int:

@@ -234,7 +234,7 @@ class MobileNetV3Landmarks(MobileNetV3):
             # re-indexed by the iBUG left/right permutation, averaged with the direct prediction
             from ..landmarks import IBUG_FLIP
 
-            f = self._points(x.flip(-1))[:, torch.as_tensor(IBUG_FLIP, device=x.device)]
+            f = self._points(x.flip(-1))[:, torch.tensor(IBUG_FLIP.tolist(), device=x.device)]
             out = (out + torch.stack([1 - f[..., 0], f[..., 1]], -1)) / 2
         return out
 
