@@ -9,7 +9,7 @@ export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv run test test-fast bench lock clean mutation
+.PHONY: venv browser run test test-fast bench lock clean mutation
 
 venv: $(STAMP)
 
@@ -24,7 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 run: venv
 	bash scripts/run_main.sh
 
-test: venv
+# Debian's chromium for the page tests (tests/integration/test_ui_page.py): installed once, ~30 s; a no-op after.
+browser:
+	bash scripts/install_browser.sh
+
+test: venv browser
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: venv

@@ -1,0 +1,451 @@
+// faceparse page: upload / drop / pick a photo, show every model stage. Plain JavaScript, no dependencies.
+// The page server (faceparse ui page) answers /api/*; label maps arrive as base64 of raw uint8 class ids.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  info: null,          // /api/info
+  file: null,          // the current photo (File or Blob with a name)
+  photo: null,         // its decoded <img>
+  parser: null,        // {labels: Uint8Array, resolution}
+  enabled: [],         // per class: shown in the overlay
+  controller: null,    // the request in flight (aborted by a newer one)
+  analyzing: false,    // a new photo is being analysed (the slider waits for it)
+};
+
+function setState(s) { document.body.dataset.state = s; $("#busy").hidden = s !== "busy"; }
+
+function showError(title, message) {
+  $("#error-title").textContent = title;
+  $("#error-message").textContent = message || "";
+  $("#error").hidden = false;
+  setState("error");
+}
+
+function clearError() { $("#error").hidden = true; }
+
+function mb(n) { return (n / 1024 / 1024).toFixed(1) + " MB"; }
+
+function decodeLabels(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+// --- talking to the page's server -------------------------------------------------------------------------
+
+class PageError extends Error {
+  constructor(title, message) { super(message); this.title = title; }
+}
+
+async function call(url, options) {
+  let resp;
+  try {
+    resp = await fetch(url, options);
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new PageError("The page's server is not answering",
+      `${location.origin} did not answer (${e.message}). Is \`faceparse ui page\` still running? ` +
+      "Start it again and reload this page.");
+  }
+  let body = null;
+  try { body = await resp.json(); } catch (e) { body = null; }
+  if (!resp.ok) {
+    const err = (body && body.error) || {};
+    throw new PageError(err.title || `HTTP ${resp.status}`, err.message || resp.statusText);
+  }
+  if (body === null) throw new PageError("Unreadable answer", `${url} did not answer JSON`);
+  return body;
+}
+
+function form(file, resolution) {
+  const f = new FormData();
+  f.append("image", file, file.name || "photo");
+  f.append("resolution", String(resolution));
+  return f;
+}
+
+// --- start ------------------------------------------------------------------------------------------------
+
+async function init() {
+  try {
+    state.info = await call("/api/info");
+  } catch (e) {
+    showError(e.title || "Error", e.message);
+    return;
+  }
+  const info = state.info;
+  const mode = $("#mode");
+  mode.textContent = info.mode === "endpoint" ? `endpoint ${info.endpoint}` : "models in this process";
+  if (info.mode === "endpoint") {
+    const es = $("#endpoint-status");
+    es.hidden = false;
+    es.textContent = info.endpoint_ok ? "answering" : "not answering";
+    es.className = "badge " + (info.endpoint_ok ? "ok" : "down");
+    if (!info.endpoint_ok) {
+      $("#warning").textContent = `The model server is not answering: ${info.endpoint_message || ""}`;
+      $("#warning").hidden = false;
+    }
+  }
+  $("#limit").textContent = mb(info.max_upload_bytes);
+  $("#face-note").textContent = info.face_detection.message;
+  const r = $("#resolution");
+  r.min = info.resolution.min; r.max = info.resolution.max; r.step = info.resolution.step;
+  r.value = info.resolution.default;
+  showResolution();
+  state.enabled = info.classes.map(() => true);
+  buildLegend();
+  loadSamples();
+  wire();
+  setState("idle");
+}
+
+function wire() {
+  $("#file").addEventListener("change", (e) => { if (e.target.files[0]) handleFile(e.target.files[0]); e.target.value = ""; });
+  const drop = $("#drop");
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, () => drop.classList.remove("over")));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const f = e.dataTransfer && e.dataTransfer.files[0];
+    if (f) handleFile(f);
+  });
+  // a file dropped anywhere else must not make the browser leave the page
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+  const r = $("#resolution");
+  r.addEventListener("input", showResolution);
+  r.addEventListener("change", requery);
+  $("#show-points").addEventListener("change", (e) => $("#points").classList.toggle("hidden", !e.target.checked));
+  $("#all").addEventListener("click", () => setAll(true));
+  $("#none").addEventListener("click", () => setAll(false));
+}
+
+async function loadSamples() {
+  let list = [];
+  try { list = await call("/api/samples"); } catch (e) { return; }
+  const box = $("#samples");
+  for (const s of list) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.title = s.title;
+    b.dataset.sample = s.name;
+    const img = document.createElement("img");
+    img.src = s.url; img.alt = s.title;
+    const cap = document.createElement("span");
+    cap.textContent = s.title;
+    b.append(img, cap);
+    b.addEventListener("click", async () => {
+      try {
+        const resp = await fetch(s.url);
+        if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+        const blob = await resp.blob();
+        handleFile(new File([blob], s.name, { type: blob.type }));
+      } catch (e) {
+        showError("The page's server is not answering", `the sample ${s.name} could not be fetched (${e.message})`);
+      }
+    });
+    box.append(b);
+  }
+}
+
+// --- one photo --------------------------------------------------------------------------------------------
+
+async function handleFile(file) {
+  clearError();
+  const info = state.info;
+  if (file.size > info.max_upload_bytes) {
+    showError("The file is too large",
+      `${file.name} is ${mb(file.size)}; the page takes at most ${mb(info.max_upload_bytes)}.`);
+    $("#content").hidden = true; $("#empty").hidden = false;
+    return;
+  }
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  state.controller = controller;
+  state.analyzing = true;
+  setState("busy");
+  const res = Number($("#resolution").value);
+  const t0 = performance.now();
+  let answer;
+  try {
+    answer = await call("/api/analyze", { method: "POST", body: form(file, res), signal: controller.signal });
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    state.analyzing = false;
+    showError(e.title || "Error", e.message);
+    $("#content").hidden = true; $("#empty").hidden = false;
+    return;
+  }
+  if (controller !== state.controller) return;
+  state.analyzing = false;
+  const rtt = performance.now() - t0;
+  state.file = file;
+  try {
+    state.photo = await loadPhoto(file);
+  } catch (e) {
+    showError("The browser cannot show this photo", e.message);
+    return;
+  }
+  $("#empty").hidden = true;
+  $("#content").hidden = false;
+  render(answer, rtt);
+  setState("ready");
+  // the slider moved while this photo was being analysed: its resolution now
+  if (Number($("#resolution").value) !== answer.resolution) requery();
+}
+
+function loadPhoto(file) {
+  return new Promise((resolve, reject) => {
+    const img = $("#photo");
+    if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+    const url = URL.createObjectURL(file);
+    img.dataset.url = url;
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`${file.name} could not be decoded here`));
+    img.src = url;
+  });
+}
+
+function render(answer, rtt) {
+  const { image, stages } = answer;
+  $("#photo-caption").textContent = `${image.name} · ${image.width} × ${image.height}`;
+  renderPoints(stages.landmarks, image);
+  renderParser(stages.parser, answer, rtt, true);
+  renderLandmarkCard(stages.landmarks);
+  renderCompletion(stages.completion);
+  renderPlain("#stage-deocclusion", stages.deocclusion);
+  renderPlain("#stage-reconstruction", stages.reconstruction);
+}
+
+function setSource(el, src, ms) {
+  el.textContent = "";
+  if (!src) return;
+  const add = (label, value) => {
+    if (el.childNodes.length) el.append(" · ");
+    el.append(label + " ");
+    const b = document.createElement("b");
+    b.textContent = value;
+    el.append(b);
+  };
+  add("model", src.model || "—");
+  add("version", src.version || "—");
+  if (src.arm) add("canary arm", src.arm);
+  else add("answered", src.via && src.via.startsWith("http") ? `${src.via} (no canary arm header)` : (src.via || "—"));
+  if (ms !== undefined) add("model time", `${Math.round(ms)} ms`);
+}
+
+function statusBox(st) {
+  const p = document.createElement("p");
+  p.className = st.status === "error" ? "failed" : "unavailable";
+  p.textContent = st.message;
+  return p;
+}
+
+function renderPlain(sel, st) {
+  const body = $(sel + " .body");
+  body.textContent = "";
+  if (st.status !== "ok") body.append(statusBox(st));
+}
+
+// --- the parser overlay ------------------------------------------------------------------------------------
+
+function renderParser(st, answer, rtt, full) {
+  const canvas = $("#overlay");
+  const msg = $("#parser-message");
+  if (st.status !== "ok") {
+    state.parser = null;
+    canvas.hidden = true;
+    msg.hidden = false;
+    msg.className = st.status === "error" ? "failed" : "unavailable";
+    msg.textContent = st.message;
+    delete canvas.dataset.resolution;
+    $("#timing").textContent = "";
+    $("#source-parser").textContent = "";
+    updateLegendCounts();
+    return;
+  }
+  canvas.hidden = false;
+  msg.hidden = true;
+  state.parser = { labels: decodeLabels(st.labels), resolution: st.resolution };
+  drawOverlay();
+  const what = full ? "all stages" : "parser";
+  const t = $("#timing");
+  t.textContent = "";
+  const strong = document.createElement("strong");
+  strong.textContent = `${st.resolution} × ${st.resolution} px`;
+  t.append(strong, ` in ${Math.round(rtt)} ms round trip (${what}; the parser's model time ${Math.round(st.model_ms)} ms)`);
+  t.dataset.resolution = st.resolution;
+  setSource($("#source-parser"), st.source, undefined);
+  $("#source-parser").prepend("Parser (FP-LIIF): ");
+  updateLegendCounts();
+}
+
+function drawOverlay() {
+  const p = state.parser;
+  if (!p || !state.photo) return;
+  const R = p.resolution;
+  const canvas = $("#overlay");
+  canvas.width = R; canvas.height = R;
+  canvas.style.aspectRatio = `${state.photo.naturalWidth} / ${state.photo.naturalHeight}`;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(state.photo, 0, 0, R, R);
+  const img = ctx.getImageData(0, 0, R, R);
+  const d = img.data, pal = state.info.palette, on = state.enabled, labels = p.labels;
+  for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
+    const c = labels[i];
+    if (c > 0 && on[c] && c < pal.length) {
+      const col = pal[c];
+      d[j] = (d[j] + col[0]) / 2; d[j + 1] = (d[j + 1] + col[1]) / 2; d[j + 2] = (d[j + 2] + col[2]) / 2;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+  canvas.dataset.resolution = R;
+}
+
+function buildLegend() {
+  const ul = $("#legend");
+  ul.textContent = "";
+  state.info.classes.forEach((name, c) => {
+    const li = document.createElement("li");
+    li.dataset.class = name;
+    const cb = document.createElement("input");
+    cb.type = "checkbox"; cb.checked = state.enabled[c]; cb.id = `class-${c}`; cb.dataset.class = name;
+    cb.disabled = c === 0;     // the background is never tinted
+    cb.addEventListener("change", () => { state.enabled[c] = cb.checked; drawOverlay(); });
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    const col = state.info.palette[c];
+    sw.style.background = `rgb(${col[0]}, ${col[1]}, ${col[2]})`;
+    const label = document.createElement("label");
+    label.className = "name"; label.htmlFor = cb.id; label.textContent = name;
+    const pct = document.createElement("span");
+    pct.className = "pct";
+    li.append(cb, sw, label, pct);
+    ul.append(li);
+  });
+}
+
+function updateLegendCounts() {
+  const n = state.info.classes.length;
+  const counts = new Array(n).fill(0);
+  const p = state.parser;
+  if (p) for (const c of p.labels) if (c < n) counts[c]++;
+  const total = p ? p.labels.length : 1;
+  document.querySelectorAll("#legend li").forEach((li, c) => {
+    li.querySelector(".pct").textContent = p ? `${(100 * counts[c] / total).toFixed(1)}%` : "";
+    li.classList.toggle("absent", !!p && counts[c] === 0);
+  });
+}
+
+function setAll(on) {
+  state.enabled = state.enabled.map((_, c) => (c === 0 ? true : on));
+  document.querySelectorAll("#legend input").forEach((cb, c) => { if (c > 0) cb.checked = on; });
+  drawOverlay();
+}
+
+function showResolution() {
+  const v = $("#resolution").value;
+  $("#resolution-value").textContent = `${v} × ${v} px`;
+}
+
+async function requery() {
+  if (!state.file || state.analyzing) return;   // a new photo in flight: handleFile requeries after it
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  state.controller = controller;
+  clearError();
+  setState("busy");
+  const res = Number($("#resolution").value);
+  const t0 = performance.now();
+  let answer;
+  try {
+    answer = await call("/api/parse", { method: "POST", body: form(state.file, res), signal: controller.signal });
+  } catch (e) {
+    if (e.name === "AbortError") return;
+    showError(e.title || "Error", e.message);
+    return;
+  }
+  if (controller !== state.controller) return;
+  renderParser(answer.stages.parser, answer, performance.now() - t0, false);
+  setState("ready");
+}
+
+// --- landmarks and completion --------------------------------------------------------------------------
+
+function renderPoints(st, image) {
+  const svg = $("#points");
+  svg.textContent = "";
+  svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
+  if (st.status !== "ok") return;
+  const r = Math.max(1.5, Math.min(image.width, image.height) / 140);
+  for (const [x, y] of st.points) {
+    const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+    c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r);
+    c.setAttribute("stroke-width", r / 3);
+    svg.append(c);
+  }
+}
+
+function renderLandmarkCard(st) {
+  const card = $("#stage-landmarks");
+  const body = card.querySelector(".body");
+  body.textContent = "";
+  if (st.status !== "ok") {
+    body.append(statusBox(st));
+    card.querySelector(".source").textContent = "";
+    return;
+  }
+  const p = document.createElement("p");
+  p.textContent = `${st.points.length} points (iBUG 68), drawn on the photo above in the photo's own pixels.`;
+  body.append(p);
+  setSource(card.querySelector(".source"), st.source, st.model_ms);
+}
+
+function paintMap(canvas, b64, R, kind) {
+  const labels = decodeLabels(b64);
+  canvas.width = R; canvas.height = R;
+  if (state.photo) canvas.style.aspectRatio = `${state.photo.naturalWidth} / ${state.photo.naturalHeight}`;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(R, R);
+  const d = img.data, pal = state.info.palette;
+  for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
+    const c = labels[i];
+    const col = kind === "occlusion" ? (c ? [255, 255, 255] : [0, 0, 0]) : (pal[c] || [255, 255, 255]);
+    d[j] = col[0]; d[j + 1] = col[1]; d[j + 2] = col[2]; d[j + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+}
+
+function renderCompletion(st) {
+  const card = $("#stage-completion");
+  const body = card.querySelector(".body");
+  body.textContent = "";
+  card.querySelector(".source").textContent = "";
+  card.querySelector(".maps").hidden = st.status !== "ok";
+  if (st.status !== "ok") { body.append(statusBox(st)); return; }
+  for (const fig of card.querySelectorAll(".maps figure")) {
+    const key = fig.dataset.map;
+    const canvas = fig.querySelector("canvas");
+    const why = fig.querySelector(".unavailable");
+    if (st.maps[key]) {
+      paintMap(canvas, st.maps[key], st.resolution, key);
+      canvas.hidden = false; why.hidden = true;
+      fig.dataset.ready = "1";
+    } else {
+      canvas.hidden = true; why.hidden = false;
+      why.textContent = (st.missing && st.missing[key]) || "not available";
+      delete fig.dataset.ready;
+    }
+  }
+  const p = document.createElement("p");
+  p.className = "hint";
+  p.textContent = `${st.resolution} × ${st.resolution} px` +
+    (st.occluded_fraction !== null ? ` · ${(100 * st.occluded_fraction).toFixed(1)}% of the map occluded` : "");
+  body.append(p);
+  setSource(card.querySelector(".source"), st.source, st.model_ms);
+}
+
+document.addEventListener("DOMContentLoaded", init);
