@@ -17,10 +17,11 @@ parser=$(model_name parser)
 landmarks=$(model_name landmarks)
 
 step "dvc repro: prepare → validate → per model stage (parser, landmarks): train → evaluate → register;
-map completion: compose → evaluate → register; the completed maps of the dataset"
+map completion: compose → evaluate → register; the completed maps of the dataset; de-occlusion (FISN,
+carrying the completion bundle): train → evaluate → register"
 dvc repro
 
-for stage in parser landmarks completion; do
+for stage in parser landmarks completion fisn; do
   step "promote the $stage challenger if it beats the champion"
   faceparse promote --stage "$stage"
 done
@@ -31,6 +32,12 @@ faceparse predict --model "models:/$parser@champion" "$photo" --out runs/demo/pr
 faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
 step "complete the photo's face map (Algorithm 1) with models:/$(model_name completion)@champion"
 faceparse complete --model "models:/$(model_name completion)@champion" "$photo" --out runs/demo/complete --quiet
+# an occluded synthetic test face (one with a clean render): the de-occlusion demo's second input
+occluded=$(python -c "import pandas as pd, pathlib; d = pathlib.Path('data/processed'); \
+m = pd.read_parquet(d / 'manifest.parquet'); \
+print(next(d / r.image for r in m.itertuples() if r.split == 'test' and (d / 'clean' / f'{r.id}.jpg').is_file()))")
+step "de-occlude the photo and an occluded synthetic test face with models:/$(model_name fisn)@champion"
+faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" "$occluded" --out runs/demo/deocclude --quiet
 
 step "package the champion, serve it, query it once"
 faceparse serve demo --model "models:/$parser@champion" --image "$photo" --out runs/demo/served_overlay.png
@@ -49,5 +56,10 @@ f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.4f}"
 print(f"completion: F1 inside the occluded face region {f('f1_occluded_gamma')} (parser alone "
       f"{f('f1_occluded_alpha')}); over the face {f('f1_face_gamma')} (parser alone {f('f1_face_alpha')}); "
       f"occlusion mask IoU {f('occlusion_iou')}  ({m['n_images']} test images)")
+m = json.load(open("metrics/fisn/eval.json"))
+f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.2f}"
+print(f"de-occlusion: PSNR inside the occluded face region {f('psnr_out')} dB (occluded input {f('psnr_input')}, "
+      f"cv2.inpaint {f('psnr_inpaint')}); SSIM {f('ssim_out')} (input {f('ssim_input')}, inpaint "
+      f"{f('ssim_inpaint')})  ({m['n_occluded_images']} occluded test faces)")
 PY
-echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/   served overlay: runs/demo/served_overlay.png"
+echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/ runs/demo/deocclude/   served overlay: runs/demo/served_overlay.png"

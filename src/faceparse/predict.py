@@ -110,8 +110,9 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
     net, meta = load_bundle(bdir)
-    if meta.get("stage") == "completion":
-        raise ValueError(f"{model} is a map-completion bundle: use `faceparse complete --model {model} IMAGES --out DIR`")
+    other = {"completion": "complete", "fisn": "deocclude"}.get(str(meta.get("stage")))
+    if other:
+        raise ValueError(f"{model} is a {meta['stage']} bundle: use `faceparse {other} --model {model} IMAGES --out DIR`")
     net.to(pick_device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -210,6 +210,70 @@ class CompletionStage(_Section):
     dataset_out: Optional[str] = None
 
 
+class FisnGenerator(_Section):
+    """faceparse.models.fisn.FISNGenerator's keyword arguments (``fisn.model.overrides.generator``)."""
+    ngf: Optional[int] = None
+    n_down: Optional[int] = None
+    n_res: Optional[int] = None
+    style_dim: Optional[int] = None
+    style_ch: Optional[int] = None
+    spade_hidden: Optional[int] = None
+
+
+class FisnDiscriminator(_Section):
+    ndf: Optional[int] = None
+    n_layers: Optional[int] = None
+    num_d: Optional[int] = None
+    spectral: Optional[bool] = None
+
+
+class FisnOverrides(_Section):
+    generator: Optional[FisnGenerator] = None
+    discriminator: Optional[FisnDiscriminator] = None
+
+
+class FisnModel(_Section):
+    """``fisn.model``: a preset of faceparse.models.fisn.PRESETS (tiny | paper) and overrides of it."""
+    preset: Optional[str] = None
+    overrides: Optional[FisnOverrides] = None
+    erase_occluded: Optional[bool] = None   # the generator sees the occluded region as mid-grey
+
+
+class FisnLoss(_Section):
+    """``fisn.loss``: eq. 9's weights and the perceptual network (parser | parser:REF | vgg19:PATH)."""
+    perceptual: Optional[str] = None
+    w_gan: Optional[float] = None
+    w_fm: Optional[float] = None
+    w_per: Optional[float] = None
+    w_l1: Optional[float] = None
+    w_hole: Optional[float] = None
+
+
+class FisnTrain(Train):
+    mode: Optional[Literal["supervised", "paper"]] = None
+    occluded_only: Optional[bool] = None      # train on the occluded faces only
+
+
+class FisnEvaluate(Evaluate):
+    maps: Optional[Literal["truth", "predicted"]] = None
+
+
+class FisnCarry(_Section):
+    """``fisn.carry``: the completion bundle the FISN bundle carries (null: none) and register's record of it."""
+    completion: Optional[str] = None
+    registered_file: Optional[str] = None
+
+
+class FisnStage(_Section):
+    """``fisn:``: the de-occlusion generator's sections."""
+    model: Optional[FisnModel] = None
+    loss: Optional[FisnLoss] = None
+    train: Optional[FisnTrain] = None
+    evaluate: Optional[FisnEvaluate] = None
+    registry: Optional[Registry] = None
+    carry: Optional[FisnCarry] = None
+
+
 class Params(_Section):
     stage: Optional[str] = None
     data: Optional[Data] = None
@@ -222,6 +286,7 @@ class Params(_Section):
     serve: Optional[Serve] = None
     landmarks: Optional[LandmarkStage] = None
     completion: Optional[CompletionStage] = None
+    fisn: Optional[FisnStage] = None
 
 
 class LandmarkParams(Params):
@@ -237,6 +302,15 @@ class CompletionParams(Params):
     dataset_out: Optional[str] = None
 
 
+class FisnParams(Params):
+    """Params resolved for the fisn stage: its model / loss / train / evaluate sections and ``carry``."""
+    model: Optional[FisnModel] = None
+    loss: Optional[FisnLoss] = None
+    train: Optional[FisnTrain] = None
+    evaluate: Optional[FisnEvaluate] = None
+    carry: Optional[FisnCarry] = None
+
+
 def schema_for(params: dict[str, Any]) -> type[Params]:
     stage = params.get("stage")
     if stage in RESOLVED and stage not in params:   # for_stage output: the stage's sections at the top
@@ -244,7 +318,7 @@ def schema_for(params: dict[str, Any]) -> type[Params]:
     return Params
 
 
-RESOLVED: dict[str, type[Params]] = {"landmarks": LandmarkParams, "completion": CompletionParams}
+RESOLVED: dict[str, type[Params]] = {"landmarks": LandmarkParams, "completion": CompletionParams, "fisn": FisnParams}
 
 
 class SchemaError(ValueError):

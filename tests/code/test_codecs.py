@@ -34,5 +34,19 @@ def test_parser_agreement_is_mean_iou_of_the_label_maps():
     # class 0: inter 1, union 2 → 0.5; class 1: inter 2, union 3 → 2/3
     assert codec_for("parser").agreement(label_png(x), label_png(y)) == pytest.approx((0.5 + 2 / 3) / 2)
     assert codec_for(None).mirror_format == "png"
-    with pytest.raises(ValueError, match="no serving codec for model stage 'fisn'"):
-        codec_for("fisn")
+    with pytest.raises(ValueError, match="no serving codec for model stage 'reconstruct3d'"):
+        codec_for("reconstruct3d")
+
+
+def test_fisn_agreement_is_one_minus_the_mean_absolute_difference_of_the_raw_outputs():
+    from faceparse.serve.imaging import encode_png
+
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[:2] = 51                                          # half the pixels 51 apart: mean |a − b| = 25.5 = 0.1 × 255
+    fisn = codec_for("fisn")
+    assert fisn.agreement(encode_png(a), encode_png(b)) == pytest.approx(0.9)
+    assert fisn.agreement(encode_png(a), encode_png(a)) == 1.0
+    assert fisn.agreement(encode_png(a), encode_png(np.zeros((2, 2, 3), np.uint8))) is None   # sizes differ
+    assert fisn.agreement(b"garbage", encode_png(a)) is None
+    assert (fisn.formats[0], fisn.mirror_format) == ("png", "raw")

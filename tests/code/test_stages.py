@@ -18,8 +18,8 @@ def test_parser_stage_builds_its_model_from_bundle_meta():
 
 
 def test_unknown_stage_and_double_registration_are_refused():
-    with pytest.raises(ValueError, match="unknown model stage 'fisn'"):
-        get_stage("fisn")
+    with pytest.raises(ValueError, match="unknown model stage 'reconstruct3d'"):
+        get_stage("reconstruct3d")
     with pytest.raises(ValueError, match="already registered"):
         register_stage("parser", "faceparse.stages.parser")
 

@@ -33,6 +33,7 @@ Most of the paper generator is SEAN's 512-d style path at the 32² × 512 bottle
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -62,8 +63,10 @@ def masks_at(masks: torch.Tensor, size) -> torch.Tensor:
 def region_pool(features: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Region-average pooling: (B, D, H, W) features, (B, K, H', W') masks → codes (B, K, D) and which
     regions are present (B, K) bool (absent ones get code 0, to be replaced by a default)."""
-    # float32 even under autocast: a region's sum over 256² pixels overflows float16
-    with torch.autocast(features.device.type, enabled=False):
+    # float32 even under autocast: a region's sum over 256² pixels overflows float16 (the meta device, where
+    # preset_report counts MACs, has no autocast to switch off)
+    dev = features.device.type
+    with torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else contextlib.nullcontext():
         masks = masks_at(masks, features.shape[-2:]).float()
         area = masks.sum((2, 3))
         codes = torch.einsum("bdhw,bkhw->bkd", features.float(), masks) / area.clamp_min(1.0).unsqueeze(-1)

@@ -152,7 +152,51 @@ class CompletionCodec:
     agreement = staticmethod(ParserCodec.agreement)
 
 
-CODECS = {"parser": ParserCodec(), "landmarks": LandmarkCodec(), "completion": CompletionCodec()}
+class FisnCodec:
+    """De-occlusion (the FISN bundle carries its completion model: one bundle is the whole chain). png: the
+    photo at its own size with the occluded face region replaced by the generator's output (the default);
+    raw: the generator's whole output at its size (the bundle's input size; ``resolution`` is not used);
+    mask: the occlusion mask at that size (0/255). The canary compares raw outputs: 1 − mean |a − b| / 255."""
+    formats = ("png", "raw", "mask")
+    mirror_format = "raw"
+
+    def warmup(self, model, x, resolution: int) -> None:
+        from PIL import Image
+
+        from ..deocclude import Chain
+
+        Chain.of(model).run([Image.new("RGB", (x.shape[-1], x.shape[-2]))], x)
+
+    def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
+        import torch
+
+        from ..deocclude import Chain
+
+        answers = Chain.of(model, meta).run([it.image for it in items], torch.stack([it.tensor for it in items]))
+        outs = []
+        for it, ans in zip(items, answers):
+            if it.options.format == "png":
+                outs.append((imaging.encode_png(ans.output), "image/png"))
+            elif it.options.format == "raw":
+                outs.append((imaging.encode_png(ans.raw), "image/png"))
+            else:
+                outs.append((imaging.encode_png(ans.maps.occlusion.astype(np.uint8) * 255), "image/png"))
+        return outs
+
+    @staticmethod
+    def agreement(a: bytes, b: bytes) -> float | None:
+        import io
+
+        from PIL import Image
+
+        try:
+            x, y = (np.asarray(Image.open(io.BytesIO(v)).convert("RGB"), dtype=np.float64) for v in (a, b))
+            return None if x.shape != y.shape else max(0.0, 1.0 - float(np.abs(x - y).mean()) / 255.0)
+        except Exception:  # noqa: BLE001 - as above
+            return None
+
+
+CODECS = {"parser": ParserCodec(), "landmarks": LandmarkCodec(), "completion": CompletionCodec(), "fisn": FisnCodec()}
 
 
 def codec_for(stage: str | None):

@@ -1,0 +1,189 @@
+"""`faceparse deocclude`: the whole chain on photos — landmarks → parser → Algorithm 1 (the completion model)
+→ FISN — and what each step made.
+
+Models: the FISN bundle (``model``: default ``models:/<fisn.registry.model_name>@champion``; a bundle dir or
+checkpoint too) and the completion model it carries (the chain it was trained and registered with);
+``completion`` (a completion bundle or ``models:/faceparse-completion@...``) runs another one instead.
+
+Per photo ``<stem>`` in ``out_dir``: ``<stem>_deoccluded.png`` — the photo at its own size with the occluded
+face region replaced by the generator's output (bicubic up from the generator's size; the photo elsewhere);
+``_raw.png`` — the generator's whole output at its size; ``_alpha.png`` / ``_beta.png`` / ``_gamma.png`` —
+M_α, M_β, M_γ at the generator's size (palette PNGs of CelebAMask-HQ ids); ``_mask.png`` — the occlusion
+mask (0/255); ``_sheet.png`` — all of them side by side. ``deocclude.json``: each model's reference,
+registry version and weights hash (FISN, completion, and the parser and landmark versions the completion
+composes), and one entry per photo.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runtime import tick
+
+
+@dataclass
+class Answer:
+    maps: Any               # faceparse.completion.Maps at the generator's size
+    raw: np.ndarray         # uint8 (S, S, 3): the generator's output
+    output: np.ndarray      # uint8 (H, W, 3): the photo with the occluded region replaced
+
+
+@dataclass
+class Chain:
+    fisn: Any
+    meta: dict[str, Any]
+    completion: Any
+    settings: Any
+    completion_size: int
+
+    @property
+    def size(self) -> int:
+        return int(self.meta.get("input_size", 64))
+
+    @classmethod
+    def of(cls, fisn, meta=None, completion=None, completion_meta=None) -> "Chain":
+        """The bundle's own completion model unless ``completion`` (with its meta) is given; ``meta``: the
+        FISN bundle's (default: what ``build_model`` attached to the model)."""
+        from .completion import Settings
+
+        meta = meta if meta is not None else fisn.chain_info
+        if completion is None:
+            if getattr(fisn, "completion", None) is None:
+                raise ValueError("this FISN bundle carries no completion model (trained with fisn.carry.completion: "
+                                 "null): give a completion model (--completion); it cannot be served alone")
+            completion, completion_meta = fisn.completion, meta["completion"]
+        return cls(fisn, meta, completion, Settings.from_dict(completion_meta["model_config"]),
+                   int(completion_meta.get("input_size", 256)))
+
+    def run(self, images: list, tensors=None) -> list[Answer]:
+        """RGB PIL photos → one Answer each (``tensors``: their generator inputs, when already made)."""
+        import torch
+
+        from .models import preprocess
+        from .stages.completion import run_maps
+        from .stages.fisn import to_uint8
+
+        size = self.size
+        with torch.inference_mode():
+            x = torch.stack([preprocess(im, self.completion_size) for im in images])
+            maps = run_maps(self.completion, self.settings, x, size)
+            g_in = tensors if tensors is not None else torch.stack([preprocess(im, size) for im in images])
+            src = torch.from_numpy(np.stack([m.alpha for m in maps]).astype(np.int64))
+            tgt = torch.from_numpy(np.stack([m.gamma for m in maps]).astype(np.int64))
+            raw = to_uint8(self.fisn(g_in, src, tgt).float().cpu())
+        return [Answer(m, r, paste(im, r, m.occlusion)) for im, r, m in zip(images, raw, maps)]
+
+
+def paste(photo, raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The photo (its own size) with ``raw`` (bicubic up) where ``mask`` (nearest up) is set."""
+    from PIL import Image
+
+    img = np.asarray(photo.convert("RGB") if hasattr(photo, "convert") else photo, dtype=np.uint8)
+    h, w = img.shape[:2]
+    up = np.asarray(Image.fromarray(raw).resize((w, h), Image.BICUBIC))
+    m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)) > 127
+    return np.where(m[..., None], up, img).astype(np.uint8)
+
+
+def load_chain(params: dict[str, Any], model: str | None = None, completion: str | None = None):
+    """(Chain, versions): the FISN bundle (default its registry champion) and the completion model it carries
+    or ``completion``; versions names each model (reference, registry version, weights hash)."""
+    from .bundle import WEIGHTS, load_bundle
+    from .hashing import sha256_file
+    from .registry import resolve_bundle
+    from .stages import for_stage
+    from .tracking import tracking_uri
+
+    own = for_stage(params, "fisn")
+    ref = str(model or f"models:/{own['registry']['model_name']}@champion")
+
+    def resolve(r):
+        return resolve_bundle(r, tracking_uri=tracking_uri(own) if r.startswith(("models:/", "runs:/")) else None)
+
+    def entry(r, bdir, info):
+        return {"ref": r, "model_uri": info.get("uri") if info.get("version") else None,
+                "version": info.get("version"), "bundle_sha256": sha256_file(Path(bdir) / WEIGHTS)}
+
+    bdir, info = resolve(ref)
+    net, meta = load_bundle(bdir)
+    if meta.get("stage") != "fisn":
+        raise ValueError(f"{ref} is a {meta.get('stage', 'parser')!r} model, not a de-occlusion (fisn) one")
+    versions: dict[str, Any] = {"fisn": entry(ref, bdir, info)}
+    if completion:
+        cdir, cinfo = resolve(str(completion))
+        cnet, cmeta = load_bundle(cdir)
+        if cmeta.get("stage") != "completion":
+            raise ValueError(f"{completion} is a {cmeta.get('stage', 'parser')!r} model, not a completion bundle")
+        chain = Chain.of(net, meta, cnet, cmeta)
+        versions["completion"] = {**entry(str(completion), cdir, cinfo), "carried": False}
+        composes = cmeta.get("composes") or {}
+    else:
+        chain = Chain.of(net, meta)
+        carried = dict((meta.get("carries") or {}).get("completion") or {})
+        composes = carried.pop("composes", None) or meta["completion"].get("composes") or {}
+        versions["completion"] = {**carried, "carried": True}
+    for name in ("parser", "landmarks"):
+        if composes.get(name):
+            versions[name] = composes[name]
+    return chain, versions
+
+
+def _write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
+    from PIL import Image
+
+    im = Image.fromarray(labels.astype(np.uint8), "P")
+    im.putpalette(palette.astype(np.uint8).ravel().tolist())
+    im.save(path)
+
+
+def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
+                     completion: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """De-occlude every input photo; {"models": versions, "results": [{"input", "ok", files...} or
+    {"input", "ok": False, "error"}]}, also written to ``out_dir/deocclude.json``."""
+    from PIL import Image
+
+    from .labels import CELEBAMASK_HQ
+    from .log import console, progress_bar
+    from .predict import _read, _stems, expand_inputs
+    from .stages.fisn_eval import contact_sheet
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise ValueError(f"no input images found in {inputs}")
+    chain, versions = load_chain(params, model, completion)
+    palette = CELEBAMASK_HQ.palette()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    with progress_bar(f"deocclude {len(paths)} images", len(paths), enabled=progress) as advance:
+        for path, stem in zip(paths, _stems(paths)):
+            img, err = _read(path)
+            if err:
+                console.print(f"[bold red]error:[/] {err}")
+                results.append({"input": str(path), "ok": False, "error": err})
+                advance()
+                continue
+            ans = chain.run([img])[0]
+            files = {k: out / f"{stem}_{k}.png" for k in ("deoccluded", "raw", "alpha", "beta", "gamma", "mask", "sheet")}
+            Image.fromarray(ans.output).save(files["deoccluded"])
+            Image.fromarray(ans.raw).save(files["raw"])
+            for k in ("alpha", "beta", "gamma"):
+                _write_label(files[k], getattr(ans.maps, k), palette)
+            Image.fromarray(ans.maps.occlusion.astype(np.uint8) * 255, "L").save(files["mask"])
+            small = np.asarray(img.resize((chain.size, chain.size), Image.BICUBIC))
+            contact_sheet([{"input": small, "alpha": ans.maps.alpha, "beta": ans.maps.beta, "map": ans.maps.gamma,
+                            "mask": ans.maps.occlusion, "output": np.asarray(Image.fromarray(ans.output).resize(
+                                (chain.size, chain.size), Image.BICUBIC)), "title": path.name}], files["sheet"])
+            results.append({"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()},
+                            "size": list(img.size), "generator_size": chain.size,
+                            "occluded_fraction": float(ans.maps.occlusion.mean())})
+            advance()
+            tick()
+    record = {"models": versions, "results": results}
+    (out / "deocclude.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
