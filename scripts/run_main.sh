@@ -35,9 +35,9 @@ faceparse complete --model "models:/$(model_name completion)@champion" "$photo" 
 # an occluded synthetic test face (one with a clean render): the de-occlusion demo's second input
 occluded=$(python -c "import pandas as pd, pathlib; d = pathlib.Path('data/processed'); \
 m = pd.read_parquet(d / 'manifest.parquet'); \
-print(next(d / r.image for r in m.itertuples() if r.split == 'test' and (d / 'clean' / f'{r.id}.jpg').is_file()))")
+print(next((d / r.image for r in m.itertuples() if r.split == 'test' and (d / 'clean' / f'{r.id}.jpg').is_file()), ''))")
 step "de-occlude the photo and an occluded synthetic test face with models:/$(model_name fisn)@champion"
-faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" "$occluded" --out runs/demo/deocclude --quiet
+faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" ${occluded:+"$occluded"} --out runs/demo/deocclude --quiet
 
 step "package the champion, serve it, query it once"
 faceparse serve demo --model "models:/$parser@champion" --image "$photo" --out runs/demo/served_overlay.png

@@ -34,6 +34,7 @@ TINY_PARAMS = {  # dotted key → value written into the copy's params.yaml
 }
 OPTIONAL_TINY = {  # the same for model stages whose section exists in this checkout's params.yaml
     "landmarks.train.epochs": 1, "landmarks.train.input_size": 64, "landmarks.train.batch_size": 4,
+    "fisn.train.epochs": 2,
 }
 
 
@@ -181,3 +182,13 @@ def test_map_completion_benchmark_and_demo(made):
     for k in ("alpha", "beta", "gamma", "occlusion", "sheet"):
         assert (repo / f"runs/demo/complete/0_{k}.png").is_file(), k
     assert len(list((repo / params["completion"]["dataset_out"] / "completed").glob("*.png"))) == 24
+
+
+def test_de_occlusion_trained_evaluated_and_demonstrated(made):
+    repo, out, _ = made
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    ev = json.loads((repo / params["fisn"]["evaluate"]["metrics_file"]).read_text())
+    for key in ("psnr_out", "psnr_input", "psnr_inpaint", "ssim_out", "parser_miou"):
+        assert key in ev, key
+    assert "de-occlusion: PSNR inside the occluded face region" in out
+    assert list((repo / "runs/demo/deocclude").glob("0*")), "the real photo was not de-occluded"
