@@ -41,7 +41,8 @@ def load_completion(params: dict[str, Any], model: str | None = None, parser: st
     return get_stage("completion").assemble(params, refs)
 
 
-def _write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
+def write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
+    """A palette PNG (mode P) of class ids."""
     from PIL import Image
 
     im = Image.fromarray(labels.astype(np.uint8), "P")
@@ -53,14 +54,11 @@ def complete_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, 
                     parser: str | None = None, landmarks: str | None = None, resolution: int | None = None,
                     progress: bool = True) -> list[dict[str, Any]]:
     """Complete every input photo; one result per input ({"input", "ok", files...} or {"ok": False, "error"})."""
-    import torch
-
     from . import plots
     from .completion import Settings
     from .labels import CELEBAMASK_HQ
-    from .log import console, progress_bar
     from .models import preprocess
-    from .predict import _read, _stems, expand_inputs
+    from .predict import each_photo, expand_inputs
     from .stages.completion import run_maps
 
     paths = expand_inputs(inputs)
@@ -71,17 +69,8 @@ def complete_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, 
     res, palette = int(resolution or size), CELEBAMASK_HQ.palette()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    with progress_bar(f"complete {len(paths)} images", len(paths), enabled=progress) as advance:
-        for path, stem in zip(paths, _stems(paths)):
-            img, err = _read(path)
-            if err:
-                console.print(f"[bold red]error:[/] {err}")
-                results.append({"input": str(path), "ok": False, "error": err})
-            else:
-                maps = run_maps(net, settings, preprocess(img, size).unsqueeze(0), res)[0]
-                results.append(_write_one(out, stem, path, img, maps, palette, plots))
-            advance()
+    results = each_photo(paths, "complete", progress, lambda path, stem, img: _write_one(
+        out, stem, path, img, run_maps(net, settings, preprocess(img, size).unsqueeze(0), res)[0], palette, plots))
     for r in results:
         r["composes"] = meta.get("composes")
     return results
@@ -90,7 +79,7 @@ def complete_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, 
 def _write_one(out: Path, stem: str, path: Path, img, maps, palette, plots) -> dict[str, Any]:
     files = {k: out / f"{stem}_{k}.png" for k in ("alpha", "beta", "gamma", "occlusion", "sheet")}
     for k in ("alpha", "beta", "gamma"):
-        _write_label(files[k], getattr(maps, k), palette)
+        write_label(files[k], getattr(maps, k), palette)
     from PIL import Image
 
     Image.fromarray(maps.occlusion.astype(np.uint8) * 255, "L").save(files["occlusion"])

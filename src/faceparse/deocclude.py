@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .runtime import tick
+from .complete import write_label
 
 
 @dataclass
@@ -133,24 +133,12 @@ def load_chain(params: dict[str, Any], model: str | None = None, completion: str
     return chain, versions
 
 
-def _write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
-    from PIL import Image
-
-    im = Image.fromarray(labels.astype(np.uint8), "P")
-    im.putpalette(palette.astype(np.uint8).ravel().tolist())
-    im.save(path)
-
-
 def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
                      completion: str | None = None, progress: bool = True) -> dict[str, Any]:
     """De-occlude every input photo; {"models": versions, "results": [{"input", "ok", files...} or
     {"input", "ok": False, "error"}]}, also written to ``out_dir/deocclude.json``."""
-    from PIL import Image
-
     from .labels import CELEBAMASK_HQ
-    from .log import console, progress_bar
-    from .predict import _read, _stems, expand_inputs
-    from .stages.fisn_eval import contact_sheet
+    from .predict import each_photo, expand_inputs
 
     paths = expand_inputs(inputs)
     if not paths:
@@ -159,31 +147,29 @@ def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike,
     palette = CELEBAMASK_HQ.palette()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    with progress_bar(f"deocclude {len(paths)} images", len(paths), enabled=progress) as advance:
-        for path, stem in zip(paths, _stems(paths)):
-            img, err = _read(path)
-            if err:
-                console.print(f"[bold red]error:[/] {err}")
-                results.append({"input": str(path), "ok": False, "error": err})
-                advance()
-                continue
-            ans = chain.run([img])[0]
-            files = {k: out / f"{stem}_{k}.png" for k in ("deoccluded", "raw", "alpha", "beta", "gamma", "mask", "sheet")}
-            Image.fromarray(ans.output).save(files["deoccluded"])
-            Image.fromarray(ans.raw).save(files["raw"])
-            for k in ("alpha", "beta", "gamma"):
-                _write_label(files[k], getattr(ans.maps, k), palette)
-            Image.fromarray(ans.maps.occlusion.astype(np.uint8) * 255, "L").save(files["mask"])
-            small = np.asarray(img.resize((chain.size, chain.size), Image.BICUBIC))
-            contact_sheet([{"input": small, "alpha": ans.maps.alpha, "beta": ans.maps.beta, "map": ans.maps.gamma,
-                            "mask": ans.maps.occlusion, "output": np.asarray(Image.fromarray(ans.output).resize(
-                                (chain.size, chain.size), Image.BICUBIC)), "title": path.name}], files["sheet"])
-            results.append({"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()},
-                            "size": list(img.size), "generator_size": chain.size,
-                            "occluded_fraction": float(ans.maps.occlusion.mean())})
-            advance()
-            tick()
+    results = each_photo(paths, "deocclude", progress,
+                         lambda path, stem, img: _write_one(out, stem, path, img, chain, palette))
     record = {"models": versions, "results": results}
     (out / "deocclude.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _write_one(out: Path, stem: str, path: Path, img, chain, palette) -> dict[str, Any]:
+    """The chain on one photo → the de-occluded face, the raw generator output, the maps, the mask, a sheet."""
+    from PIL import Image
+
+    from .stages.fisn_eval import contact_sheet
+
+    ans = chain.run([img])[0]
+    files = {k: out / f"{stem}_{k}.png" for k in ("deoccluded", "raw", "alpha", "beta", "gamma", "mask", "sheet")}
+    Image.fromarray(ans.output).save(files["deoccluded"])
+    Image.fromarray(ans.raw).save(files["raw"])
+    for k in ("alpha", "beta", "gamma"):
+        write_label(files[k], getattr(ans.maps, k), palette)
+    Image.fromarray(ans.maps.occlusion.astype(np.uint8) * 255, "L").save(files["mask"])
+    small = np.asarray(img.resize((chain.size, chain.size), Image.BICUBIC))
+    contact_sheet([{"input": small, "alpha": ans.maps.alpha, "beta": ans.maps.beta, "map": ans.maps.gamma,
+                    "mask": ans.maps.occlusion, "output": np.asarray(Image.fromarray(ans.output).resize(
+                        (chain.size, chain.size), Image.BICUBIC)), "title": path.name}], files["sheet"])
+    return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
+            "generator_size": chain.size, "occluded_fraction": float(ans.maps.occlusion.mean())}

@@ -77,6 +77,25 @@ def _read(path: Path):
         return None, f"cannot read image: {e}"
 
 
+def each_photo(paths: Sequence[Path], what: str, progress: bool, handle) -> list[dict[str, Any]]:
+    """``handle(path, stem, image) -> result`` for every photo that reads, with a bar; an unreadable one is
+    named on the console and gets {"input", "ok": False, "error"}; results in input order."""
+    from .log import console, progress_bar
+
+    results = []
+    with progress_bar(f"{what} {len(paths)} images", len(paths), enabled=progress) as advance:
+        for path, stem in zip(paths, _stems(paths)):
+            img, err = _read(path)
+            if err:
+                console.print(f"[bold red]error:[/] {err}")
+                results.append({"input": str(path), "ok": False, "error": err})
+            else:
+                results.append(handle(path, stem, img))
+            advance()
+            tick()
+    return results
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
