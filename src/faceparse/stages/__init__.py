@@ -71,6 +71,18 @@ class Stage:
         raise ValueError(f"stage {self.name!r} has no network of its own to report: see the stages it composes")
 
 
+def write_table(evaluate: dict[str, Any], text: str) -> list:
+    """Write a stage's markdown report to ``evaluate.table_file`` when one is set; [its path] or []."""
+    from pathlib import Path
+
+    if not evaluate.get("table_file"):
+        return []
+    table = Path(evaluate["table_file"])
+    table.parent.mkdir(parents=True, exist_ok=True)
+    table.write_text(text)
+    return [table]
+
+
 def stage_names() -> list[str]:
     return list(_MODULES)
 

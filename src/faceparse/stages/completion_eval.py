@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..runtime import tick
+from . import write_table
 from .completion import METHODS, REGIONS, run_maps
 
 EXAMPLES = 4   # test images in the contact sheet of the reports
@@ -141,12 +142,7 @@ def write_completion_reports(result, extras, params) -> list[Path]:
     files: list[Path] = [pdir]
     if extras.get("examples"):
         plots.completion_sheet(None, None, CELEBAMASK_HQ.palette(), pdir / "examples.png", rows=extras["examples"])
-    if ev.get("table_file"):
-        table = Path(ev["table_file"])
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(markdown_table(result))
-        files.append(table)
-    return files
+    return files + write_table(ev, markdown_table(result))
 
 
 def _fmt(v) -> str:

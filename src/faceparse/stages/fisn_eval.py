@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..runtime import tick
+from . import write_table
 
 EXAMPLES = 6
 METHODS = ("out", "input", "inpaint", "raw")
@@ -235,12 +236,7 @@ def write_fisn_reports(result, extras, params) -> list[Path]:
     files: list[Path] = [pdir]
     if extras.get("examples"):
         contact_sheet(extras["examples"], pdir / "examples.png")
-    if ev.get("table_file"):
-        table = Path(ev["table_file"])
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(markdown_table(result))
-        files.append(table)
-    return files
+    return files + write_table(ev, markdown_table(result))
 
 
 def _cell(v) -> str:

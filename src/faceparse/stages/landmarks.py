@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..runtime import tick
-from . import Info, Stage
+from . import Info, Stage, write_table
 
 
 class PointsEvaluator:
@@ -194,13 +194,7 @@ class LandmarkStage(Stage):
         (plots / "ced.csv").write_text("nme,fraction\n" + "".join(f"{x:.4f},{(per_image <= x).mean():.4f}\n" for x in xs))
         regions = [k[4:] for k in result if k.startswith("nme_") and k not in ("nme_occluded", "nme_visible")]
         (plots / "regions.csv").write_text("region,nme\n" + "".join(f"{r},{result[f'nme_{r}']}\n" for r in regions))
-        files: list[Path] = [plots]
-        if params["evaluate"].get("table_file"):
-            table = Path(params["evaluate"]["table_file"])
-            table.parent.mkdir(parents=True, exist_ok=True)
-            table.write_text(markdown_table(result, regions))
-            files.append(table)
-        return files
+        return [plots, *write_table(params["evaluate"], markdown_table(result, regions))]
 
     def mlflow_metrics(self, result) -> dict[str, float]:
         return {f"test_{k}": float(v) for k, v in result.items()
