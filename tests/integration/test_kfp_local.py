@@ -32,6 +32,8 @@ SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_si
 STEPS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package"}
 # the landmark stage's tasks: the same components, numbered by kfp
 LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote", "package")}
+# map completion: composed from the two registered models, then the same path; and the completed dataset
+COMPLETION_STEPS = {"compose", "evaluate-3", "register-3", "promote-3", "package-3", "complete"}
 
 
 # ------------------------------------------------------------------------------------------ kfp.local runs
@@ -44,8 +46,13 @@ def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     run_dir = run(SMALL, tmp_path / "root", uri, nproc=2, quick=False)
     outs = task_outputs(run_dir)
-    assert set(outs) == STEPS | LANDMARK_STEPS
+    assert set(outs) == STEPS | LANDMARK_STEPS | COMPLETION_STEPS
     assert outs["validate"]["parameters"]["passed"] is True
+    assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
+    composed = json.loads((run_dir / "compose" / "model" / "bundle.json").read_text())["composes"]
+    assert composed["landmarks"]["model_uri"] == "models:/faceparse-landmarks/1"
+    assert json.loads((run_dir / "evaluate-3" / "report" / "eval.json").read_text())["stage"] == "completion"
+    assert outs["complete"]["parameters"]["Output"] == 24
     # the landmark stage went the same way: its own registry model, promoted (first), packaged
     assert outs["register-2"]["parameters"]["model_uri"] == "models:/faceparse-landmarks/1"
     assert outs["promote-2"]["parameters"]["Output"] is True and 0 < outs["evaluate-2"]["parameters"]["Output"] <= 1
