@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from faceparse.config import load_params
-from faceparse.serve import server
-from faceparse.serve.testing import assert_refused, completion_bundle, port_overrides, post_prediction
+from faceparse.serve.testing import assert_refused, assert_token_required, completion_bundle, post_prediction, serve_stage
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +40,9 @@ def fisn_bundle(directory: Path, params: dict, size: int = 64, seed: int = 0) ->
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, repo_root):
-    from faceparse.stages import for_stage
-
     tmp = tmp_path_factory.mktemp("serve-fisn")
     bundle = fisn_bundle(tmp, load_params(repo_root / "params.yaml", ["registry.tracking_uri=null"]))
-    params = for_stage(load_params(repo_root / "params.yaml", port_overrides()), "fisn")
-    st = server.start(params, model=str(bundle), run_dir=tmp / "run", model_store=tmp / "store")
-    yield st, bundle
-    server.stop(tmp / "run")
+    yield from serve_stage(repo_root / "params.yaml", "fisn", bundle, tmp)
 
 
 def expected(bundle, photo: bytes):
@@ -93,6 +87,4 @@ def test_garbage_and_wrong_options_are_4xx(served, real_samples, body, headers, 
 
 
 def test_no_token_is_refused(served, real_samples):
-    st, _ = served
-    r = post_prediction(st, (real_samples / "0.jpg").read_bytes(), token=None)
-    assert 400 <= r.status_code < 500
+    assert_token_required(served[0], (real_samples / "0.jpg").read_bytes())

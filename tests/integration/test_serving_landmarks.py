@@ -3,16 +3,12 @@ token auth, answering a real photo with 68 finite points (JSON) or an overlay, a
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
-from faceparse.config import load_params
-from faceparse.serve import server
-from faceparse.serve.testing import assert_refused, landmark_bundle, port_overrides, post_prediction
+from faceparse.serve.testing import assert_refused, assert_token_required, landmark_bundle, post_prediction, serve_stage
 
 pytestmark = pytest.mark.integration
 
@@ -20,14 +16,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, repo_root):
     tmp = tmp_path_factory.mktemp("serve-landmarks")
-    bundle = landmark_bundle(tmp / "bundle")
-    params = load_params(repo_root / "params.yaml", port_overrides())
-    from faceparse.stages import for_stage
-
-    params = for_stage(params, "landmarks")
-    st = server.start(params, model=str(bundle), run_dir=tmp / "run", model_store=tmp / "store")
-    yield st, bundle
-    server.stop(tmp / "run")
+    yield from serve_stage(repo_root / "params.yaml", "landmarks", landmark_bundle(tmp / "bundle"), tmp)
 
 
 def test_a_real_photo_gets_68_finite_points_in_its_own_pixels(served, real_samples):
@@ -65,6 +54,4 @@ def test_garbage_and_wrong_options_are_4xx(served, real_samples, body, headers, 
 
 
 def test_no_token_is_refused(served, real_samples):
-    st, _ = served
-    r = post_prediction(st, (real_samples / "0.jpg").read_bytes(), token=None)
-    assert 400 <= r.status_code < 500
+    assert_token_required(served[0], (real_samples / "0.jpg").read_bytes())

@@ -185,3 +185,23 @@ def assert_refused(st: dict[str, Any], body: bytes, headers: dict, status: int, 
     assert r.status_code == status, r.text[:300]
     assert json.loads(r.text)["message"]
     assert post_prediction(st, good).status_code == 200
+
+
+def serve_stage(params_file, stage: str, bundle, tmp):
+    """A served model stage for a test module: yields (server state, bundle) on free ports; stops it after."""
+    from ..config import load_params
+    from ..stages import for_stage
+    from . import server
+
+    params = for_stage(load_params(params_file, port_overrides()), stage)
+    st = server.start(params, model=str(bundle), run_dir=Path(tmp) / "run", model_store=Path(tmp) / "store")
+    try:
+        yield st, bundle
+    finally:
+        server.stop(Path(tmp) / "run")
+
+
+def assert_token_required(st: dict[str, Any], good: bytes) -> None:
+    """A request without the token is refused with a 4xx."""
+    r = post_prediction(st, good, token=None)
+    assert 400 <= r.status_code < 500, r.status_code
