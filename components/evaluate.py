@@ -12,12 +12,13 @@ from .base import COMPONENT
 @dsl.component(**COMPONENT)
 def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
              model: Input[Model], metrics: Output[Metrics], confusion: Output[ClassificationMetrics],
-             report: Output[Artifact], stage: str = "parser") -> float:
+             report: Output[Artifact], stage: str = "parser", gate_metric: str = "") -> float:
     """faceparse.evaluate.evaluate(params, bundle_dir=model, dataset_dir=dataset) with the metrics file,
     plots and table written into ``report``; every scalar metric logged to ``metrics`` (test_* names, as
     in MLflow) and, for the parser, the pixel confusion matrix (rows = truth) to ``confusion``. Returns the
-    stage's primary test metric (mean F1 / NME: the pipeline's quality gate; one output on purpose —
-    kfp.local 2.17 cannot resolve a named output of a multi-output task in a dsl.If condition)."""
+    stage's primary test metric (mean F1 / NME), or the result's ``gate_metric`` when one is named (fisn:
+    psnr_gain_db, PSNR over the input as it is): the pipeline's quality gate; one output on purpose —
+    kfp.local 2.17 cannot resolve a named output of a multi-output task in a dsl.If condition."""
     import csv
     from pathlib import Path
 
@@ -42,5 +43,11 @@ def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], va
         with open(matrix, newline="") as f:
             rows = list(csv.reader(f))
         confusion.log_confusion_matrix(rows[0][1:], [[int(x) for x in r[1:]] for r in rows[1:]])
-    report.metadata.update({st.primary_metric: result.get(st.primary_metric), "n_images": result.get("n_images")})
-    return float(result.get(st.primary_metric) or 0.0)
+    gate = gate_metric or st.primary_metric
+    if gate_metric and not isinstance(result.get(gate), (int, float)):
+        numbers = sorted(k for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise ValueError(f"gate_metric {gate!r} is not a number in the {stage} evaluation ({result.get(gate)!r}); "
+                         f"its numbers: {numbers}")
+    report.metadata.update({st.primary_metric: result.get(st.primary_metric), gate: result.get(gate),
+                            "n_images": result.get("n_images")})
+    return float(result.get(gate) or 0.0)

@@ -2,7 +2,7 @@
 Training Operator v1 PyTorchJob (launcher=pytorchjob) or a Kubeflow Trainer v2 TrainJob (launcher=trainjob)
 on GPU nodes; see faceparse.kube."""
 
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
@@ -13,7 +13,8 @@ from .base import COMPONENT
 @dsl.component(**COMPONENT)
 def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
           model: Output[Model], launcher: str = "local", nproc: int = 2, pytorchjob: dict = {},
-          stage: str = "parser", trainjob: dict = {},
+          stage: str = "parser", trainjob: dict = {}, carry: Optional[Input[Model]] = None,
+          carry_registered: Optional[Input[Artifact]] = None,
           ) -> NamedTuple("TrainOutputs", [("mlflow_run_id", str), ("val_metric", float)]):
     """faceparse.kube.train_distributed(params of the model ``stage``, launcher, nproc, pytorchjob, trainjob)
     with data.dir = dataset, validate.out_dir = the validation report (its quarantine list is honoured) and
@@ -22,7 +23,11 @@ def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], valid
     launcher: local → torchrun --nproc-per-node ``nproc`` here (CPU: gloo); pytorchjob → a PyTorchJob
     with ``pytorchjob`` settings (workers × gpus_per_worker, A100 node selector, NCCL env; missing keys
     take faceparse.kube.PYTORCHJOB_DEFAULTS); trainjob → a TrainJob on the faceparse-torch-distributed
-    runtime with ``trainjob`` settings (the same keys + runtime; missing keys take TRAINJOB_DEFAULTS)."""
+    runtime with ``trainjob`` settings (the same keys + runtime; missing keys take TRAINJOB_DEFAULTS).
+
+    carry / carry_registered: the model the stage's bundle carries and its registration record (fisn: the
+    composed completion bundle and registered.json → ``carry.completion`` / ``carry.registered_file``);
+    the cluster launchers stage both for the pods beside the dataset."""
     import tempfile
     from collections import namedtuple
 
@@ -34,6 +39,8 @@ def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], valid
         "validate.out_dir": validation.path,
         "train.bundle_dir": model.path,
         "train.run_dir": tempfile.mkdtemp(prefix="faceparse-run-"),
+        **({"carry.completion": carry.path} if carry is not None else {}),
+        **({"carry.registered_file": carry_registered.path} if carry_registered is not None else {}),
     }, stage=stage)
     result = train_distributed(params, launcher=launcher, nproc=nproc, pytorchjob=pytorchjob, trainjob=trainjob)
     val = result.get("val") or {}

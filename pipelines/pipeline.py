@@ -6,11 +6,15 @@
                         │             then map completion (with landmarks): compose (both registered
                         │               models) → evaluate → register → [gate] promote → package;
                         │               complete (completed maps of the dataset, for the next stage)
+                        │             then the de-occlusion generator (with fisn): train (its bundle
+                        │               carries the composed completion model) → evaluate → register
+                        │               → [gate] promote → package
                         └─ failed ──→ validation_failed (run fails; the Data Docs artifact is kept)
 
 Every stage goes through the same components (``stage=`` names it) and the same launcher; the quality
 gates follow each stage's metric direction: parser test mean F1 ≥ ``min_mean_f1``, landmark test NME ≤
-``max_nme``, completion F1 inside the occluded region ≥ ``min_completion_f1``.
+``max_nme``, completion F1 inside the occluded region ≥ ``min_completion_f1``, FISN PSNR gain inside the
+occluded region over the occluded input as it is (psnr_out − psnr_input, dB) ≥ ``min_fisn_psnr_gain``.
 
 Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
 source; every component re-reads it through faceparse.config.load_params), ``overrides`` are
@@ -61,18 +65,22 @@ def _step(task, name: str):
 
 
 def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, pytorchjob, trainjob,
-                package_upload):
+                package_upload, carry=(), gate_metric: str = ""):
     """train → evaluate → register for one trainable model stage: (train, evaluate — its output is the
-    gate — , register) tasks."""
+    gate — , register) tasks. ``carry``: (Model, registration record) of the model the stage's bundle
+    carries (fisn: the composed completion model)."""
+    carried = dict(zip(("carry", "carry_registered"), carry))
     tr = _mlflow(_s3(_step(c.train(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
                                    validation=val.outputs["report"], launcher=launcher, nproc=nproc,
-                                   pytorchjob=pytorchjob, trainjob=trainjob, stage=stage), f"train {stage}")))
-    return (tr, *_evaluate_register(stage, tr.outputs["model"], prep, val, params_yaml, overrides))
+                                   pytorchjob=pytorchjob, trainjob=trainjob, stage=stage, **carried),
+                           f"train {stage}")))
+    return (tr, *_evaluate_register(stage, tr.outputs["model"], prep, val, params_yaml, overrides, gate_metric))
 
 
-def _evaluate_register(stage: str, model, prep, val, params_yaml, overrides):
+def _evaluate_register(stage: str, model, prep, val, params_yaml, overrides, gate_metric: str = ""):
+    gate = {"gate_metric": gate_metric} if gate_metric else {}
     ev = _mlflow(_step(c.evaluate(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
-                                  validation=val.outputs["report"], model=model, stage=stage),
+                                  validation=val.outputs["report"], model=model, stage=stage, **gate),
                        f"evaluate {stage}"))
     reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=model,
                                    eval_report=ev.outputs["report"], stage=stage), f"register {stage}"))
@@ -81,7 +89,7 @@ def _evaluate_register(stage: str, model, prep, val, params_yaml, overrides):
 
 def _completion_path(parser, landmarks, prep, val, params_yaml, overrides, min_f1, package_upload):
     """compose (parser + landmark models just registered) → evaluate → register → [gate] promote → package;
-    and the completed maps of the dataset for the next stage."""
+    and the completed maps of the dataset for the next stage. Returns (compose, register) tasks."""
     (tr_p, _, reg_p), (tr_l, _, reg_l) = parser, landmarks
     comp = _mlflow(_s3(_step(c.compose(params_yaml=params_yaml, overrides=overrides,
                                        parser_model=tr_p.outputs["model"], landmark_model=tr_l.outputs["model"],
@@ -92,6 +100,18 @@ def _completion_path(parser, landmarks, prep, val, params_yaml, overrides, min_f
         _promote_and_package("completion", reg, params_yaml, overrides, package_upload)
     _step(c.complete(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
                      model=comp.outputs["model"]), "complete dataset")
+    return comp, reg
+
+
+def _fisn_path(completion, prep, val, min_gain, **common):
+    """train (the bundle carries the composed completion model; its registration record names the version
+    carried) → evaluate → register → [gate: PSNR gain over the input as it is ≥ min_gain] promote → package.
+    As in dvc.yaml: trained whether or not the completion model passed its own gate."""
+    comp, comp_reg = completion
+    _, ev, reg = _stage_path("fisn", prep, val, **common, carry=(comp.outputs["model"], comp_reg.outputs["registered"]),
+                             gate_metric="psnr_gain_db")
+    with dsl.If(ev.outputs["Output"] >= min_gain, name="fisn-quality-gate"):
+        _promote_and_package("fisn", reg, common["params_yaml"], common["overrides"], common["package_upload"])
 
 
 def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload):
@@ -105,7 +125,9 @@ def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload
 @dsl.pipeline(name=PIPELINE_NAME,
               description="faceparse: prepare → validate (gate) → per model stage (FP-LIIF parser, 68-point "
                           "landmarks): train (torchrun / PyTorchJob / TrainJob) → evaluate → register → promote → package; "
-                          "map completion: compose → evaluate → register → promote → package; complete")
+                          "map completion: compose → evaluate → register → promote → package; complete; "
+                          "de-occlusion generator (FISN, carrying the completion model): train → evaluate → "
+                          "register → promote → package")
 def faceparse_pipeline(
     params_yaml: str = PARAMS_YAML,
     overrides: List[str] = [],
@@ -119,7 +141,9 @@ def faceparse_pipeline(
     min_mean_f1: float = 0.0,
     max_nme: float = 1.0,
     min_completion_f1: float = 0.0,
+    min_fisn_psnr_gain: float = 0.0,
     landmarks: bool = True,
+    fisn: bool = True,
     package_upload: str = "",
 ):
     prep = _s3(_step(c.prepare(params_yaml=params_yaml, overrides=overrides, raw_uri=raw_uri,
@@ -137,7 +161,10 @@ def faceparse_pipeline(
             lmk = _stage_path("landmarks", prep, val, **common)
             with dsl.If(lmk[1].outputs["Output"] <= max_nme, name="landmarks-quality-gate"):
                 _promote_and_package("landmarks", lmk[2], params_yaml, overrides, package_upload)
-            _completion_path(parser, lmk, prep, val, params_yaml, overrides, min_completion_f1, package_upload)
+            completion = _completion_path(parser, lmk, prep, val, params_yaml, overrides, min_completion_f1,
+                                          package_upload)
+            with dsl.If(fisn == True, name="fisn"):  # noqa: E712
+                _fisn_path(completion, prep, val, min_fisn_psnr_gain, **common)
     with dsl.Else(name="dataset-invalid"):
         _step(c.validation_failed(summary=val.outputs["summary"], data_docs=val.outputs["data_docs"]),
               "validation failed")

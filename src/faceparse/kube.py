@@ -512,12 +512,25 @@ def _untar(archive: Path, dst: Path) -> Path:
     return dst
 
 
-# inputs staged for the pods: (params dotted key, archive name)
-STAGED_DIRS = (("data.dir", "dataset.tar"), ("validate.out_dir", "validation.tar"))
+# inputs staged for the pods: (params dotted key, archive name). The dataset is required (unless it is on a
+# PVC); the others travel when they are local: the validation report (its quarantine list) and the model a
+# stage's bundle carries (fisn: the completion bundle; a models:/ URI is left to the pod to resolve).
+STAGED_DIRS = (("data.dir", "dataset.tar"), ("validate.out_dir", "validation.tar"),
+               ("carry.completion", "carried.tar"))
+# single files staged the same way: the carried model's registration record (the version it records)
+STAGED_FILES = (("carry.registered_file", "carried-registered.json"),)
+
+
+def _param_path(params: Mapping[str, Any], key: str) -> Path | None:
+    """The path a dotted params key names, or None when unset (never '.': an empty value is not the cwd)."""
+    sec, k = key.split(".")
+    value = (params.get(sec) or {}).get(k)
+    return Path(str(value)) if value not in (None, "") else None
 
 
 def stage_inputs(params: dict[str, Any], stage: str, include_dataset: bool = True) -> list[str]:
-    """Upload params.yaml and the dataset / validation dirs (tar, sha256-checked by fetch) under ``stage``."""
+    """Upload params.yaml, the dataset / validation / carried-model dirs (tar, sha256-checked by fetch) and
+    the staged files under ``stage``."""
     from .data.storage import upload
 
     uploaded = []
@@ -526,15 +539,35 @@ def stage_inputs(params: dict[str, Any], stage: str, include_dataset: bool = Tru
         for key, archive in STAGED_DIRS:
             if key == "data.dir" and not include_dataset:
                 continue
-            sec, k = key.split(".")
-            src = Path(str((params.get(sec) or {}).get(k) or ""))
-            if not src.is_dir():
+            src = _param_path(params, key)
+            if src is None or not src.is_dir():
                 if key == "data.dir":
                     raise FileNotFoundError(f"{key}: dataset directory {src} does not exist")
-                continue  # no validation output: train without a quarantine list
+                continue  # no validation output: no quarantine list; no local carried bundle: nothing to carry
             uploaded.append(upload(_tar_dir(src, t / archive), f"{stage}/{archive}", create_bucket=True))
+        for key, name in STAGED_FILES:
+            src = _param_path(params, key)
+            if src is not None and src.is_file():
+                uploaded.append(upload(src, f"{stage}/{name}", create_bucket=True))
         uploaded.append(upload(write_params(params, t / "params.yaml"), f"{stage}/params.yaml", create_bucket=True))
     return uploaded
+
+
+def _fetch_staged(params: dict[str, Any], stage: str, inputs: Path, wd: Path) -> None:
+    """In the pod: point the optional staged inputs' params keys at their fetched copies (those not staged
+    keep their value: a models:/ URI, or nothing)."""
+    from .data.storage import fetch
+
+    for key, archive in STAGED_DIRS[1:]:
+        try:
+            set_key(params, key, str(_untar(fetch(f"{stage}/{archive}", inputs), wd / archive.removesuffix(".tar"))))
+        except FileNotFoundError:
+            pass
+    for key, name in STAGED_FILES:
+        try:
+            set_key(params, key, str(fetch(f"{stage}/{name}", inputs)))
+        except FileNotFoundError:
+            pass
 
 
 _SDK_PRIMITIVES: dict[str, Any] = {"str": str, "int": int, "float": (int, float), "bool": bool}
@@ -859,11 +892,7 @@ def worker_main(stage: str, data_dir: str | None = None, workdir: str | None = N
         set_key(params, "data.dir", data_dir)
     else:
         set_key(params, "data.dir", str(_untar(fetch(f"{stage}/dataset.tar", inputs), wd / "dataset")))
-    try:
-        set_key(params, "validate.out_dir",
-                str(_untar(fetch(f"{stage}/validation.tar", inputs), wd / "validation")))
-    except FileNotFoundError:
-        pass
+    _fetch_staged(params, stage, inputs, wd)
     set_key(params, "train.run_dir", str(wd / "run"))
     set_key(params, "train.bundle_dir", str(wd / "model"))
     params_file = write_params(params, wd / "params.yaml")

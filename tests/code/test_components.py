@@ -2,6 +2,7 @@
 faceparse.kube's launchers (torchrun failure surfacing; the PyTorchJob launch/wait/failure logic against a
 stand-in for the kubeflow-training TrainingClient — no cluster here). The TrainJob launcher and the
 manifests' validation against the upstream CRDs: tests/code/test_trainjob.py."""
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo roo
 
 import components as c  # noqa: E402
 from faceparse import kube  # noqa: E402
-from faceparse.config import ConfigError  # noqa: E402
+from faceparse.config import ConfigError, load_params  # noqa: E402
 
 PARAMS_YAML = (REPO / "params.yaml").read_text()
 TINY = ["data.synth.n=12", "data.size=64", "train.input_size=64", "train.out_size=64", "evaluate.out_sizes=[32,64]"]
@@ -109,6 +110,58 @@ def test_torchrun_failure_is_surfaced_with_the_log_tail(tmp_path):
     with pytest.raises(RuntimeError, match=r"torchrun \(1 processes\) exited with 1") as e:
         kube.run_torchrun(params, nproc=1, workdir=tmp_path / "wd")
     assert "no-such-dataset" in str(e.value)  # the rank's own error, from the log tail
+
+
+def _bucket_in(root: Path, monkeypatch) -> None:
+    """faceparse.data.storage's upload / fetch over a local directory (same names, same missing-object error)."""
+    import shutil
+
+    import faceparse.data.storage as storage
+
+    def upload(path, uri, create_bucket=False):
+        dst = root / uri.removeprefix("s3://")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dst)
+        return uri
+
+    def fetch(uri, dest_dir):
+        src = root / uri.removeprefix("s3://")
+        if not src.is_file():
+            raise FileNotFoundError(f"{uri}: no such object")
+        Path(dest_dir).mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copyfile(src, Path(dest_dir) / src.name))
+
+    monkeypatch.setattr(storage, "upload", upload)
+    monkeypatch.setattr(storage, "fetch", fetch)
+
+
+def test_cluster_launchers_stage_the_carried_model_for_the_pod(tmp_path, monkeypatch):
+    """What the fisn train step carries (the composed completion bundle, its registration record) travels
+    to the PyTorchJob / TrainJob pod beside the dataset, and the pod's params point at its own copies; a
+    stage that carries nothing stages nothing more (an unset key is not the working directory)."""
+    _bucket_in(tmp_path / "s3", monkeypatch)
+    ds, carried, reg = tmp_path / "dataset", tmp_path / "completion", tmp_path / "registered.json"
+    for d, f in ((ds, "manifest.parquet"), (carried, "bundle.json")):
+        d.mkdir()
+        (d / f).write_text("{}")
+    reg.write_text('{"version": "3"}')
+    paths = {"data.dir": ds, "validate.out_dir": tmp_path / "no-validation"}
+    fisn = kube.component_params(PARAMS_YAML, [], {**paths, "carry.completion": carried,
+                                                   "carry.registered_file": reg}, stage="fisn")
+    staged = kube.stage_inputs(fisn, "s3://b/fisn-job")
+    assert sorted(u.rsplit("/", 1)[1] for u in staged) == ["carried-registered.json", "carried.tar",
+                                                           "dataset.tar", "params.yaml"]
+    parser = kube.component_params(PARAMS_YAML, [], paths)
+    assert sorted(u.rsplit("/", 1)[1] for u in kube.stage_inputs(parser, "s3://b/parser-job")) == [
+        "dataset.tar", "params.yaml"]
+
+    monkeypatch.setattr(kube, "_tee", lambda cmd, env: (0, ""))
+    monkeypatch.setenv("PET_NODE_RANK", "1")   # a worker node: trains, uploads nothing
+    pod = tmp_path / "pod"
+    assert kube.worker_main("s3://b/fisn-job", workdir=str(pod)) == 0
+    carry = load_params(pod / "params.yaml")["carry"]
+    assert carry["completion"] == str(pod / "carried") and (pod / "carried" / "bundle.json").is_file()
+    assert Path(carry["registered_file"]).read_text() == '{"version": "3"}'
 
 
 class FakeTrainingClient:
@@ -239,6 +292,14 @@ def test_evaluate_register_promote_package_components(work, dataset, validated, 
     assert len(cm["annotationSpecs"]) == n and len(cm["rows"]) == n
     assert sum(map(sum, (r["row"] for r in cm["rows"]))) > 0
     assert (Path(report.path) / "eval.json").is_file() and (Path(report.path) / "table.md").is_file()
+    # gate_metric: the pipeline gates a stage on another number of its evaluation (fisn: psnr_gain_db)
+    again = dict(params_yaml=PARAMS_YAML, overrides=overrides, dataset=dataset, validation=validated[2], model=model,
+                 metrics=art(Metrics, tmp_path, "m2"), confusion=art(ClassificationMetrics, tmp_path, "cm2"))
+    miou = c.evaluate.python_func(**again, report=art(Artifact, tmp_path, "eval2"), gate_metric="miou")
+    assert miou == pytest.approx(json.loads((Path(report.path) / "eval.json").read_text())["miou"])
+    with pytest.raises(ValueError, match=r"gate_metric 'psnr_gain_db' is not a number in the parser evaluation "
+                                         r"\(None\); its numbers: \[.*'mean_f1'"):
+        c.evaluate.python_func(**again, report=art(Artifact, tmp_path, "eval3"), gate_metric="psnr_gain_db")
 
     registered = art(Artifact, tmp_path, "registered.json")
     reg = c.register.python_func(params_yaml=PARAMS_YAML, overrides=overrides, model=model, eval_report=report,

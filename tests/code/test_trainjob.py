@@ -552,8 +552,8 @@ def test_compiled_pipeline_carries_the_launcher_choice():
     assert params["trainjob"]["defaultValue"] == json.loads(json.dumps(kube.TRAINJOB_DEFAULTS))
     assert params["pytorchjob"]["defaultValue"] == json.loads(json.dumps(kube.PYTORCHJOB_DEFAULTS))
     trains = [t for c in spec["components"].values() for n, t in c.get("dag", {}).get("tasks", {}).items()
-              if t["componentRef"]["name"] in ("comp-train", "comp-train-2")]
-    assert len(trains) == 2  # parser and landmarks
+              if t["componentRef"]["name"] in ("comp-train", "comp-train-2", "comp-train-3")]
+    assert len(trains) == 3  # parser, landmarks and fisn
     for t in trains:
         p = t["inputs"]["parameters"]
         for name in ("launcher", "pytorchjob", "trainjob"):

@@ -28,12 +28,14 @@ PARAMS_YAML = (REPO / "params.yaml").read_text()
 BUCKET = "faceparse"
 SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_size=64", "train.epochs=1",
          "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
-         "landmarks.train.epochs=1", "landmarks.train.batch_size=4"]
+         "landmarks.train.epochs=1", "landmarks.train.batch_size=4", "fisn.train.epochs=1", "fisn.train.batch_size=4"]
 STEPS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package"}
 # the landmark stage's tasks: the same components, numbered by kfp
 LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote", "package")}
 # map completion: composed from the two registered models, then the same path; and the completed dataset
 COMPLETION_STEPS = {"compose", "evaluate-3", "register-3", "promote-3", "package-3", "complete"}
+# the de-occlusion generator: the train path again, carrying the composed completion model
+FISN_STEPS = {"train-3", "evaluate-4", "register-4", "promote-4", "package-4"}
 
 
 # ------------------------------------------------------------------------------------------ kfp.local runs
@@ -44,15 +46,25 @@ def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
     from pipelines.run_local import run, task_outputs
 
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    run_dir = run(SMALL, tmp_path / "root", uri, nproc=2, quick=False)
+    # a 1-epoch generator may well be below the occluded input: open its gate to run promote / package
+    run_dir = run(SMALL, tmp_path / "root", uri, nproc=2, quick=False, min_fisn_psnr_gain=-100.0)
     outs = task_outputs(run_dir)
-    assert set(outs) == STEPS | LANDMARK_STEPS | COMPLETION_STEPS
+    assert set(outs) == STEPS | LANDMARK_STEPS | COMPLETION_STEPS | FISN_STEPS
     assert outs["validate"]["parameters"]["passed"] is True
     assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
     composed = json.loads((run_dir / "compose" / "model" / "bundle.json").read_text())["composes"]
     assert composed["landmarks"]["model_uri"] == "models:/faceparse-landmarks/1"
     assert json.loads((run_dir / "evaluate-3" / "report" / "eval.json").read_text())["stage"] == "completion"
     assert outs["complete"]["parameters"]["Output"] == 24
+    # FISN: trained (torchrun) carrying the completion version just registered, gated on its PSNR gain
+    carries = json.loads((run_dir / "train-3" / "model" / "bundle.json").read_text())["carries"]["completion"]
+    assert carries["model_uri"] == "models:/faceparse-completion/1"
+    fisn_eval = json.loads((run_dir / "evaluate-4" / "report" / "eval.json").read_text())
+    assert fisn_eval["stage"] == "fisn"
+    assert outs["evaluate-4"]["parameters"]["Output"] == pytest.approx(fisn_eval["psnr_gain_db"])
+    assert outs["register-4"]["parameters"]["model_uri"] == "models:/faceparse-fisn/1"
+    assert outs["promote-4"]["parameters"]["Output"] is True
+    assert (run_dir / "package-4" / "mar").stat().st_size > 10_000
     # the landmark stage went the same way: its own registry model, promoted (first), packaged
     assert outs["register-2"]["parameters"]["model_uri"] == "models:/faceparse-landmarks/1"
     assert outs["promote-2"]["parameters"]["Output"] is True and 0 < outs["evaluate-2"]["parameters"]["Output"] <= 1
