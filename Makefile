@@ -21,8 +21,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*; touch $@; echo "venv ready: $(VENV)"
 
+# the output passes through step_times.py: the run ends with a table of the minutes each step took
 run: venv
-	bash scripts/run_main.sh
+	$(VENV)/bin/python scripts/step_times.py --log runs/step_times.tsv -- bash scripts/run_main.sh
 
 # Debian's chromium for the page tests (tests/integration/test_ui_page.py): installed once, ~30 s; a no-op after.
 browser:

@@ -18,17 +18,20 @@ landmarks=$(model_name landmarks)
 
 step "dvc repro: prepare → validate → per model stage (parser, landmarks): train → evaluate → register;
 map completion: compose → evaluate → register; the completed maps of the dataset; de-occlusion (FISN,
-carrying the completion bundle): train → evaluate → register"
+carrying the completion bundle): train → evaluate → register; 3D reconstruction (its own rendered
+data): synth3d → train → evaluate (clean / occluded / de-occluded inputs) → register"
 dvc repro
 
-for stage in parser landmarks completion fisn; do
+for stage in parser landmarks completion fisn recon3d; do
   step "promote the $stage challenger if it beats the champion"
   faceparse promote --stage "$stage"
 done
 
-if [ ! -f "$photo" ]; then photo=$(ls data/processed/images/*.jpg | head -n 1); fi
+# a synthetic face is an aligned crop with nothing for the photo face detector: parsed whole (--no-detect)
+nodetect=""
+if [ ! -f "$photo" ]; then photo=$(ls data/processed/images/*.jpg | head -n 1); nodetect="--no-detect"; fi
 step "predict one image with models:/$parser@champion and models:/$landmarks@champion"
-faceparse predict --model "models:/$parser@champion" "$photo" --out runs/demo/predict
+faceparse predict --model "models:/$parser@champion" $nodetect "$photo" --out runs/demo/predict
 faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
 step "complete the photo's face map (Algorithm 1) with models:/$(model_name completion)@champion"
 faceparse complete --model "models:/$(model_name completion)@champion" "$photo" --out runs/demo/complete --quiet
@@ -39,8 +42,11 @@ print(next((d / r.image for r in m.itertuples() if r.split == 'test' and (d / 'c
 step "de-occlude the photo and an occluded synthetic test face with models:/$(model_name fisn)@champion"
 faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" ${occluded:+"$occluded"} --out runs/demo/deocclude --quiet
 
+step "reconstruct the photo in 3D with models:/$(model_name recon3d)@champion (mesh, coefficients, render)"
+faceparse reconstruct --model "models:/$(model_name recon3d)@champion" "$photo" --out runs/demo/reconstruct --quiet
+
 step "package the champion, serve it, query it once"
-faceparse serve demo --model "models:/$parser@champion" --image "$photo" --out runs/demo/served_overlay.png
+faceparse serve demo --model "models:/$parser@champion" $nodetect --image "$photo" --out runs/demo/served_overlay.png
 
 step "done"
 python - <<'PY'
@@ -61,5 +67,9 @@ f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.2f}"
 print(f"de-occlusion: PSNR inside the occluded face region {f('psnr_out')} dB (occluded input {f('psnr_input')}, "
       f"cv2.inpaint {f('psnr_inpaint')}); SSIM {f('ssim_out')} (input {f('ssim_input')}, inpaint "
       f"{f('ssim_inpaint')})  ({m['n_occluded_images']} occluded test faces)")
+m = json.load(open("metrics/recon3d/eval.json"))
+f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.2f}"
+print(f"3D reconstruction: 90th-percentile vertex error {f('p90_mm_clean')} mm clean, {f('p90_mm_occluded')} occluded, "
+      f"{f('p90_mm_deoccluded')} de-occluded first (the mean face: {f('p90_mm_mean_face')} mm)")
 PY
-echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/ runs/demo/deocclude/   served overlay: runs/demo/served_overlay.png"
+echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/ runs/demo/deocclude/ runs/demo/reconstruct/   served overlay: runs/demo/served_overlay.png"

@@ -8,10 +8,15 @@ with ``faceparse.bundle.load_bundle`` (faceparse is installed where the workers 
 Requests (``POST /predictions/NAME[/VERSION]``):
   * body: raw JPEG/PNG bytes, or multipart with the image in field ``data`` | ``body`` | ``file``, or
     KServe v1 JSON ``{"instances": [{"data": "<base64>", "resolution": 512, "format": "json"}, ...]}``;
-  * options (query parameters, form fields, or headers ``X-Resolution`` / ``X-Format``):
+  * options (query parameters, form fields, or headers ``X-Resolution`` / ``X-Format`` / ``X-Detect``):
     ``resolution`` 64..1024 (default: the bundle's input size), ``format`` — parser: png (label map, one
-    channel, pixel = class id; the default) | overlay (RGB PNG) | json (per-class pixel fractions);
-    landmarks: json (68 points in the photo's pixels; the default) | overlay (the points drawn).
+    channel, pixel = class id; the default) | overlay (RGB PNG) | json (per-class pixel fractions, the
+    detected faces); landmarks: json (68 points in the photo's pixels; the default) | overlay (the points
+    drawn). Parser: ``detect`` true (default; model-config ``handler.detect``) finds, aligns and parses
+    every face of a photo and answers a map of the photo's shape (long side ``resolution``, default the
+    photo's own up to 1024; no face → 422 with a JSON message); false: the image is an aligned face crop,
+    parsed whole at ``resolution``². A square photo of one face already framed like CelebAMask-HQ is parsed
+    whole either way (``faceparse.photos``).
 Bad requests get a 4xx with a JSON ``{"code", "type", "message"}`` body, per request inside a batch
 (``context.set_response_status(code, phrase, idx)``); the rest of the batch is answered normally.
 """
@@ -59,6 +64,7 @@ class FaceParseHandler(BaseHandler):
         self.max_res = int(cfg.get("max_resolution", imaging.MAX_RESOLUTION))
         self.default_res = int(cfg.get("default_resolution", self.input_size))
         self.max_pixels = int(cfg.get("max_pixels", imaging.DEFAULT_MAX_PIXELS))
+        self.detect = bool(cfg.get("detect", True))   # parser: photos' faces found and aligned unless X-Detect: false
         from PIL import Image
 
         # PIL's own bomb guard at least as strict as ours (its error fires at 2× this value).
@@ -92,13 +98,16 @@ class FaceParseHandler(BaseHandler):
         """One image + options → an Item (RequestError for anything the client got wrong)."""
         opts = imaging.parse_options(values, headers, default_resolution=self.default_res,
                                      min_resolution=self.min_res, max_resolution=self.max_res,
-                                     formats=self.codec.formats)
+                                     formats=self.codec.formats, default_detect=self.detect)
         raw = next((values[k] for k in IMAGE_FIELDS if values.get(k) is not None), None)
         if raw is None:
             raise RequestError(400, "no image in the request: send JPEG/PNG bytes as the body or as "
                                     "multipart field 'data'")
         image = imaging.decode_image(imaging.payload_bytes(raw), self.max_pixels)
-        return Item(request, instance, image, preprocess(image, self.input_size), opts)
+        # the parser finds the photo's faces here, so a photo without one is refused (422) like any bad request
+        plan = self.codec.locate(image, opts, self.input_size, self.max_res) if hasattr(self.codec, "locate") else None
+        tensor = preprocess(image, self.input_size) if plan is None or plan.whole else None
+        return Item(request, instance, image, tensor, opts, plan)
 
     def _fail(self, context, idx: int, err: RequestError) -> bytes:
         # The reason phrase must stay ASCII: TorchServe 0.12 frames it with len(str), not the UTF-8 byte

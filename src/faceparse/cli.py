@@ -35,7 +35,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 # Command groups, in pipeline order; each module's register(app) adds its commands.
-COMMAND_MODULES = ("data", "model", "train", "evaluate", "complete", "deocclude", "serve", "ui")
+COMMAND_MODULES = ("data", "model", "train", "evaluate", "complete", "deocclude", "reconstruct", "serve", "ui")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"faceparse.commands.{_name}").register(app)

@@ -1,9 +1,16 @@
 """Batch prediction from the command line: images → label maps, overlays and per-class masks.
 
 ``model`` is anything ``faceparse.registry.resolve_bundle`` accepts (``models:/name@alias``,
-``models:/name/<version>``, a bundle directory, a training checkpoint ``.pt``). Each input image is resized
-to the bundle's ``input_size`` (bicubic, ``faceparse.models.preprocess``) and the label map is decoded at
-``resolution`` × ``resolution`` (any size: the LIIF property; default the bundle's input size).
+``models:/name/<version>``, a bundle directory, a training checkpoint ``.pt``).
+
+Photos (``detect=True``, the default for parser bundles; ``faceparse.photos``): the faces are detected,
+each is cropped square and upright the way the training faces were framed, parsed, and its label map
+warped back onto the photo; pixels outside every face are background. The map has the photo's aspect
+ratio, its long side ``resolution`` (default: the photo's own). A photo with no face is reported (the file
+named, ``"no_face": true``) and nothing is written for it. A square photo of one face already framed that
+way (a CelebAMask-HQ image) is parsed whole, exactly as with ``detect=False``: resized to the bundle's
+``input_size`` (bicubic, ``faceparse.models.preprocess``) and decoded at ``resolution`` × ``resolution``
+(any size: the LIIF property; default the bundle's input size).
 
 Per input ``<stem>``, in ``out_dir``:
 * ``<stem>_label.png``: palette PNG (mode P) of class ids, palette = the bundle's label table colours;
@@ -102,10 +109,11 @@ def _safe(name: str) -> str:
 
 def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
             masks: bool = False, batch_size: int = 4, params: dict[str, Any] | None = None,
-            progress: bool = True, device: str | None = None) -> list[dict[str, Any]]:
+            progress: bool = True, device: str | None = None, detect: bool = True) -> list[dict[str, Any]]:
     """Predict every input; returns one dict per input: {"input", "ok", "label", "overlay", "masks",
-    "classes", "resolution"} or {"input", "ok": False, "error"}. Raises ValueError when there is no input
-    image at all; an unreadable image is an entry with ok=False (the caller decides the exit code)."""
+    "classes", "resolution", "size", "faces", "aligned"} or {"input", "ok": False, "error"} (``"no_face":
+    True`` when detection found none). Raises ValueError when there is no input image at all; an unreadable
+    image is an entry with ok=False (the caller decides the exit code). ``detect``: parser bundles only."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -129,14 +137,14 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
     net, meta = load_bundle(bdir)
-    other = {"completion": "complete", "fisn": "deocclude"}.get(str(meta.get("stage")))
+    other = {"completion": "complete", "fisn": "deocclude", "recon3d": "reconstruct"}.get(str(meta.get("stage")))
     if other:
         raise ValueError(f"{model} is a {meta['stage']} bundle: use `faceparse {other} --model {model} IMAGES --out DIR`")
     net.to(pick_device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run, write, what = (_landmark_steps(net, meta, out) if meta.get("stage") == "landmarks"
-                        else _parser_steps(net, meta, out, resolution, masks))
+                        else _parser_steps(net, meta, out, resolution, masks, detect))
     stems = _stems(paths)
     results: list[dict[str, Any]] = []
     prog = Progress(TextColumn("[bold]predict[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -154,8 +162,12 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
                 else:
                     ok.append((path, stem, img))
             if ok:
-                for (path, stem, img), pred in zip(ok, run([img for _, _, img in ok])):
-                    results.append(write(path, stem, img, pred))
+                for (path, stem, img), pred in zip(ok, run([img for _, _, img in ok], [str(p) for p, _, _ in ok])):
+                    if isinstance(pred, Exception):   # no face in this photo: named, nothing written
+                        console.print(f"[bold red]error:[/] {pred}")
+                        results.append({"input": str(path), "ok": False, "error": str(pred), "no_face": True})
+                    else:
+                        results.append(write(path, stem, img, pred))
             prog.update(task, advance=len(chunk))
             tick()
     order = {str(p): k for k, p in enumerate(paths)}
@@ -165,34 +177,53 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
     return results
 
 
-def _parser_steps(net, meta, out: Path, resolution: int | None, masks: bool):
-    """(run: images → label maps, write: one result, what) for a parser bundle."""
-    import torch
-
+def _parser_steps(net, meta, out: Path, resolution: int | None, masks: bool, detect: bool = True):
+    """(run: images → label maps (or NoFaceError), write: one result, what) for a parser bundle."""
     from .labels import get_table
-    from .models import check_out_size, preprocess
-    from .plots import overlay
+    from .models import check_out_size
 
     table = get_table(meta["label_table"])
     palette = table.palette()
     input_size = int(meta.get("input_size", 256))
-    res = int(resolution) if resolution is not None else input_size
-    check_out_size(res)
+    if resolution is not None:
+        check_out_size(int(resolution))
     flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)
-    device = next(net.parameters()).device
 
-    def run(images):
-        x = torch.stack([preprocess(img, input_size) for img in images]).to(device)
-        if res <= PER_IMAGE_ABOVE:
-            pred = net(x, res).argmax(1)
-        else:  # bound the (B, classes, res, res) logits: one image at a time
-            pred = torch.cat([net(x[j:j + 1], res).argmax(1) for j in range(len(images))])
-        return pred.to(torch.uint8).cpu().numpy()
+    def run(images, names):
+        return _parse_images(net, images, names, input_size, resolution, detect)
 
-    def write(path, stem, img, lab):
-        return _write(out, path, stem, img, lab, flat_palette, palette, table, masks, res, overlay)
+    def write(path, stem, img, pred):
+        lab, plan = pred
+        return _write(out, path, stem, img, lab, flat_palette, table, masks, plan)
 
-    return run, write, f"{res}×{res}"
+    what = f"{resolution or input_size}×{resolution or input_size}" if not detect else "faces in photos"
+    return run, write, what
+
+
+def _parse_images(net, images, names, input_size: int, resolution: int | None, detect: bool) -> list:
+    """Per image (label map, plan), or the NoFaceError naming it. Photos parsed whole are batched by output
+    size (one image at a time above PER_IMAGE_ABOVE, bounding the logits); a photo's faces one by one."""
+    from .photos import NoFaceError, parse_planned, parse_whole, plan_photo
+
+    outs: list = []
+    for img, name in zip(images, names):
+        try:
+            outs.append(plan_photo(img, input_size, resolution, detect=detect, what=name))
+        except NoFaceError as e:
+            outs.append(e)
+    whole: dict[int, list[int]] = {}
+    for j, plan in enumerate(outs):
+        if not isinstance(plan, Exception) and plan.whole:
+            whole.setdefault(plan.size[0], []).append(j)
+    for res, js in whole.items():
+        groups = [js] if res <= PER_IMAGE_ABOVE else [[j] for j in js]
+        for g in groups:
+            for j, lab in zip(g, parse_whole(net, [images[j] for j in g], input_size, res)):
+                outs[j] = (lab, outs[j])
+    for j, plan in enumerate(outs):
+        if not isinstance(plan, (Exception, tuple)):
+            outs[j] = (parse_planned(net, images[j], plan, input_size), plan)
+    return outs
 
 
 def _landmark_steps(net, meta, out: Path):
@@ -204,7 +235,7 @@ def _landmark_steps(net, meta, out: Path):
 
     stage = get_stage("landmarks")
 
-    def run(images):
+    def run(images, names=None):
         return stage.predict_images(net, meta, images)
 
     def write(path, stem, img, pts):
@@ -216,20 +247,25 @@ def _landmark_steps(net, meta, out: Path):
     return run, write, "68 landmarks"
 
 
-def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, palette, table, masks: bool,
-           res: int, overlay_fn) -> dict[str, Any]:
+def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, table, masks: bool,
+           plan) -> dict[str, Any]:
     from PIL import Image
+
+    from .plots import overlay
+    from .photos import faces_json
 
     label_path = out / f"{stem}_label.png"
     lab = np.ascontiguousarray(lab, dtype=np.uint8)
-    lp = Image.frombytes("P", (lab.shape[1], lab.shape[0]), lab.tobytes())
+    h, w = lab.shape
+    lp = Image.frombytes("P", (w, h), lab.tobytes())
     lp.putpalette(flat_palette)
     lp.save(label_path)
-    base = np.asarray(img.resize((res, res), Image.BICUBIC) if img.size != (res, res) else img, dtype=np.uint8)
+    base = np.asarray(img.resize((w, h), Image.BICUBIC) if img.size != (w, h) else img, dtype=np.uint8)
     ov_path = out / f"{stem}_overlay.png"
-    Image.fromarray(np.asarray(overlay_fn(base, lab, palette), dtype=np.uint8)).save(ov_path)
+    Image.fromarray(np.asarray(overlay(base, lab, table.palette()), dtype=np.uint8)).save(ov_path)
     entry: dict[str, Any] = {"input": str(path), "ok": True, "label": str(label_path), "overlay": str(ov_path),
-                             "resolution": res,
+                             "resolution": max(w, h), "size": [w, h], "aligned": plan.whole,
+                             "faces": faces_json(plan),
                              "classes": [table.classes[c] for c in np.unique(lab).tolist() if c < table.num_classes]}
     if masks:
         mdir = out / f"{stem}_masks"

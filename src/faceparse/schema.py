@@ -160,6 +160,7 @@ class Serve(_Section):
     workers: Optional[int] = None
     max_pixels: Optional[int] = None
     response_timeout_s: Optional[int] = None
+    detect: Optional[bool] = None        # parser endpoint: find and align photos' faces (default true)
     rollout: Optional[Rollout] = None
 
 
@@ -274,6 +275,57 @@ class FisnStage(_Section):
     carry: Optional[FisnCarry] = None
 
 
+class Synth3d(_Section):
+    """``recon3d.data.synth3d``: the synthetic 3D set (faceparse.data.synth3d)."""
+    n: Optional[int] = None
+    seed: Optional[int] = None
+    occlusion_prob: Optional[float] = None
+    test_occlusion_prob: Optional[float] = None
+    splits: Optional[Splits] = None
+
+
+class Recon3dData(Data):
+    synth3d: Optional[Synth3d] = None
+
+
+class Recon3dModel(_Section):
+    """``recon3d.model``: a ResNet preset of faceparse.models.resnet.PRESETS and the face model's sizes."""
+    preset: Optional[str] = None
+    overrides: Optional[dict[str, Any]] = None
+    n_id: Optional[int] = None
+    n_exp: Optional[int] = None
+    n_albedo: Optional[int] = None
+
+
+class Recon3dLoss(_Section):
+    """``recon3d.loss``: eq. 16's weights (faceparse.face3d.loss)."""
+    w_lmk: Optional[float] = None
+    w_pix: Optional[float] = None
+    w_reg: Optional[float] = None
+    w_id: Optional[float] = None
+    w_exp: Optional[float] = None
+    w_face: Optional[float] = None
+    face_net: Optional[str] = None
+    face_net_size: Optional[int] = None
+    attention: Optional[Literal["face", "features"]] = None
+    attention_low: Optional[float] = None
+
+
+class Recon3dEvaluate(Evaluate):
+    deocclude: Optional[str] = None
+    deocclude_registered: Optional[str] = None
+
+
+class Recon3dStage(_Section):
+    """``recon3d:``: the 3D reconstruction stage's sections (its own data: the synthetic 3D set)."""
+    data: Optional[Recon3dData] = None
+    model: Optional[Recon3dModel] = None
+    loss: Optional[Recon3dLoss] = None
+    train: Optional[Train] = None
+    evaluate: Optional[Recon3dEvaluate] = None
+    registry: Optional[Registry] = None
+
+
 class Params(_Section):
     stage: Optional[str] = None
     data: Optional[Data] = None
@@ -287,6 +339,7 @@ class Params(_Section):
     landmarks: Optional[LandmarkStage] = None
     completion: Optional[CompletionStage] = None
     fisn: Optional[FisnStage] = None
+    recon3d: Optional[Recon3dStage] = None
 
 
 class LandmarkParams(Params):
@@ -311,6 +364,14 @@ class FisnParams(Params):
     carry: Optional[FisnCarry] = None
 
 
+class Recon3dParams(Params):
+    """Params resolved for the recon3d stage: its data / model / loss / evaluate sections."""
+    data: Optional[Recon3dData] = None
+    model: Optional[Recon3dModel] = None
+    loss: Optional[Recon3dLoss] = None
+    evaluate: Optional[Recon3dEvaluate] = None
+
+
 def schema_for(params: dict[str, Any]) -> type[Params]:
     stage = params.get("stage")
     if stage in RESOLVED and stage not in params:   # for_stage output: the stage's sections at the top
@@ -318,7 +379,8 @@ def schema_for(params: dict[str, Any]) -> type[Params]:
     return Params
 
 
-RESOLVED: dict[str, type[Params]] = {"landmarks": LandmarkParams, "completion": CompletionParams, "fisn": FisnParams}
+RESOLVED: dict[str, type[Params]] = {"landmarks": LandmarkParams, "completion": CompletionParams, "fisn": FisnParams,
+                                     "recon3d": Recon3dParams}
 
 
 class SchemaError(ValueError):

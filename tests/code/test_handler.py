@@ -138,7 +138,9 @@ def handler(tmp_path_factory):
     spec.loader.exec_module(mod)
     h = mod.FaceParseHandler()
     ctx = Context("faceparse-fpliif", str(d), {"model": {"modelVersion": "7"}}, 4, None, "0.12.0",
-                  model_yaml_config={"handler": {"max_pixels": 1_000_000}})
+                  model_yaml_config={"handler": {"max_pixels": 1_000_000, "detect": False}})
+    # detect off: these tests send random pixels standing for aligned face crops (face detection would
+    # rightly answer them 422); tests/code/test_photos.py turns it on for photos
     limit = Image.MAX_IMAGE_PIXELS
     h.initialize(ctx)   # sets PIL's process-wide bomb limit, as it should in a worker: restored below
     yield h, ctx

@@ -30,19 +30,19 @@ def test_parse_options_defaults():
 
 
 def test_parse_options_values_then_headers_case_insensitive():
-    assert parse_options({"resolution": "512", "format": "json"}) == Options(512, "json")
-    assert parse_options({}, {"X-Resolution": "128", "X-FORMAT": "Overlay"}) == Options(128, "overlay")
-    assert parse_options({}, {"x-resolution": b" 96 ", "x-format": b"PNG"}) == Options(96, "png")
+    assert parse_options({"resolution": "512", "format": "json"}) == Options(512, "json", sized=True)
+    assert parse_options({}, {"X-Resolution": "128", "X-FORMAT": "Overlay"}) == Options(128, "overlay", sized=True)
+    assert parse_options({}, {"x-resolution": b" 96 ", "x-format": b"PNG"}) == Options(96, "png", sized=True)
     # query / form values win over headers, each option on its own
-    assert parse_options({"resolution": "300"}, {"X-Resolution": "400", "X-Format": "json"}) == Options(300, "json")
-    assert parse_options({"format": "png"}, {"X-Resolution": "400", "X-Format": "json"}) == Options(400, "png")
+    assert parse_options({"resolution": "300"}, {"X-Resolution": "400", "X-Format": "json"}) == Options(300, "json", sized=True)
+    assert parse_options({"format": "png"}, {"X-Resolution": "400", "X-Format": "json"}) == Options(400, "png", sized=True)
 
 
 def test_parse_options_accepts_lists_bytes_and_padded_text():
-    assert parse_options({"resolution": ["320", "999"], "format": [b"json"]}) == Options(320, "json")
-    assert parse_options({"resolution": bytearray(b"640\n"), "format": " OVERLAY "}) == Options(640, "overlay")
-    assert parse_options({"resolution": 200}) == Options(200, "png")
-    assert parse_options({"resolution": ("70",)}) == Options(70, "png")
+    assert parse_options({"resolution": ["320", "999"], "format": [b"json"]}) == Options(320, "json", sized=True)
+    assert parse_options({"resolution": bytearray(b"640\n"), "format": " OVERLAY "}) == Options(640, "overlay", sized=True)
+    assert parse_options({"resolution": 200}) == Options(200, "png", sized=True)
+    assert parse_options({"resolution": ("70",)}) == Options(70, "png", sized=True)
 
 
 def test_parse_options_resolution_range_is_inclusive():

@@ -82,9 +82,10 @@ def test_every_step_runs_in_the_project_image_without_pip(compiled):
     executors = spec["deploymentSpec"]["executors"]
     per_stage = {"train", "evaluate", "register", "promote", "package"}   # once per model stage (-2: landmarks)
     composed = {"evaluate-3", "register-3", "promote-3", "package-3"}     # map completion: composed, not trained
+    fisn = {"train-3", "evaluate-4", "register-4", "promote-4", "package-4"}  # the generator: trained again
     assert {e.removeprefix("exec-") for e in executors} == {
         "prepare", "validate", "validation-failed", *per_stage, *{f"{s}-2" for s in per_stage}, "compose",
-        *composed, "complete"}
+        *composed, "complete", *fisn}
     for name, ex in executors.items():
         c = ex["container"]
         assert c["image"] == DEFAULT_IMAGE, name
@@ -124,6 +125,20 @@ def test_dag_gates(compiled):
     assert "promote-3" in conditions[c_gate]
     lm_tasks = next(c for c in comps.values() if "compose" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
     assert set(lm_tasks["compose"]["dependentTasks"]) >= {"register-2"}
+    # the de-occlusion generator: under its own switch inside the landmark one, trained carrying the composed
+    # completion model and its registration record, gated on its PSNR gain over the input as it is
+    fisn = conditions["inputs.parameter_values['pipelinechannel--fisn'] == true"]
+    assert {"train-3", "evaluate-4", "register-4"} <= fisn
+    f_gate = ("inputs.parameter_values['pipelinechannel--evaluate-4-Output'] >= "
+              "inputs.parameter_values['pipelinechannel--min_fisn_psnr_gain']")
+    assert "promote-4" in conditions[f_gate]
+    assert conditions["inputs.parameter_values['pipelinechannel--promote-4-Output'] == true"] == {"package-4"}
+    f_tasks = next(c for c in comps.values() if "train-3" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
+    carried = f_tasks["train-3"]["inputs"]["artifacts"]
+    assert carried["carry"] == {"componentInputArtifact": "pipelinechannel--compose-model"}
+    assert carried["carry_registered"] == {"componentInputArtifact": "pipelinechannel--register-3-registered"}
+    gate_metric = f_tasks["evaluate-4"]["inputs"]["parameters"]["gate_metric"]
+    assert gate_metric == {"runtimeValue": {"constant": "psnr_gain_db"}}
     valid = next(c for c in comps.values() if "train" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
     assert valid["evaluate"]["dependentTasks"] == ["train"]
     assert "prepare" not in valid and "validate" not in valid  # both run before the gate
@@ -138,6 +153,7 @@ def test_secrets_reach_the_steps_as_env(compiled):
 
     assert secrets("exec-train")["faceparse-mlflow"] == {"MLFLOW_TRACKING_URI"}
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FACEPARSE_S3_ENDPOINT"} <= secrets("exec-train")["faceparse-s3"]
+    assert secrets("exec-train-3") == secrets("exec-train")   # the fisn training launches the same way
     for step in ("exec-evaluate", "exec-register", "exec-promote", "exec-package"):
         assert "faceparse-mlflow" in secrets(step), step
     assert "faceparse-s3" in secrets("exec-prepare")

@@ -19,7 +19,7 @@ from PIL import Image
 from faceparse.config import load_params
 from faceparse.predict import predict
 from faceparse.serve import server
-from faceparse.serve.testing import port_overrides, tiny_bundle
+from faceparse.serve.testing import CLIENT_MISTAKES, PHOTO_CONTENT_TYPES, port_overrides, tiny_bundle
 
 pytestmark = pytest.mark.integration
 RES = 64
@@ -87,8 +87,7 @@ def test_curl_status_code_of_the_readme_request_is_200(served, repo_root, real_s
     assert r.stdout == "200", (r.stdout, r.stderr)
 
 
-@pytest.mark.parametrize("ctype", [None, "application/x-www-form-urlencoded", "text/plain", "image/jpeg",
-                                   "application/octet-stream", "image/png", "garbage/unknown; x=1"])
+@pytest.mark.parametrize("ctype", PHOTO_CONTENT_TYPES)
 def test_a_raw_photo_is_answered_whatever_its_content_type(served, real_samples, ctype):
     st, _ = served
     photo = (real_samples / "1.jpg").read_bytes()
@@ -96,15 +95,7 @@ def test_a_raw_photo_is_answered_whatever_its_content_type(served, real_samples,
     assert label_map(r).shape == (RES, RES)
 
 
-@pytest.mark.parametrize("body,ctype", [
-    (b"not an image at all", "application/x-www-form-urlencoded"),
-    (b"data=%FF%D8%FF", "application/x-www-form-urlencoded"),
-    (b"--xyz\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\nabc", "multipart/form-data; boundary=xyz"),
-    (b"no boundary here", "multipart/form-data"),
-    (b"{\"instances\": 3", "application/json"),
-    (b"[1, 2, 3]", "application/json"),
-    (b"", "image/jpeg"),
-])
+@pytest.mark.parametrize("body,ctype", CLIENT_MISTAKES)
 def test_client_mistakes_are_4xx_and_the_server_lives_on(served, real_samples, body, ctype):
     st, _ = served
     r = post(st, body, {"Content-Type": ctype})

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from faceparse.config import load_params
-from faceparse.serve.testing import assert_refused, assert_token_required, completion_bundle, post_prediction, serve_stage
+from faceparse.serve.testing import (CLIENT_MISTAKES, PHOTO_CONTENT_TYPES, assert_client_mistake, assert_refused,
+                                    assert_token_required, completion_bundle, post_prediction, serve_stage)
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,18 @@ def test_garbage_and_wrong_options_are_4xx(served, real_samples, body, headers, 
     st, _ = served
     assert_refused(st, body if body is not None else (real_samples / "1.jpg").read_bytes(), headers, status,
                    (real_samples / "2.jpg").read_bytes())
+
+
+@pytest.mark.parametrize("ctype", PHOTO_CONTENT_TYPES)
+def test_a_raw_photo_is_answered_whatever_its_content_type(served, real_samples, ctype):
+    """The parser's Content-Type matrix (test_readme_requests.py), through the router to this stage."""
+    r = post_prediction(served[0], (real_samples / "1.jpg").read_bytes(), {"Content-Type": ctype} if ctype else {})
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png", r.text[:300]
+
+
+@pytest.mark.parametrize("body,ctype", CLIENT_MISTAKES)
+def test_client_mistakes_are_4xx_and_the_server_lives_on(served, real_samples, body, ctype):
+    assert_client_mistake(served[0], body, ctype, (real_samples / "2.jpg").read_bytes())
 
 
 def test_no_token_is_refused(served, real_samples):

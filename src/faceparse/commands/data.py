@@ -91,6 +91,32 @@ def synth_cmd(
     console.print(f"[green]wrote[/] {path}: {_counts(path)}", soft_wrap=True)
 
 
+@data_app.command("synth3d")
+@friendly_errors
+def synth3d_cmd(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output dataset folder (default: recon3d.data.dir)"),
+    n: Optional[int] = typer.Option(None, "--n", help="number of faces (default: recon3d.data.synth3d.n)"),
+    size: Optional[int] = typer.Option(None, "--size", help="image size in pixels (default: recon3d.data.size)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    params: Optional[Path] = ParamsOpt,
+    set_: Optional[List[str]] = SetOpt,
+):
+    """Render the 3D face model over synthetic backgrounds, with and without occluders: the 3D reconstruction
+    stage's data, with its true coefficients (faceparse.data.synth3d; settings: recon3d.data.*)."""
+    from ..data.synth3d import write_dataset3d
+
+    d = dict(params_from(params, set_, "recon3d").get("data") or {})
+    syn = dict(d.get("synth3d") or {})
+    out = out or (Path(d["dir"]) if d.get("dir") else None)
+    n = n if n is not None else syn.pop("n", None)
+    syn.pop("n", None)
+    if out is None or n is None:
+        raise ValueError("give --out and --n (no recon3d.data.dir / recon3d.data.synth3d.n in params)")
+    path = write_dataset3d(out, n=n, size=size if size is not None else int(d.get("size", 128)),
+                           progress=not quiet, **syn)
+    console.print(f"[green]wrote[/] {path}: {_counts(path)}", soft_wrap=True)
+
+
 @data_app.command("ingest")
 @friendly_errors
 def ingest_cmd(

@@ -109,6 +109,9 @@ def register(app: typer.Typer) -> None:
                                                  help="output size in pixels, any value 1…4096 "
                                                       "(default: the model's input size)"),
         masks: bool = typer.Option(False, "--masks", help="also write <stem>_masks/<class>.png (0/255) per class"),
+        detect: bool = typer.Option(True, "--detect/--no-detect",
+                                    help="find, align and parse every face of a photo (default); --no-detect: "
+                                         "the inputs are aligned face crops, parsed whole"),
         batch_size: int = typer.Option(4, "--batch-size", help="images per forward pass"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1… (default: a GPU if any)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
@@ -118,13 +121,16 @@ def register(app: typer.Typer) -> None:
     ):
         """Parse faces in images with any model: label maps, overlays, masks.
 
-        Per input, --out gets <stem>_label.png (palette PNG of class ids) and <stem>_overlay.png. Inputs are resized to the model's input size; the label map is decoded at --resolution. Unreadable
-        images are reported and skipped (exit 1 once the rest are written)."""
+        Per input, --out gets <stem>_label.png (palette PNG of class ids) and <stem>_overlay.png. Photos: each
+        face is detected, aligned, parsed and warped back; the map has the photo's shape, its long side
+        --resolution (default: the photo's). Aligned faces (--no-detect, or a CelebAMask-HQ-framed photo) are
+        resized to the model's input size and decoded at --resolution². Unreadable images and photos without
+        a face are named and skipped (exit 1 once the rest are written)."""
         from ..predict import predict
 
         p = params_or_empty(params, set_, stage)
         results = predict(model, inputs, out, resolution=resolution, masks=masks, batch_size=batch_size,
-                          params=p, progress=not quiet, device=device)
+                          params=p, progress=not quiet, device=device, detect=detect)
         failed = [r for r in results if not r["ok"]]
         done = len(results) - len(failed)
         console.print(f"[green]predicted[/] {done} image(s) into {out}"

@@ -144,6 +144,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/demo/served_overlay.png"), "--out", help="where the returned overlay goes"),
         model: Optional[str] = typer.Option(None, "--model", help="registry URI or bundle dir (default: the champion)"),
         resolution: int = typer.Option(512, "--resolution", help="output size asked of the endpoint"),
+        detect: bool = typer.Option(True, "--detect/--no-detect",
+                                    help="--no-detect: IMAGE is an aligned face crop (sent with X-Detect: false)"),
         run_dir: Optional[Path] = RunDirOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
@@ -153,7 +155,8 @@ def register(app: typer.Typer) -> None:
         from ..serve.demo import serve_and_query
 
         p = params_from(params, set_, stage)
-        emit_json(serve_and_query(p, model or _champion(p), image, out, run_dir=run_dir, resolution=resolution))
+        emit_json(serve_and_query(p, model or _champion(p), image, out, run_dir=run_dir, resolution=resolution,
+                                  detect=detect))
 
     @rollout_app.command("start")
     @friendly_errors

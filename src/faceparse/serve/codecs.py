@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import imaging
+from .codec_recon3d import Recon3dCodec
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Item:
     image: Any
     tensor: Any
     options: imaging.Options
+    plan: Any = None    # parser: the photo's faces and crops (faceparse.photos.Plan); None: parsed whole
 
 
 def by_resolution(items: list[Item]) -> dict[int, list[int]]:
@@ -36,22 +38,49 @@ def by_resolution(items: list[Item]) -> dict[int, list[int]]:
 
 
 class ParserCodec:
+    """Label maps. A photo's faces are found and aligned when the request is parsed (``locate``: no face →
+    422) and each is parsed in place (``faceparse.photos``); an aligned face, or ``X-Detect: false``, is
+    parsed whole at ``resolution``² as before detection existed, batched by resolution."""
     formats = ("png", "overlay", "json")
     mirror_format = "png"
 
     def warmup(self, model, x, resolution: int) -> None:
+        from ..detect import detect_faces
+
         model(x, out_size=resolution)
+        detect_faces(np.zeros((64, 64, 3), np.uint8))   # the detector's weights loaded before any request
+
+    @staticmethod
+    def locate(image, opts: imaging.Options, input_size: int, max_side: int):
+        """The photo's plan (None with detection off); a photo without a face is refused with 422."""
+        from ..photos import NoFaceError, plan_photo
+
+        if not opts.detect:
+            return None
+        try:
+            return plan_photo(image, input_size, opts.resolution if opts.sized else None, max_side=max_side)
+        except NoFaceError as e:
+            raise imaging.RequestError(422, str(e)) from None
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
-        """Items grouped by output resolution (one forward each) → encoded answers, in item order."""
+        """Items parsed whole grouped by output resolution (one forward each), photos face by face →
+        encoded answers, in item order."""
         import torch
 
+        from ..photos import parse_planned
+
         outs: list = [None] * len(items)
-        for res, ks in by_resolution(items).items():
+        whole = [k for k, it in enumerate(items) if it.plan is None or it.plan.whole]
+        for res, ks in by_resolution([items[k] for k in whole]).items():
+            ks = [whole[k] for k in ks]
             x = torch.stack([items[k].tensor for k in ks])
             labels = model(x, out_size=res).argmax(1).to(torch.uint8).cpu().numpy()
             for k, lab in zip(ks, labels):
                 outs[k] = self.encode(lab, items[k], palette, table, version)
+        size = int(meta.get("input_size", 256))
+        for k, it in enumerate(items):
+            if outs[k] is None:
+                outs[k] = self.encode(parse_planned(model, it.image, it.plan, size), it, palette, table, version)
         return outs
 
     @staticmethod
@@ -61,8 +90,12 @@ class ParserCodec:
             return imaging.label_png(labels), "image/png"
         if opts.format == "overlay":
             return imaging.overlay_png(item.image, labels, palette), "image/png"
-        return json.dumps({"label_table": table.name, "resolution": opts.resolution, "model_version": version,
-                           "fractions": imaging.class_fractions(labels, table.classes)}).encode(), "application/json"
+        h, w = labels.shape
+        body = {"label_table": table.name, "resolution": max(h, w), "size": [w, h], "model_version": version,
+                "fractions": imaging.class_fractions(labels, table.classes)}
+        if item.plan is not None:
+            body["faces"] = [f.to_dict() for f in item.plan.faces]
+        return json.dumps(body).encode(), "application/json"
 
     @staticmethod
     def agreement(a: bytes, b: bytes) -> float | None:
@@ -196,7 +229,8 @@ class FisnCodec:
             return None
 
 
-CODECS = {"parser": ParserCodec(), "landmarks": LandmarkCodec(), "completion": CompletionCodec(), "fisn": FisnCodec()}
+CODECS = {"parser": ParserCodec(), "landmarks": LandmarkCodec(), "completion": CompletionCodec(), "fisn": FisnCodec(),
+          "recon3d": Recon3dCodec()}
 
 
 def codec_for(stage: str | None):

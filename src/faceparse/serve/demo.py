@@ -11,10 +11,11 @@ from typing import Any
 
 def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.PathLike, out: str | os.PathLike,
                     run_dir: str | os.PathLike | None = None, resolution: int = 512,
-                    keep_serving: bool | None = None) -> dict[str, Any]:
+                    keep_serving: bool | None = None, detect: bool = True) -> dict[str, Any]:
     """Start TorchServe with ``model_uri`` (restarting a server already running from ``run_dir``), POST
     ``image`` through the router endpoint for the overlay (``out``, PNG) and the class fractions
-    (``<out stem>.json``), then stop unless ``keep_serving`` (default: $KEEP_SERVING == "1")."""
+    (``<out stem>.json``), then stop unless ``keep_serving`` (default: $KEEP_SERVING == "1"). ``detect``
+    False: the image is an aligned face crop (``X-Detect: false``; a synthetic face has nothing to detect)."""
     from .client import Client
     from .server import _pid_alive, read_state, run_dir_of, start, status, stop
 
@@ -29,15 +30,16 @@ def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.Path
         cl = Client.from_state(st)
         name = st["model_name"]
         data = Path(image).read_bytes()
+        opt = {} if detect else {"headers": {"X-Detect": "false"}}
         t1 = time.perf_counter()
-        r = cl.predict(name, data, resolution=resolution, fmt="overlay", base=st["endpoint_url"])
+        r = cl.predict(name, data, resolution=resolution, fmt="overlay", base=st["endpoint_url"], **opt)
         latency_ms = (time.perf_counter() - t1) * 1000
         if r.status_code != 200:
             raise RuntimeError(f"prediction failed: {r.status_code} {r.text[:300]}")
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(r.content)
-        rj = cl.predict(name, data, resolution=resolution, fmt="json", base=st["endpoint_url"])
+        rj = cl.predict(name, data, resolution=resolution, fmt="json", base=st["endpoint_url"], **opt)
         if rj.status_code != 200:
             raise RuntimeError(f"prediction (json) failed: {rj.status_code} {rj.text[:300]}")
         fractions = rj.json()

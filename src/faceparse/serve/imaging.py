@@ -41,6 +41,19 @@ class RequestError(ImageError):
 class Options:
     resolution: int
     format: str = "png"
+    detect: bool = True      # parser: find and align the faces of a photo (False: an aligned face crop)
+    sized: bool = False      # the client asked for this resolution (a photo's map defaults to its own size)
+
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _flag(v: str | None, default: bool, name: str) -> bool:
+    if v in (None, ""):
+        return default
+    if v.lower() not in _BOOL:
+        raise RequestError(400, f"{name} must be true or false, got {v[:32]!r}")
+    return _BOOL[v.lower()]
 
 
 def _text(v: Any) -> str | None:
@@ -58,13 +71,15 @@ def _text(v: Any) -> str | None:
 
 def parse_options(values: Mapping[str, Any], headers: Mapping[str, Any] | None = None, *,
                   default_resolution: int = 256, min_resolution: int = MIN_RESOLUTION,
-                  max_resolution: int = MAX_RESOLUTION, formats: tuple[str, ...] = FORMATS) -> Options:
+                  max_resolution: int = MAX_RESOLUTION, formats: tuple[str, ...] = FORMATS,
+                  default_detect: bool = True) -> Options:
     """Options from query parameters / form fields (``values``), else from headers ``X-Resolution`` /
-    ``X-Format`` (case-insensitive). Missing → defaults (the format: ``formats[0]``, the model stage's
-    answers); malformed or out of range → RequestError(400)."""
+    ``X-Format`` / ``X-Detect`` (case-insensitive). Missing → defaults (the format: ``formats[0]``, the model
+    stage's answers); malformed or out of range → RequestError(400)."""
     hdr = {str(k).lower(): v for k, v in (headers or {}).items()}
     res = _text(values.get("resolution")) or _text(hdr.get("x-resolution"))
     fmt = _text(values.get("format")) or _text(hdr.get("x-format"))
+    detect = _flag(_text(values.get("detect")) or _text(hdr.get("x-detect")), default_detect, "detect")
     if res in (None, ""):
         resolution = int(default_resolution)
     else:
@@ -78,7 +93,7 @@ def parse_options(values: Mapping[str, Any], headers: Mapping[str, Any] | None =
     fmt = (fmt or formats[0]).lower()
     if fmt not in formats:
         raise RequestError(400, f"format must be one of {', '.join(formats)}; got {fmt[:32]!r}")
-    return Options(resolution, fmt)
+    return Options(resolution, fmt, detect, res not in (None, ""))
 
 
 def payload_bytes(value: Any) -> bytes:

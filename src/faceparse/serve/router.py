@@ -35,7 +35,7 @@ from .codecs import codec_for
 from .rollout_state import ROLLOUT
 
 ROUTER_PID, ROUTER_LOG = "router.pid", "router.log"
-FORWARD_HEADERS = ("authorization", "content-type", "x-resolution", "x-format", "accept")
+FORWARD_HEADERS = ("authorization", "content-type", "x-resolution", "x-format", "x-detect", "accept")
 MAX_BODY = 20 * 1024 * 1024
 MAX_LAT = 20000
 
@@ -182,7 +182,7 @@ class Router:
         except ValueError as e:
             return web.json_response({"code": 400, "type": "Bad Request", "message": str(e)}, status=400)
         # TorchServe 0.12 drops URL query parameters before the handler: carry them as headers
-        for opt in ("resolution", "format"):
+        for opt in ("resolution", "format", "detect"):
             if opt in request.query and not any(k.lower() == f"x-{opt}" for k in headers):
                 headers[f"X-{opt.capitalize()}"] = request.query[opt]
         self.total += 1

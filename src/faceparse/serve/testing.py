@@ -201,7 +201,80 @@ def serve_stage(params_file, stage: str, bundle, tmp):
         server.stop(Path(tmp) / "run")
 
 
+# The Content-Type matrix every served stage is held to, through the router (the parser:
+# tests/integration/test_readme_requests.py; completion, fisn: their test_serving_* modules). The request
+# handling is the stages' shared path, so each must answer a raw photo whatever the header says, and answer
+# a client's mistake with a 4xx and a message, never a 5xx.
+PHOTO_CONTENT_TYPES = [None, "application/x-www-form-urlencoded", "text/plain", "image/jpeg",
+                       "application/octet-stream", "image/png", "garbage/unknown; x=1"]
+CLIENT_MISTAKES = [
+    (b"not an image at all", "application/x-www-form-urlencoded"),
+    (b"data=%FF%D8%FF", "application/x-www-form-urlencoded"),
+    (b"--xyz\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\nabc", "multipart/form-data; boundary=xyz"),
+    (b"no boundary here", "multipart/form-data"),
+    (b"{\"instances\": 3", "application/json"),
+    (b"[1, 2, 3]", "application/json"),
+    (b"", "image/jpeg"),
+]
+
+
+def assert_client_mistake(st: dict[str, Any], body: bytes, ctype: str, good: bytes) -> None:
+    """One of CLIENT_MISTAKES is answered with a 4xx and a JSON message, and the server still answers ``good``."""
+    r = post_prediction(st, body, {"Content-Type": ctype})
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    assert json.loads(r.text)["message"]
+    assert post_prediction(st, good).status_code == 200
+
+
 def assert_token_required(st: dict[str, Any], good: bytes) -> None:
     """A request without the token is refused with a 4xx."""
     r = post_prediction(st, good, token=None)
     assert 400 <= r.status_code < 500, r.status_code
+
+
+def constant_class(bundle_dir, cls: int = 1) -> Path:
+    """Rewrite a tiny LIIF bundle so that it answers ``cls`` at every pixel (last layer: zero weights, a
+    one-hot bias): a parsed face region is then exactly where the crops land, a test can check geometry."""
+    import torch
+
+    from ..bundle import load_bundle, save_bundle
+
+    model, meta = load_bundle(bundle_dir)
+    n = int(meta["num_classes"])
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == n][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.nn.functional.one_hot(torch.tensor(cls), n).float() * 10)
+    return save_bundle(bundle_dir, model, meta)
+
+
+def group_photo(samples_dir, size=(1200, 560)):
+    """A wide 'group photo' from two real CelebAMask-HQ faces: sample 1 small on the left, sample 2 larger
+    and turned 15° on the right, on a plain backdrop → (RGB PIL image, [(centre x, centre y, pasted side)])."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", size, (90, 120, 150))
+    small = Image.open(Path(samples_dir) / "1.jpg").convert("RGB").resize((300, 300), Image.BICUBIC)
+    large = Image.open(Path(samples_dir) / "2.jpg").convert("RGB").resize((420, 420), Image.BICUBIC)
+    canvas.paste(small, (60, 200))
+    canvas.paste(large.rotate(15, resample=Image.BICUBIC), (700, 40))
+    return canvas, [(210.0, 350.0, 300.0), (910.0, 250.0, 420.0)]
+
+
+def faceless_photos() -> dict:
+    """Photos without a face: a colour gradient and a landscape-like scene (sky, ridge, grass, noise)."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = 360, 640
+    yy, xx = np.mgrid[0:h, 0:w]
+    grad = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), 128)], -1).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    land = np.stack([np.linspace(120, 200, h)[:, None].repeat(w, 1), np.linspace(160, 220, h)[:, None].repeat(w, 1),
+                     np.full((h, w), 240.0)], -1)
+    ridge = (h * 0.45 + np.cumsum(rng.normal(0, 3, w))).astype(int)
+    for x in range(w):
+        land[ridge[x]:, x] = [90, 100, 110]
+    land[int(h * 0.7):] = [60, 140, 50]
+    land = np.clip(land + rng.normal(0, 8, land.shape), 0, 255).astype(np.uint8)
+    return {"gradient": Image.fromarray(grad), "landscape": Image.fromarray(land)}

@@ -17,7 +17,8 @@ from typing import Any
 
 # name → module defining `STAGE` (imported on first use: `faceparse stages` stays light)
 _MODULES: dict[str, str] = {"parser": "faceparse.stages.parser", "landmarks": "faceparse.stages.landmarks",
-                           "completion": "faceparse.stages.completion", "fisn": "faceparse.stages.fisn"}
+                           "completion": "faceparse.stages.completion", "fisn": "faceparse.stages.fisn",
+                           "recon3d": "faceparse.stages.recon3d"}
 # where every stage's runs and models go: a stage section that leaves these out (or null) inherits them,
 # so `--set registry.tracking_uri=...` moves all stages together
 INHERITED = (("registry", "tracking_uri"), ("registry", "experiment"))

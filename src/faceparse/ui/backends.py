@@ -316,7 +316,9 @@ class Endpoint:
         from ..serve.client import token_refused
 
         name = self.names[stage]
-        headers = {"Content-Type": "application/octet-stream", "X-Format": fmt}
+        # X-Detect false: the page draws square maps of the photo as sent (the endpoint's face detection,
+        # which answers a photo's own shape or 422 without a face, is not shown here yet)
+        headers = {"Content-Type": "application/octet-stream", "X-Format": fmt, "X-Detect": "false"}
         if resolution:
             headers["X-Resolution"] = str(int(resolution))
         for attempt in (0, 1):

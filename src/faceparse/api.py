@@ -1,0 +1,141 @@
+"""The Python API: two lines from a photo to its face parsing.
+
+    import faceparse
+    parser = faceparse.load()                                  # the model shipped in faceparse/pretrained/
+    parser = faceparse.load("models:/faceparse-fpliif@champion")   # or the registry, a bundle dir, a .pt
+    result = parser("group.jpg", resolution=512)
+    result.labels      # (H, W) uint8 class ids, the photo's aspect ratio
+    result.masks       # {class name: (H, W) bool}
+    result.overlay     # PIL image: the class colours over the photo
+    result.faces       # detected faces: box, score, five points (photo pixels)
+    result.classes     # class names, index = class id
+
+Faces are detected, aligned, parsed and warped back onto the photo (``faceparse.photos``); a photo without a
+face raises :class:`faceparse.NoFaceError`; ``detect=False`` parses an already aligned face crop whole.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+
+
+class NoPretrainedModel(FileNotFoundError):
+    """``faceparse.load()`` found no bundle in the package's ``pretrained/`` folder."""
+
+
+@dataclass
+class ParseResult:
+    labels: np.ndarray
+    classes: list[str]
+    faces: list = field(default_factory=list)
+    image: Any = None            # the photo (RGB PIL image) as it was read
+    palette: np.ndarray | None = field(default=None, repr=False)
+    aligned: bool = False        # True: parsed whole (an aligned face, or detect=False)
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """One boolean (H, W) mask per class of the label table."""
+        return {name: self.labels == c for c, name in enumerate(self.classes)}
+
+    @property
+    def overlay(self):
+        """The class colours blended over the photo resized to the label map (background left as is)."""
+        from PIL import Image
+
+        from .plots import overlay
+
+        h, w = self.labels.shape
+        base = np.asarray(self.image.convert("RGB").resize((w, h), Image.BICUBIC), dtype=np.uint8)
+        return Image.fromarray(overlay(base, self.labels, self.palette))
+
+    def present(self) -> list[str]:
+        """Names of the classes found in the map."""
+        return [self.classes[c] for c in np.unique(self.labels).tolist() if c < len(self.classes)]
+
+
+class Parser:
+    """A loaded parser bundle; call it on a photo (path, PIL image or uint8 RGB array)."""
+
+    def __init__(self, net, meta: dict[str, Any], source: str):
+        from .labels import get_table
+
+        if str(meta.get("stage", "parser")) != "parser":
+            raise ValueError(f"{source} is a {meta['stage']} bundle, not a face parser")
+        self.net, self.meta, self.source = net, meta, source
+        self.table = get_table(meta["label_table"])
+        self.input_size = int(meta.get("input_size", 256))
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.table.classes)
+
+    def __repr__(self) -> str:
+        return f"Parser({self.source!r}, input_size={self.input_size}, classes={len(self.classes)})"
+
+    def __call__(self, image, resolution: int | None = None, detect: bool = True) -> ParseResult:
+        """Parse ``image``; ``resolution``: the label map's long side (default: the photo's own; an aligned
+        face: the model's input size). Raises NoFaceError when detection finds no face."""
+        import torch
+
+        from .models import check_out_size
+        from .photos import parse_planned, parse_whole, plan_photo
+
+        img, what = _as_image(image)
+        if resolution is not None:
+            check_out_size(int(resolution))
+        plan = plan_photo(img, self.input_size, resolution, detect=detect, what=what)
+        with torch.inference_mode():
+            if plan.whole:
+                labels = parse_whole(self.net, [img], self.input_size, plan.size[0])[0]
+            else:
+                labels = parse_planned(self.net, img, plan, self.input_size)
+        return ParseResult(labels, self.classes, plan.faces, img, self.table.palette(), plan.whole)
+
+
+def _as_image(image):
+    """(RGB PIL image, how to name it in messages)."""
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        from .images import read_image
+
+        return read_image(Path(image)), str(image)
+    if isinstance(image, Image.Image):
+        return image.convert("RGB"), "the image"
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"image must be a path, a PIL image or uint8 RGB (H, W, 3), got {arr.dtype} {arr.shape}")
+    return Image.fromarray(arr), "the image"
+
+
+def _pretrained() -> Path:
+    from .bundle import META
+
+    if (PRETRAINED / META).is_file():
+        return PRETRAINED
+    raise NoPretrainedModel(
+        f"no model ships with this faceparse yet (no {META} in {PRETRAINED}). Pass one: "
+        "faceparse.load('models:/faceparse-fpliif@champion') (the MLflow registry that `make run` fills), "
+        "a bundle directory (weights.pt + bundle.json) or a training checkpoint .pt — or copy a bundle's two "
+        f"files into {PRETRAINED}.")
+
+
+def load(model: str | os.PathLike | None = None, device: str | None = None,
+         tracking_uri: str | None = None) -> Parser:
+    """A :class:`Parser` from ``model``: None → the bundle shipped in ``faceparse/pretrained/``;
+    ``models:/name@alias`` / ``models:/name/<version>`` (tracking URI: given, else $MLFLOW_TRACKING_URI /
+    params.yaml), a bundle directory or a training checkpoint ``.pt``."""
+    from .bundle import load_bundle
+    from .evaluate import pick_device
+    from .registry import resolve_bundle
+
+    ref = _pretrained() if model is None else model
+    bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri)
+    net, meta = load_bundle(bdir)
+    return Parser(net.to(pick_device(device)), meta, str(info.get("uri") or ref))

@@ -1,0 +1,70 @@
+"""What a reconstruction answers: the coefficients (JSON), the mesh (OBJ with per-vertex colours) and the
+render over the photo. Shared by `faceparse reconstruct`, serving (faceparse.serve.codec_recon3d) and the
+evaluation's contact sheet."""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import torch
+
+OVERLAY_ALPHA = 0.75
+
+
+@torch.no_grad()
+def reconstruct(model, x: torch.Tensor):
+    """Model inputs (B, 3, S, S) → (coefficients (B, K) numpy, Render at S)."""
+    y = model(x).float()
+    return y.cpu().numpy(), model.render(y)
+
+
+def obj_text(vertices: np.ndarray, colours: np.ndarray, faces: np.ndarray, comment: str = "") -> str:
+    """Wavefront OBJ: ``v x y z r g b`` (cm; colours clipped to [0, 1], the common vertex-colour extension),
+    1-based triangles."""
+    buf = io.StringIO()
+    if comment:
+        buf.write("".join(f"# {line}\n" for line in comment.splitlines()))
+    rgb = np.clip(colours, 0.0, 1.0)
+    np.savetxt(buf, np.hstack([vertices, rgb]), fmt="v %.4f %.4f %.4f %.4f %.4f %.4f")
+    np.savetxt(buf, np.asarray(faces) + 1, fmt="f %d %d %d")
+    return buf.getvalue()
+
+
+def overlay(photo: np.ndarray, image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """The render (3, S, S) in [0, 1] with its mask (1, S, S) blended over the photo (H, W, 3) uint8."""
+    import cv2
+
+    h, w = photo.shape[:2]
+    rgb = cv2.resize(image.clamp(0, 1).permute(1, 2, 0).cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
+    m = cv2.resize(mask[0].cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)[..., None] * OVERLAY_ALPHA
+    return np.clip(photo.astype(np.float32) * (1 - m) + rgb * 255.0 * m + 0.5, 0, 255).astype(np.uint8)
+
+
+def landmarks_px(out, k: int, image_size: tuple[int, int], size: int) -> np.ndarray:
+    """Item ``k``'s projected landmarks in the photo's own pixels (the model saw it resized to ``size``²)."""
+    return out.landmarks[k].cpu().numpy() / size * np.asarray(image_size, np.float64)
+
+
+def coeffs_json(face, y: np.ndarray, points: np.ndarray, image_size: tuple[int, int], version: str = "") -> bytes:
+    from .net import describe
+
+    return json.dumps({**describe(face, y), "landmarks": np.round(points, 3).tolist(), "image_size": list(image_size),
+                       "landmark_convention": "iBUG 68 landmark vertices projected, (x, y) pixels of the input image",
+                       **({"model_version": version} if version else {})}).encode()
+
+
+def mesh_obj(face, out, k: int, comment: str = "") -> str:
+    return obj_text(out.vertices[k].cpu().numpy(), out.colours[k].cpu().numpy(), face.triangles.cpu().numpy(), comment)
+
+
+def answer_item(face, out, y: np.ndarray, k: int, photo, fmt: str, size: int, version: str = "") -> tuple[bytes, str]:
+    """One served answer: ``json`` (coefficients + landmarks), ``obj`` (the mesh) or ``overlay`` (PNG)."""
+    if fmt == "json":
+        return coeffs_json(face, y[k], landmarks_px(out, k, photo.size, size), photo.size, version), "application/json"
+    if fmt == "obj":
+        return mesh_obj(face, out, k, f"faceparse recon3d {version}".strip()).encode(), "text/plain"
+    from ..serve.imaging import encode_png
+
+    return encode_png(overlay(np.asarray(photo.convert("RGB")), out.image[k], out.mask[k])), "image/png"

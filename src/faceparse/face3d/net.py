@@ -1,0 +1,52 @@
+"""The reconstruction network: a ResNet regressing the face model's coefficient vector, with the face model
+and renderer it is read through (their buffers are not in the state dict: the bundle stores the network)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import POSE_NAMES, FaceModel
+from .render import F0, SH_AMBIENT, Render, Renderer, project
+
+
+class Recon3dNet(nn.Module):
+    """images (B, 3, S, S) in [-1, 1] → coefficients (B, K) (``face.sizes`` order)."""
+
+    def __init__(self, cfg: dict[str, Any], input_size: int):
+        super().__init__()
+        from ..models.resnet import build_resnet
+
+        self.face = FaceModel(int(cfg.get("n_id", 100)), int(cfg.get("n_exp", 53)), int(cfg.get("n_albedo", 16)))
+        self.backbone = build_resnet(cfg, self.face.num_coeffs)
+        self.renderer = Renderer(self.face, input_size)
+        self.input_size = int(input_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def render(self, y: torch.Tensor, size: int | None = None) -> Render:
+        return self.renderer(y, size)
+
+    def landmarks(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 68, 2) projected landmark vertices in [0, 1] image units (no rasterisation)."""
+        c = self.face.split(y)
+        verts = self.face.vertices(c["id"], c["exp"])[:, self.face.landmarks]
+        return project(verts, c["pose"], 1)[0]
+
+
+def describe(face: FaceModel, y: np.ndarray) -> dict[str, Any]:
+    """One coefficient vector → the JSON-able groups, with the pose spelt out (angles in degrees too)."""
+    c = {k: v.tolist() for k, v in face.split(torch.as_tensor(y, dtype=torch.float32)).items()}
+    pose = dict(zip(POSE_NAMES, c["pose"]))
+    return {"identity": c["id"], "expression": c["exp"], "albedo": c["albedo"], "sh": c["sh"],
+            "pose": {**pose, "f": F0 * float(np.exp(pose["log_scale"])),
+                     "degrees": {k: float(np.degrees(pose[k])) for k in ("pitch", "yaw", "roll")}},
+            "layout": {"identity": "ICT-FaceKit identity modes (weights ~ N(0, 1))",
+                       "expression": "ICT-FaceKit ARKit blendshapes (weights ~ [0, 1])",
+                       "albedo": f"{face.n_albedo} mesh-Laplacian eigenvectors × RGB (eigenvector-major)",
+                       "sh": f"9 SH bands × RGB (band-major); {SH_AMBIENT:.4f} added to band 0",
+                       "pose": "pitch, yaw, roll (rad), log_scale (f = F0·exp), tx, ty (normalised image units, y up)",
+                       "units": "cm, x = subject's left, y up, z towards the camera"}}
