@@ -11,8 +11,11 @@ step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 
 # A real photo for the demo query: the shared CelebAMask-HQ sample when present, else a synthetic face.
 photo=../shared/fixtures/celebamask-hq-samples/0.jpg
-model_name() { python -c "from faceparse.config import load_params; from faceparse.stages import for_stage; \
-print(for_stage(load_params(), '$1')['registry']['model_name'])"; }
+# each stage's registry model name, read once (one Python start instead of one per name)
+eval "$(python -c "from faceparse.config import load_params; from faceparse.stages import for_stage; p = load_params(); \
+print('\n'.join(f'name_{s}={for_stage(p, s)[\"registry\"][\"model_name\"]}' for s in \
+('parser', 'landmarks', 'completion', 'fisn', 'recon3d')))")"
+model_name() { local v="name_$1"; echo "${!v}"; }
 parser=$(model_name parser)
 landmarks=$(model_name landmarks)
 
@@ -22,10 +25,8 @@ carrying the completion bundle): train → evaluate → register; 3D reconstruct
 data): synth3d → train → evaluate (clean / occluded / de-occluded inputs) → register"
 dvc repro
 
-for stage in parser landmarks completion fisn recon3d; do
-  step "promote the $stage challenger if it beats the champion"
-  faceparse promote --stage "$stage"
-done
+step "promote each stage's challenger (parser, landmarks, completion, fisn, recon3d) if it beats the champion"
+faceparse promote --stage parser,landmarks,completion,fisn,recon3d
 
 # a synthetic face is an aligned crop with nothing for the photo face detector: parsed whole (--no-detect)
 nodetect=""

@@ -72,20 +72,25 @@ def register(app: typer.Typer) -> None:
     @app.command("promote")
     @friendly_errors
     def promote_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt,
-                    stage: Optional[str] = StageOpt):
+                    stage: Optional[str] = typer.Option(
+                        None, "--stage", help="model stage (default: params `stage`); several comma-separated "
+                                              "(parser,landmarks) are promoted in turn by one process")):
         """Move alias 'champion' to the challenger if it beats the champion's test metric (the stage's:
         mean F1, higher is better; landmark NME, lower is better).
 
         The challenger must beat the champion by more than registry.promote_margin; the first model is always
         promoted. The decision and its reason are recorded as model-version tags; a refusal is not an error
-        (exit 0, "promoted": false)."""
+        (exit 0, "promoted": false). With several stages the JSON is a list, one decision per stage."""
         from ..registry import promote
 
-        res = promote(params_from(params, set_, stage))
-        colour = "green" if res["promoted"] else "yellow"
-        console.print(f"[{colour}]{'promoted' if res['promoted'] else 'not promoted'}[/]: {res['reason']}",
-                      soft_wrap=True)
-        emit_json(res)
+        results = []
+        for one in (stage.split(",") if stage else [None]):
+            res = promote(params_from(params, set_, one.strip() if one else None))
+            colour = "green" if res["promoted"] else "yellow"
+            console.print(f"[{colour}]{'promoted' if res['promoted'] else 'not promoted'}[/]"
+                          f"{f' ({one.strip()})' if stage and ',' in stage else ''}: {res['reason']}", soft_wrap=True)
+            results.append(res)
+        emit_json(results if stage and "," in stage else results[0])
 
     @app.command("rollback")
     @friendly_errors
