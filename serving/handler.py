@@ -53,7 +53,9 @@ class FaceParseHandler(BaseHandler):
         props = context.system_properties
         model_dir = props.get("model_dir")
         cfg = dict((getattr(context, "model_yaml_config", None) or {}).get("handler") or {})
-        self.model, self.meta = load_bundle(model_dir)
+        # precision: the bundle's ("precision": "int8" from `faceparse quantize`), unless the model config's
+        # handler.precision overrides it (fp32 | int8)
+        self.model, self.meta = load_bundle(model_dir, precision=cfg.get("precision"))
         self.device = torch.device("cpu")
         self.stage = str(self.meta.get("stage", "parser"))
         self.codec = codec_for(self.stage)
@@ -85,7 +87,8 @@ class FaceParseHandler(BaseHandler):
             x = torch.zeros(1, 3, self.input_size, self.input_size)
             self.codec.warmup(self.model, x, self.min_res)
         self.initialized = True
-        logger.info("faceparse handler ready: stage=%s version=%s", self.stage, self.version)
+        logger.info("faceparse handler ready: stage=%s version=%s precision=%s", self.stage, self.version,
+                    self.meta.get("precision", "fp32"))
 
     # --- request parsing --------------------------------------------------------------------------
     def _headers(self, context, idx: int) -> dict:

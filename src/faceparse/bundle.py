@@ -49,11 +49,22 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     return json.loads(p.read_text())
 
 
-def load_bundle(directory: str | os.PathLike, map_location: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_bundle(directory: str | os.PathLike, map_location: str = "cpu",
+                precision: str | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model (eval mode) and its meta. ``precision``: fp32 | int8 (default: the bundle's ``precision``,
+    fp32 when it has none); int8 needs the calibration ``faceparse quantize`` records (faceparse.models.int8).
+    The returned meta's ``precision`` is the one the model runs in."""
     meta = read_meta(directory)
     from .stages import get_stage
 
     model = get_stage(meta.get("stage", "parser")).build_model(meta)
     state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
     model.load_state_dict(state)
-    return model.eval(), meta
+    model.eval()
+    want = precision or meta.get("precision")
+    if want is None:
+        return model, meta
+    from .models.int8 import apply_precision, check_precision
+
+    want = check_precision(want)
+    return apply_precision(model, meta, want), {**meta, "precision": want}

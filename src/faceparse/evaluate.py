@@ -48,6 +48,18 @@ def pick_device(name: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def int8_device(meta: dict[str, Any], name: str | None = None):
+    """pick_device, except that an int8 model runs on the CPU (its kernels are x86 ones): asking for another
+    device with it is an error."""
+    import torch
+
+    if meta.get("precision") != "int8":
+        return pick_device(name)
+    if name and torch.device(name).type != "cpu":
+        raise ValueError(f"int8 inference runs on the CPU; got --device {name} (use --precision fp32 there)")
+    return torch.device("cpu")
+
+
 def _quarantine_file(params: dict[str, Any]) -> Path | None:
     out_dir = (params.get("validate") or {}).get("out_dir")
     if not out_dir:
@@ -57,11 +69,13 @@ def _quarantine_file(params: dict[str, Any]) -> Path | None:
 
 
 def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None,
-             dataset_dir: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
+             dataset_dir: str | os.PathLike | None = None, progress: bool = True,
+             precision: str | None = None) -> dict[str, Any]:
     """Evaluate a bundle of the params' stage (default its ``train.bundle_dir``; also a ``models:/`` URI or
     a checkpoint, see ``faceparse.registry.resolve_bundle``) on ``evaluate.split`` of ``data.dir`` minus
     quarantined ids. The stage scores it (its primary metric at the top level of the result); this writes
-    ``evaluate.metrics_file``, the stage's reports, and logs to the bundle's MLflow run when it has one."""
+    ``evaluate.metrics_file``, the stage's reports, and logs to the bundle's MLflow run when it has one.
+    ``precision``: fp32 | int8 (default: the bundle's; recorded in the result)."""
     from .bundle import WEIGHTS, load_bundle
     from .data.manifest import load_split
     from .registry import resolve_bundle
@@ -78,12 +92,12 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
         raise ConfigError("params: missing train.bundle_dir (or pass a bundle)")
     data_dir = Path(dataset_dir if dataset_dir is not None else section(params, "data").get("dir", ""))
     bdir, binfo = resolve_bundle(bundle_ref, tracking_uri=tracking_uri(params) if bundle_ref.startswith("models:/") else None)
-    model, meta = load_bundle(bdir)
+    model, meta = load_bundle(bdir, precision=precision)
     stage = get_stage(meta.get("stage", "parser"))
     if stage.name != params["stage"]:
         raise ValueError(f"{bundle_ref} is a {stage.name!r} model but the params are for the {params['stage']!r} "
                          f"stage: pass --stage {stage.name}")
-    model.to(pick_device(ev.get("device")))
+    model.to(int8_device(meta, ev.get("device")))
     quarantine = _quarantine_file(params)
     df = load_split(data_dir, ev["split"], quarantine)
     if len(df) == 0:
@@ -96,7 +110,7 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
         "bundle_sha256": sha256_file(Path(bdir) / WEIGHTS),
         **({"model_version": binfo["version"]} if binfo.get("version") else {}),
         "dataset": str(data_dir), "dataset_sha256": data_sha,
-        "quarantine": str(quarantine) if quarantine else None,
+        "quarantine": str(quarantine) if quarantine else None, "precision": meta.get("precision", "fp32"),
         **({"mlflow_run_id": meta["mlflow_run_id"]} if meta.get("mlflow_run_id") else {}),
     })
     result = clean(result)

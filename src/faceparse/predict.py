@@ -109,17 +109,19 @@ def _safe(name: str) -> str:
 
 def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
             masks: bool = False, batch_size: int = 4, params: dict[str, Any] | None = None,
-            progress: bool = True, device: str | None = None, detect: bool = True) -> list[dict[str, Any]]:
+            progress: bool = True, device: str | None = None, detect: bool = True,
+            precision: str | None = None) -> list[dict[str, Any]]:
     """Predict every input; returns one dict per input: {"input", "ok", "label", "overlay", "masks",
     "classes", "resolution", "size", "faces", "aligned"} or {"input", "ok": False, "error"} (``"no_face":
     True`` when detection found none). Raises ValueError when there is no input image at all; an unreadable
-    image is an entry with ok=False (the caller decides the exit code). ``detect``: parser bundles only."""
+    image is an entry with ok=False (the caller decides the exit code). ``detect``: parser bundles only.
+    ``precision``: fp32 | int8 (default: the bundle's; int8 runs on the CPU, faceparse.models.int8)."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .bundle import load_bundle
     from .log import console
-    from .evaluate import pick_device
+    from .evaluate import int8_device
     from .registry import resolve_bundle
 
     paths = expand_inputs(inputs)
@@ -136,11 +138,11 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
 
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
-    net, meta = load_bundle(bdir)
+    net, meta = load_bundle(bdir, precision=precision)
     other = {"completion": "complete", "fisn": "deocclude", "recon3d": "reconstruct"}.get(str(meta.get("stage")))
     if other:
         raise ValueError(f"{model} is a {meta['stage']} bundle: use `faceparse {other} --model {model} IMAGES --out DIR`")
-    net.to(pick_device(device))
+    net.to(int8_device(meta, device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run, write, what = (_landmark_steps(net, meta, out) if meta.get("stage") == "landmarks"
@@ -174,6 +176,7 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
     results.sort(key=lambda r: order[r["input"]])
     for r in results:
         r.setdefault("model", info.get("uri"))
+        r.setdefault("precision", meta.get("precision", "fp32"))
     return results
 
 

@@ -295,6 +295,7 @@ class Recon3dModel(_Section):
     n_id: Optional[int] = None
     n_exp: Optional[int] = None
     n_albedo: Optional[int] = None
+    head_scale: Optional[dict[str, float]] = None
 
 
 class Recon3dLoss(_Section):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from faceparse.config import ConfigError, apply_overrides, load_params, model_config
@@ -58,7 +60,7 @@ def test_bad_key_inside_a_params_file_names_the_file(tmp_path, repo_root):
         load_params(variant)
     assert str(variant) in str(e.value) and "did you mean train.epochs?" in str(e.value)
     base = tmp_path / "base.yaml"    # a bad base is named too, not the variant that extends it
-    base.write_text((repo_root / "params.yaml").read_text().replace("  epochs: 24", "  epocs: 24"))
+    base.write_text(re.sub(r"(?m)^  epochs:", "  epocs:", (repo_root / "params.yaml").read_text(), count=1))
     variant.write_text("extends: base.yaml\n")
     with pytest.raises(ConfigError, match=r"base\.yaml: unknown key train\.epocs"):
         load_params(variant)

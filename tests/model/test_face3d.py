@@ -124,3 +124,23 @@ def test_render_gradients_reach_shape_albedo_light_and_pose(face):
     assert torch.isfinite(g).all()
     for name, part in face.split(g).items():
         assert part.abs().sum() > 0, name
+
+
+def test_head_scale_and_grid_head_keep_the_zero_start_and_scale_their_groups():
+    """head_scale multiplies each coefficient group of the head's output; a grid head (pooled to grid²
+    cells, output / grid²) still starts at all-zero coefficients and sees where things are."""
+    from faceparse.face3d.net import Recon3dNet
+
+    torch.manual_seed(0)
+    net = Recon3dNet({"block": "basic", "layers": [1, 1, 1, 1], "width": 8, "grid": 4,
+                      "head_scale": {"id": 0.1, "exp": 0.5}}, 48)
+    x = torch.rand(2, 3, 48, 48) * 2 - 1
+    assert torch.equal(net(x), torch.zeros(2, net.face.num_coeffs))
+    assert net.backbone.fc.in_features == 64 * 16
+    torch.nn.init.constant_(net.backbone.fc.bias, 1.0)
+    c = net.face.split(net(x))
+    assert torch.allclose(c["id"], torch.full_like(c["id"], 0.1 / 16))
+    assert torch.allclose(c["exp"], torch.full_like(c["exp"], 0.5 / 16))
+    assert torch.allclose(c["pose"], torch.full_like(c["pose"], 1 / 16))
+    with pytest.raises(ValueError, match="unknown groups"):
+        Recon3dNet({"block": "basic", "layers": [1, 1, 1, 1], "width": 8, "head_scale": {"shape": 0.1}}, 48)

@@ -11,6 +11,8 @@ from ..config import ConfigError
 from ..stages import get_stage
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
+PrecisionOpt = typer.Option(None, "--precision",
+                            help="fp32 | int8 (default: the bundle's; int8 needs a bundle from `faceparse quantize`)")
 ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weights.pt + bundle.json) or a "
              "training checkpoint .pt")
 
@@ -24,6 +26,7 @@ def register(app: typer.Typer) -> None:
                                              help=f"model to evaluate (default: train.bundle_dir): {ModelHelp}"),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="canonical dataset (default: data.dir)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        precision: Optional[str] = PrecisionOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
         stage: Optional[str] = StageOpt,
@@ -35,7 +38,8 @@ def register(app: typer.Typer) -> None:
         metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout."""
         from ..evaluate import evaluate
 
-        res = evaluate(params_from(params, set_, stage), bundle_dir=bundle, dataset_dir=data, progress=not quiet)
+        res = evaluate(params_from(params, set_, stage), bundle_dir=bundle, dataset_dir=data, progress=not quiet,
+                       precision=precision)
         key = get_stage(res["stage"]).primary_metric
         value = "n/a" if res.get(key) is None else f"{res[key]:.4f}"
         console.print(f"[green]evaluated[/] {res['bundle']} ({res['stage']}) on {res['n_images']} {res['split']} "
@@ -45,7 +49,7 @@ def register(app: typer.Typer) -> None:
                                  for s, m in sorted(res["multires"].items(), key=lambda kv: int(kv[0])))
             console.print(f"mean F1 by output size: {multires}", soft_wrap=True)
         emit_json({k: res[k] for k in (key, "mean_f1", "miou", "pixel_acc", "mean_shape_nme", "n_images", "multires",
-                                       "stage", "bundle", "bundle_sha256") if k in res})
+                                       "stage", "bundle", "bundle_sha256", "precision") if k in res})
 
     @app.command("register")
     @friendly_errors
@@ -120,6 +124,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(4, "--batch-size", help="images per forward pass"),
         device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1… (default: a GPU if any)"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        precision: Optional[str] = PrecisionOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
         stage: Optional[str] = StageOpt,
@@ -135,7 +140,7 @@ def register(app: typer.Typer) -> None:
 
         p = params_or_empty(params, set_, stage)
         results = predict(model, inputs, out, resolution=resolution, masks=masks, batch_size=batch_size,
-                          params=p, progress=not quiet, device=device, detect=detect)
+                          params=p, progress=not quiet, device=device, detect=detect, precision=precision)
         failed = [r for r in results if not r["ok"]]
         done = len(results) - len(failed)
         console.print(f"[green]predicted[/] {done} image(s) into {out}"
@@ -143,3 +148,26 @@ def register(app: typer.Typer) -> None:
         emit_json({"model": model, "out": str(out), "ok": done, "failed": len(failed), "results": results})
         if failed:
             raise typer.Exit(1)
+
+    @app.command("quantize")
+    @friendly_errors
+    def quantize_cmd(
+        bundle: str = typer.Option(..., "--bundle", "-b", help=f"the fp32 parser: {ModelHelp}"),
+        out: Path = typer.Option(..., "--out", "-o", help="folder of the int8 bundle"),
+        calib: int = typer.Option(32, "--calib", help="training images the activation ranges are calibrated on"),
+        data: Optional[Path] = typer.Option(None, "--data", "-d", help="canonical dataset (default: data.dir)"),
+        split: str = typer.Option("train", "--split", help="split the calibration images come from"),
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+    ):
+        """Int8 parser bundle: activation ranges calibrated on --calib training images, recorded in bundle.json
+        with "precision": "int8" (the fp32 weights kept). predict / evaluate / serve then run it in int8 (x86
+        CPU; --precision fp32 still runs it in fp32)."""
+        from ..quantize import quantize_bundle
+
+        res = quantize_bundle(bundle, out, calib=calib, data_dir=data, split=split,
+                              params=params_or_empty(params, set_))
+        cal = res["calibration"]
+        console.print(f"[green]quantized[/] {bundle} → {out} (int8, {cal['images']} {cal['split']} images)",
+                      soft_wrap=True)
+        emit_json(res)

@@ -23,9 +23,10 @@ class Recon3dNet(nn.Module):
         self.backbone = build_resnet(cfg, self.face.num_coeffs)
         self.renderer = Renderer(self.face, input_size)
         self.input_size = int(input_size)
+        self.register_buffer("head_scale", head_scale(self.face, cfg.get("head_scale")), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(x) * self.head_scale
 
     def render(self, y: torch.Tensor, size: int | None = None) -> Render:
         return self.renderer(y, size)
@@ -35,6 +36,20 @@ class Recon3dNet(nn.Module):
         c = self.face.split(y)
         verts = self.face.vertices(c["id"], c["exp"])[:, self.face.landmarks]
         return project(verts, c["pose"], 1)[0]
+
+
+def head_scale(face: FaceModel, spec: dict[str, float] | None) -> torch.Tensor:
+    """(K,) factor per coefficient: the head's raw output times its group's ``spec`` value (default 1).
+
+    Why: Adam moves every weight of the zero-initialised head by about ``lr`` per step whatever its
+    gradient's size, and the pooled features it multiplies are all positive, so each output moves by about
+    ``lr · (1 + Σ features)`` per step in its own units — for every group alike. A factor below 1 shrinks
+    that step for a group (the same as a lower learning rate for its rows of the head)."""
+    spec = dict(spec or {})
+    unknown = set(spec) - set(face.sizes)
+    if unknown:
+        raise ValueError(f"recon3d.model.head_scale: unknown groups {sorted(unknown)} (known: {list(face.sizes)})")
+    return torch.cat([torch.full((n,), float(spec.get(g, 1.0))) for g, n in face.sizes.items()])
 
 
 def describe(face: FaceModel, y: np.ndarray) -> dict[str, Any]:

@@ -63,6 +63,7 @@ class LIIFDecoder(nn.Module):
         self.code_dim = reduce[-1] if reduce else in_ch * (9 if unfold else 1)
         # The query MLP, input [ẑ, g, rel] = 2·code + 2 (130 for the paper).
         self.imnet = mlp([2 * self.code_dim + 2, *hidden, num_classes])
+        self.int8 = None  # int8 hidden layers for CPU inference, once quantised (faceparse.models.int8)
 
     # --- per-image state -----------------------------------------------------------------------
     def prepare(self, z: torch.Tensor) -> dict:
@@ -120,7 +121,8 @@ class LIIFDecoder(nn.Module):
         # CPU: tiles of CPU_TILE queries keep each layer's activations in cache (decoder ~1.6× faster
         # than one large GEMM per layer on 2 cores).
         if factorized and not torch.is_grad_enabled():
-            return self._decode_cpu_inference(state, idx, rel, wts).view(b, q, -1)
+            decode = self._decode_cpu_inference if self.int8 is None else self.int8.decode
+            return decode(state, idx, rel, wts).view(b, q, -1)
         n, t = b * q, self.CPU_TILE
         outs = [decode(state, idx[4 * s:4 * (s + t)], rel[4 * s:4 * (s + t)], wts[s:s + t]) for s in range(0, n, t)]
         return torch.cat(outs).view(b, q, -1)

@@ -3,7 +3,8 @@ coefficient regressor of the 3D reconstruction stage (Zhao & Qi: ResNet-50 at 22
 
 ``resnet50``: bottleneck blocks [3, 4, 6, 3], width 64 (torchvision's layout: 23.5 M parameters before the
 head). ``small``: basic blocks [1, 1, 1, 1], width 16 — a narrow ResNet-10 for the CPU demo at 96–128².
-The head is global average pooling → one linear layer to the coefficient vector, **zero-initialised**
+The head is average pooling (to one vector; ``grid: 4`` in ``small``: to 4 × 4 cells, see ResNet) → one
+linear layer to the coefficient vector, **zero-initialised**
 (weights and bias), so the untrained network answers all-zero coefficients: the mean face, frontal, under
 ambient light (Deng et al.: training otherwise tends to stay stuck away from the face).
 """
@@ -13,7 +14,7 @@ from torch import nn
 
 PRESETS = {
     "resnet50": {"block": "bottleneck", "layers": [3, 4, 6, 3], "width": 64},
-    "small": {"block": "basic", "layers": [1, 1, 1, 1], "width": 16},
+    "small": {"block": "basic", "layers": [1, 1, 1, 1], "width": 16, "grid": 4},
 }
 
 
@@ -58,7 +59,8 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     """images (B, 3, S, S) in [-1, 1] → (B, num_outputs)."""
 
-    def __init__(self, num_outputs: int, block: str = "bottleneck", layers=(3, 4, 6, 3), width: int = 64):
+    def __init__(self, num_outputs: int, block: str = "bottleneck", layers=(3, 4, 6, 3), width: int = 64,
+                 grid: int = 1):
         super().__init__()
         kind = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
         self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
@@ -70,8 +72,12 @@ class ResNet(nn.Module):
                 stages.append(kind(cin, planes, 2 if (j == 0 and i > 0) else 1))
                 cin = planes * kind.expansion
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_outputs)
+        # grid > 1: average-pool to a grid × grid map and flatten it, so the head still sees where things are
+        # (recon3d: pose learns from it, measured). Adam moves each head weight by about lr per step, so a head
+        # with grid² times the inputs would move its outputs grid² times as fast: its output is divided by grid².
+        self.pool = nn.AdaptiveAvgPool2d(int(grid))
+        self.fc = nn.Linear(cin * int(grid) ** 2, num_outputs)
+        self.out_scale = 1.0 / int(grid) ** 2
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -82,9 +88,10 @@ class ResNet(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, x):
-        return self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
+        out = self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
+        return out * self.out_scale if self.out_scale != 1.0 else out
 
 
 def build_resnet(cfg: dict, num_outputs: int) -> ResNet:
     return ResNet(num_outputs, block=str(cfg.get("block", "bottleneck")), layers=tuple(cfg.get("layers", (3, 4, 6, 3))),
-                  width=int(cfg.get("width", 64)))
+                  width=int(cfg.get("width", 64)), grid=int(cfg.get("grid", 1)))

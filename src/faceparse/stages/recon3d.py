@@ -95,11 +95,12 @@ class Recon3dStage(Stage):
         if name not in PRESETS:
             raise ValueError(f"unknown recon3d preset {name!r}; known: {sorted(PRESETS)} (recon3d.model.preset)")
         over = dict(m.get("overrides") or {})
-        unknown = set(over) - {"block", "layers", "width"}
+        unknown = set(over) - {"block", "layers", "width", "grid"}
         if unknown:
-            raise ValueError(f"recon3d.model.overrides: unknown keys {sorted(unknown)} (block, layers, width)")
+            raise ValueError(f"recon3d.model.overrides: unknown keys {sorted(unknown)} (block, layers, width, grid)")
         face = {k: int(m.get(k, d)) for k, d in (("n_id", 100), ("n_exp", 53), ("n_albedo", 16))}
-        return {"preset": name, **PRESETS[name], **over, **face}
+        scale = {str(k): float(v) for k, v in dict(m.get("head_scale") or {}).items()}
+        return {"preset": name, **PRESETS[name], **over, **face, **({"head_scale": scale} if scale else {})}
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
         from ..face3d.model import asset_sha256
