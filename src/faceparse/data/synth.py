@@ -173,6 +173,20 @@ def assign_splits(n: int, seed: int, splits: dict[str, float]) -> list[str]:
     return out
 
 
+
+def replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Put the finished ``tmp`` folder in ``out_dir``'s place (a generator's last step): the old folder is
+    moved aside first and removed after, so a reader never sees half a dataset."""
+    _check_target(out_dir)
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old.rmdir()
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
 def _check_target(out_dir: Path) -> None:
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -248,15 +262,7 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
                 "num_classes": NUM_CLASSES, "classes": list(CELEBAMASK_HQ.classes),
                 "landmarks": "ibug68", "generator": "faceparse.data.synth"}
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-        _check_target(out_dir)              # re-check: it may have changed while generating
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            old.rmdir()
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, out_dir)           # re-checks the target: it may have changed while generating
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

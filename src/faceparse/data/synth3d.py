@@ -250,14 +250,6 @@ def _sha(path: Path) -> str:
 
 
 def _replace(tmp: Path, out_dir: Path) -> None:
-    from .synth import _check_target
+    from .synth import replace_dir
 
-    _check_target(out_dir)
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out_dir)
