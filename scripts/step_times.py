@@ -29,7 +29,8 @@ def lines_of(cmd: list[str]):
     """Yield the command's output line by line while echoing it byte for byte. On a terminal the command
     gets a pseudo-terminal of the same size, so its progress bars still draw; otherwise a pipe."""
     if not sys.stdout.isatty():
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                errors="replace")   # a stray byte must not end the run
         for line in proc.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
