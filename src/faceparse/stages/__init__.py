@@ -72,6 +72,15 @@ class Stage:
         raise ValueError(f"stage {self.name!r} has no network of its own to report: see the stages it composes")
 
 
+def plots_dir(evaluate: dict[str, Any]):
+    """A stage's plot folder, created: ``evaluate.plots_dir``, else ``plots/`` beside its metrics file."""
+    from pathlib import Path
+
+    pdir = Path(evaluate.get("plots_dir") or Path(evaluate["metrics_file"]).parent / "plots")
+    pdir.mkdir(parents=True, exist_ok=True)
+    return pdir
+
+
 def write_table(evaluate: dict[str, Any], text: str) -> list:
     """Write a stage's markdown report to ``evaluate.table_file`` when one is set; [its path] or []."""
     from pathlib import Path

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..runtime import tick
-from . import write_table
+from . import plots_dir, write_table
 from .completion import METHODS, REGIONS, run_maps
 
 EXAMPLES = 4   # test images in the contact sheet of the reports
@@ -131,8 +131,7 @@ def write_completion_reports(result, extras, params) -> list[Path]:
     from ..labels import CELEBAMASK_HQ
 
     ev = params["evaluate"]
-    pdir = Path(ev.get("plots_dir") or Path(ev["metrics_file"]).parent / "plots")
-    pdir.mkdir(parents=True, exist_ok=True)
+    pdir = plots_dir(ev)
     (pdir / "methods.csv").write_text("method,f1_occluded,f1_face,miou_occluded,miou_face\n" + "".join(
         f"{m},{_fmt(result.get(f'f1_occluded_{m}'))},{_fmt(result.get(f'f1_face_{m}'))},"
         f"{_fmt(result.get(f'miou_occluded_{m}'))},{_fmt(result.get(f'miou_face_{m}'))}\n" for m in METHODS))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..runtime import tick
-from . import write_table
+from . import plots_dir, write_table
 
 EXAMPLES = 6
 METHODS = ("out", "input", "inpaint", "raw")
@@ -226,8 +226,7 @@ def contact_sheet(rows: list[dict], path: Path) -> Path:
 def write_fisn_reports(result, extras, params) -> list[Path]:
     """plots_dir/examples.png (contact sheet), per_image.csv, methods.csv; the markdown table."""
     ev = params["evaluate"]
-    pdir = Path(ev.get("plots_dir") or Path(ev["metrics_file"]).parent / "plots")
-    pdir.mkdir(parents=True, exist_ok=True)
+    pdir = plots_dir(ev)
     cols = ["id", "kinds", "region_pixels", "mask_pixels", *[f"{s}_{m}" for s in ("psnr", "ssim") for m in METHODS]]
     lines = [",".join(cols)] + [",".join(_cell(r.get(c)) for c in cols) for r in extras.get("rows", [])]
     (pdir / "per_image.csv").write_text("\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..runtime import tick
-from . import write_table
+from . import plots_dir, write_table
 
 CONDITIONS = ("clean", "occluded", "deoccluded")
 EXAMPLES = 4
@@ -169,8 +169,7 @@ def sheet(model, x: torch.Tensor, titles: list[str], path: Path) -> Path:
 def write_recon3d_reports(result, extras, params) -> list[Path]:
     """plots_dir/per_image.csv, conditions.csv, examples.png (each condition's first faces); the table."""
     ev = params["evaluate"]
-    pdir = Path(ev.get("plots_dir") or Path(ev["metrics_file"]).parent / "plots")
-    pdir.mkdir(parents=True, exist_ok=True)
+    pdir = plots_dir(ev)
     lines = ["condition,id,mean_mm,p90_mm,lmk_nme,p90_mm_mean_face"]
     for cond in CONDITIONS:
         for i, r in zip(extras["ids"].get(cond, []), extras["rows"].get(cond, [])):
