@@ -31,23 +31,33 @@ faceparse promote --stage parser,landmarks,completion,fisn,recon3d
 # a synthetic face is an aligned crop with nothing for the photo face detector: parsed whole (--no-detect)
 nodetect=""
 if [ ! -f "$photo" ]; then photo=$(ls data/processed/images/*.jpg | head -n 1); nodetect="--no-detect"; fi
-step "predict one image with models:/$parser@champion and models:/$landmarks@champion"
-faceparse predict --model "models:/$parser@champion" $nodetect "$photo" --out runs/demo/predict
-faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
-step "complete the photo's face map (Algorithm 1) with models:/$(model_name completion)@champion"
-faceparse complete --model "models:/$(model_name completion)@champion" "$photo" --out runs/demo/complete --quiet
 # an occluded synthetic test face (one with a clean render): the de-occlusion demo's second input
 occluded=$(python -c "import pandas as pd, pathlib; d = pathlib.Path('data/processed'); \
 m = pd.read_parquet(d / 'manifest.parquet'); \
 print(next((d / r.image for r in m.itertuples() if r.split == 'test' and (d / 'clean' / f'{r.id}.jpg').is_file()), ''))")
-step "de-occlude the photo and an occluded synthetic test face with models:/$(model_name fisn)@champion"
-faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" ${occluded:+"$occluded"} --out runs/demo/deocclude --quiet
 
-step "reconstruct the photo in 3D with models:/$(model_name recon3d)@champion (mesh, coefficients, render)"
-faceparse reconstruct --model "models:/$(model_name recon3d)@champion" "$photo" --out runs/demo/reconstruct --quiet
-
-step "package the champion, serve it, query it once"
-faceparse serve demo --model "models:/$parser@champion" $nodetect --image "$photo" --out runs/demo/served_overlay.png
+# The demos are independent and mostly process start-up and model loading (single-threaded): they run side
+# by side, one torch thread each (spinning OpenMP threads of two processes would fight over the 2 cores),
+# each logging to runs/demo/logs/NAME.log, printed in order once all have finished.
+mkdir -p runs/demo/logs
+demos=() pids=()
+demo() { local name=$1; shift; demos+=("$name"); OMP_NUM_THREADS=1 "$@" > "runs/demo/logs/$name.log" 2>&1 & pids+=($!); }
+step "package the champion parser, serve it, query it once; beside it the other demos with models:/NAME@champion: \
+predict ($parser, $landmarks), complete (Algorithm 1), de-occlude (the photo and an occluded synthetic test face), \
+reconstruct in 3D"
+demo serve faceparse serve demo --model "models:/$parser@champion" $nodetect --image "$photo" --out runs/demo/served_overlay.png
+demo predict faceparse predict --model "models:/$parser@champion" $nodetect "$photo" --out runs/demo/predict
+demo landmarks faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
+demo complete faceparse complete --model "models:/$(model_name completion)@champion" "$photo" --out runs/demo/complete --quiet
+demo deocclude faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" ${occluded:+"$occluded"} \
+  --out runs/demo/deocclude --quiet
+demo reconstruct faceparse reconstruct --model "models:/$(model_name recon3d)@champion" "$photo" --out runs/demo/reconstruct --quiet
+failed=()
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || failed+=("${demos[$i]}")
+  printf '\n\033[1m-- %s\033[0m\n' "${demos[$i]}"; cat "runs/demo/logs/${demos[$i]}.log"
+done
+if [ ${#failed[@]} -gt 0 ]; then echo "demo(s) failed: ${failed[*]} (logs: runs/demo/logs/)" >&2; exit 1; fi
 
 step "done"
 python - <<'PY'

@@ -138,7 +138,7 @@ def test_step_times_table_covers_every_step(made):
     names = [r[0] for r in rows]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) <= set(names), set(lock["stages"]) - set(names)
-    assert any(n.startswith("package the champion") for n in names) and names[-1] == "done"
+    assert any("package the champion" in n for n in names) and names[-1] == "done"
     total = sum(float(r[1]) for r in rows)
     assert 0.8 * took <= total <= took, (total, took)
     assert "step times:" in out and "train@parser" in out[out.rfind("step times:"):]
