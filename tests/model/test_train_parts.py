@@ -124,3 +124,25 @@ def test_plots(tmp_path):
     assert plots.overlay(img, np.ones((4, 4), np.uint8), T.palette()).shape == (8, 8, 3)   # label resized
     p = plots.overlay_grid([img, img], [lab, lab], [lab, lab], T.palette(), tmp_path / "grid.png", titles=["a", "b"])
     assert p.stat().st_size > 0
+
+
+def test_decoded_samples_are_kept_read_only_while_the_cache_budget_holds():
+    """EpochSeeded.cached: a sample decoded once serves every epoch (read-only, so an in-place edit by an
+    augmentation fails loudly); past ``cache_bytes`` samples are decoded each time, as before."""
+    import numpy as np
+
+    from faceparse.training.dataset import EpochSeeded
+
+    ds = EpochSeeded()
+    ds.cache_bytes = 1000
+    calls = []
+
+    def load(n):
+        calls.append(n)
+        return np.zeros(n, np.uint8), 7
+
+    first, again = ds.cached(0, lambda: load(600)), ds.cached(0, lambda: load(600))
+    assert first is again and calls == [600] and not first[0].flags.writeable
+    over = ds.cached(1, lambda: load(600))
+    ds.cached(1, lambda: load(600))
+    assert calls == [600, 600, 600] and over[0].flags.writeable

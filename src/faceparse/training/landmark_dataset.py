@@ -165,15 +165,14 @@ class LandmarkDataset(EpochSeeded):
         return image, points, visible
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image, points = self.raw(i)
-        visible = self.visible(i)
+        image, points, visible = self.cached(i, lambda: (*self.raw(i), self.visible(i)))
         if self.augment is not None:
             image, points, visible = self._geometric(i, image, points, visible)
             self.augment[1].set_random_seed(derive_seed(self.seed, self.epoch, i, _PHOTO_TAG))
             image = self.augment[1](image=image)["image"]
         return {"image": preprocess(np.ascontiguousarray(image)),
                 "points": torch.from_numpy((points / self.input_size).astype(np.float32)),
-                "visible": torch.from_numpy(np.ascontiguousarray(visible)), "index": i}
+                "visible": torch.from_numpy(np.array(visible)), "index": i}
 
 
 def mean_shape(frame, input_size: int) -> np.ndarray:
