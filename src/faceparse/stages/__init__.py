@@ -97,12 +97,15 @@ def stage_names() -> list[str]:
     return list(_MODULES)
 
 
-def get_stage(name: str) -> Stage:
+def _module_of(name: str) -> str:
     try:
-        module = _MODULES[name]
+        return _MODULES[name]
     except KeyError:
         raise ValueError(f"unknown model stage {name!r}; known: {sorted(_MODULES)} (params `stage`, --stage)") from None
-    return importlib.import_module(module).STAGE
+
+
+def get_stage(name: str) -> Stage:
+    return importlib.import_module(_module_of(name)).STAGE
 
 
 def register_stage(name: str, module: str) -> None:
@@ -122,7 +125,7 @@ def for_stage(params: dict[str, Any], name: str | None = None) -> dict[str, Any]
     import copy
 
     name = str(name or params.get("stage") or "parser")
-    get_stage(name)  # unknown → ValueError naming the known ones
+    _module_of(name)  # unknown → ValueError naming the known ones (without importing the stage: torch)
     out = {k: copy.deepcopy(v) for k, v in params.items() if k not in _MODULES}
     own = params.get(name) or {}
     if not isinstance(own, dict):
