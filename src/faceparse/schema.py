@@ -114,6 +114,7 @@ class Train(_Section):
     device: Optional[str] = None              # auto | cpu | cuda[:N]
     report: Optional[bool] = None             # MLflow model report / plots
     threads: Optional[int] = None             # torch intra-op threads per process
+    keep: Optional[Literal["last", "best"]] = None   # bundle weights: last epoch | best validation epoch
 
 
 class Evaluate(_Section):

@@ -66,6 +66,7 @@ class TrainConfig:
     device: str
     report: bool
     threads: int | None
+    keep: str = "last"        # the bundle's weights: the last epoch's, or the best validation epoch's
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
@@ -91,7 +92,10 @@ class TrainConfig:
             stop_after_epoch=None if t.get("stop_after_epoch") is None else int(t["stop_after_epoch"]),
             device=str(t.get("device") or "auto"), report=bool(t.get("report", True)),
             threads=None if t.get("threads") is None else int(t["threads"]),
+            keep=str(t.get("keep") or "last"),
         )
+        if cfg.keep not in ("last", "best"):
+            raise ConfigError(f"params: train.keep must be last or best, got {cfg.keep!r}")
         for name in ("epochs", "batch_size", "lr_step", "input_size", "out_size"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"params: train.{name} must be >= 1, got {getattr(cfg, name)}")
@@ -246,6 +250,8 @@ def _train(params: dict[str, Any], stage, cfg: TrainConfig, dd, resume: bool, pr
                             "val": nan_to_none(val), "epochs": epoch + 1, "seconds": time.perf_counter() - t_start,
                             "history": nan_to_none(history), "stopped_after_epoch": epoch + 1}
 
+        if cfg.keep == "best":
+            val, evaluator = _keep_best(ctx, stage, history, val, evaluator, val_loader)
         if val is None or evaluator is None:  # resumed with nothing left to train: measure the checkpoint
             val, evaluator = _validate(ctx, stage, val_loader)
         if dd.is_main:
@@ -429,6 +435,32 @@ def _finish(ctx: TrainContext, stage, tracker, val, evaluator, val_ds, run_id) -
     tracker.log_artifacts(out, "plots")
     tracker.log_artifact(cfg.run_dir / "val.json")
     tracker.log_artifacts(cfg.bundle_dir, "bundle")
+
+
+def best_epoch(history: list[dict[str, Any]], metric: str, direction: str) -> int | None:
+    """The epoch (1-based) whose ``val_<metric>`` is best in ``direction`` (max | min; the earliest of a
+    tie; non-finite values never win); None when no epoch has a finite value."""
+    rows = [(r["epoch"], r.get(f"val_{metric}")) for r in history]
+    rows = [(e, float(v)) for e, v in rows if v is not None and np.isfinite(float(v))]
+    if not rows:
+        return None
+    sign = -1.0 if direction == "max" else 1.0
+    return min(rows, key=lambda r: (sign * r[1], r[0]))[0]
+
+
+def _keep_best(ctx: TrainContext, stage, history, val, evaluator, val_loader):
+    """``train.keep: best``: load the best validation epoch's weights from its checkpoint (every rank) and
+    measure them again for the bundle's metrics and plots. Why: a GAN's validation score swings from epoch to
+    epoch (FISN: 20.6, 16.5, 18.5 dB), and the last epoch is not the one to ship."""
+    from .training import checkpoint as ckpt
+
+    best = best_epoch(history, stage.row_metrics[0], stage.info.direction)
+    ctx.meta["kept_epoch"] = best or (history[-1]["epoch"] if history else None)
+    if best is None or best == history[-1]["epoch"]:
+        return val, evaluator
+    state = ckpt.load_checkpoint(ctx.cfg.run_dir / ckpt.epoch_name(best))["model"]
+    ctx.model.load_state_dict(state)
+    return _validate(ctx, stage, val_loader)
 
 
 def _barrier(dd) -> None:

@@ -148,3 +148,31 @@ def test_two_processes_match_one(tmp_path, dataset):
     for h1, h2 in zip(s1["history"], s2["history"], strict=True):
         assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-4), (h1, h2)
     assert s2["val"]["nme"] == pytest.approx(s1["val"]["nme"], abs=1e-3)
+
+
+def test_best_epoch_picks_by_direction_and_skips_non_finite():
+    from faceparse.train import best_epoch
+
+    hist = [{"epoch": 1, "val_m": 0.5}, {"epoch": 2, "val_m": float("nan")}, {"epoch": 3, "val_m": 0.2},
+            {"epoch": 4, "val_m": 0.2}, {"epoch": 5, "val_m": None}]
+    assert best_epoch(hist, "m", "min") == 3 and best_epoch(hist, "m", "max") == 1
+    assert best_epoch([{"epoch": 1, "val_m": float("nan")}], "m", "max") is None
+
+
+def test_keep_best_ships_the_best_validation_epochs_weights(tmp_path, dataset):
+    """train.keep: best — the bundle holds the weights of the epoch with the best validation NME (read back
+    from its checkpoint), measured again: the same NME that epoch logged."""
+    from faceparse.train import best_epoch, train
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = train(params_for(tmp_path, dataset, uri, "landmarks.train.keep=best", "landmarks.train.lr=1.0e-1"),
+                progress=False)
+    best = best_epoch(res["history"], "nme", "min")
+    meta = json.loads((tmp_path / "model" / "bundle.json").read_text())
+    assert best is not None and best < 3, res["history"]      # lr 0.1: epoch 1 is this seed's best
+    assert meta["kept_epoch"] == best
+    assert meta["metrics"]["nme"] == pytest.approx(res["history"][best - 1]["val_nme"], rel=1e-6)
+    shipped = torch.load(tmp_path / "model" / "weights.pt", weights_only=True)
+    epoch = torch.load(tmp_path / "run" / f"epoch_{best:03d}.pt", weights_only=True)["model"]
+    for k in epoch:
+        assert torch.equal(shipped[k], epoch[k]), k
