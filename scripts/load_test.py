@@ -1,18 +1,22 @@
 #!/usr/bin/env python
-"""Bounded load test of the local TorchServe endpoint against the same handler called in-process.
+"""Bounded load test of the local TorchServe endpoint (and the canary router in front of it) against the
+same handler called in-process.
 
-    .venv/bin/python scripts/load_test.py [--model BUNDLE|models:/...] [--requests 1000] [--concurrency 16]
-                                          [--resolution 256] [--image PHOTO] [--kill-worker] [--json OUT]
+    .venv/bin/python scripts/load_test.py [--model BUNDLE|models:/...|--preset] [--requests 1000]
+        [--concurrency 1,4,16] [--targets torchserve,router] [--resolution 256] [--image PHOTO]
+        [--set serve.batch_size=4 --set serve.max_batch_delay_ms=50] [--kill-worker] [--json OUT]
 
-Starts its own TorchServe (free loopback ports, a temporary run dir; token auth on as always), sends
-``--requests`` POSTs of one real photo with ``--concurrency`` in flight (aiohttp, loopback only), then runs
-the *same handler code* in-process over the same number of images in batches of ``serve.batch_size`` (decode
-→ preprocess → model → argmax → PNG) — the two alternate in ``--rounds`` rounds so drifting background load
-on a shared machine hits both alike — and prints p50 / p99 latency, throughput and the overhead ratio
-(TorchServe throughput / in-process throughput; target ≥ 0.7). ``--kill-worker``: a second run during which
-the worker process is SIGKILLed once; TorchServe restarts it; prints how many requests failed and how long
-the endpoint took to answer again. Without --model, a random width-8 bundle (the tests' model: the least
-compute per request, so the fixed serving overhead weighs most); ``--preset``: the params' model preset.
+Starts its own TorchServe (free loopback ports, a temporary run dir; token auth on as always; with
+``--targets ...router`` also the canary router, pass-through), then for each concurrency level sends
+``--requests`` POSTs of one real photo with that many in flight (aiohttp, loopback only) to each target,
+and runs the *same handler code* in-process over the same number of images in batches of
+min(concurrency, ``serve.batch_size``) (decode → preprocess → model → argmax → PNG) — targets and in-process
+alternate in ``--rounds`` rounds so drifting background load on a shared machine hits them alike. Prints, per
+level and endpoint, p50 / p99 latency, throughput and the ratio to in-process (targets: TorchServe ≥ 0.8,
+router ≥ 0.75). ``--kill-worker``: a second run during which the worker process is SIGKILLed once; TorchServe
+restarts it; prints how many requests failed and how long the endpoint took to answer again. Without
+--model, a random width-8 bundle (the tests' model: the least compute per request, so the fixed serving
+overhead weighs most); ``--preset``: a random bundle of the params' model preset (``--set model.preset=paper``).
 """
 from __future__ import annotations
 
@@ -112,6 +116,9 @@ class InProcess:
         self.ctx.request_processor = [RequestProcessor({"X-Resolution": str(resolution)}) for _ in range(batch)]
         for _ in range(3):
             self.h.handle(self.rows, self.ctx)
+        self.reset()
+
+    def reset(self) -> None:
         self.lat: list[float] = []
         self.images, self.wall = 0, 0.0
 
@@ -148,23 +155,91 @@ def merge(parts: list[dict], lat: list[float]) -> dict:
             "rounds": [p["throughput_rps"] for p in parts]}
 
 
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in str(text).split(",") if x.strip()]
+
+
+def measure(urls: dict[str, str], key_file: Path, body: bytes, local: InProcess, a, concurrency: int) -> dict:
+    """One concurrency level: interleaved rounds (each target in turn, then in-process) so drifting background
+    load on a shared machine hits all alike; each endpoint is idle while another is measured."""
+    parts = {t: [] for t in urls}
+    lat = {t: [] for t in urls}
+    per = [a.requests // a.rounds + (1 if i < a.requests % a.rounds else 0) for i in range(a.rounds)]
+    for i, n in enumerate(per):
+        for t, url in urls.items():
+            r = asyncio.run(_load(url, key_file, body, n, concurrency, a.resolution))
+            lat[t] += r.pop("_lat")
+            parts[t].append(r)
+        local.run(n)
+        print(f"  c={concurrency} round {i + 1}/{a.rounds}: " + ", ".join(
+            f"{t} {parts[t][-1]['throughput_rps']} req/s ({parts[t][-1]['failed']} failed)" for t in urls)
+              + f", in-process {local.summary()['throughput_ips']} img/s so far", flush=True)
+    res = {t: merge(parts[t], lat[t]) for t in urls}
+    res["in_process"] = local.summary()
+    for t in urls:
+        res[t]["ratio"] = round(res[t]["throughput_rps"] / res["in_process"]["throughput_ips"], 3)
+    return res
+
+
+def print_table(rows: dict[int, dict], targets: list[str], batch: int) -> None:
+    print(f"\n{'concurrency':>11} {'endpoint':<12}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>9}{'ratio':>8}  failed")
+    for c, res in rows.items():
+        ip = res["in_process"]
+        for t in targets:
+            r = res[t]
+            print(f"{c:>11} {t:<12}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['throughput_rps']:>9}{r['ratio']:>8}  "
+                  f"{r['failed']}/{r['requests']}")
+        print(f"{c:>11} {'in-process':<12}{ip['batch_p50_ms']:>10}{ip['batch_p99_ms']:>10}{ip['throughput_ips']:>9}"
+              f"{'':>8}  (batches of {ip['batch_size']})")
+    print(f"ratio = endpoint req/s ÷ the same handler in-process (batches of min(concurrency, {batch})); "
+          "targets: TorchServe ≥ 0.8, router ≥ 0.75")
+
+
+def kill_worker_run(url: str, key_file: Path, body: bytes, run_dir: Path, a, concurrency: int) -> dict:
+    from faceparse.serve import server
+
+    n2 = max(200, a.requests // 2)
+    killed: list[int] = []
+
+    def progress(done):
+        if done == n2 // 4 and not killed:
+            killed.extend(server.kill_worker(run_dir))
+
+    res = asyncio.run(_load(url, key_file, body, n2, concurrency, a.resolution, progress))
+    res.pop("_lat")
+    res["killed_pids"] = killed
+    print(f"worker kill: {json.dumps(res)}", flush=True)
+    print(f"worker SIGKILL mid-load: {res['failed']}/{res['requests']} requests failed {res['codes']}, "
+          f"answering again after {res['recovery_s']} s")
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="bundle dir or models:/ URI (default: a random width-8 test bundle)")
     ap.add_argument("--preset", action="store_true", help="a random bundle of the params' model preset instead")
-    ap.add_argument("--requests", type=int, default=1000)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=1000, help="requests per concurrency level and endpoint")
+    ap.add_argument("--concurrency", default="16", help="in-flight requests; a list runs each level in turn: 1,4,16")
     ap.add_argument("--resolution", type=int, default=64, help="output size (64: least work per request)")
     ap.add_argument("--image", default=str(REPO.parent / "shared" / "fixtures" / "celebamask-hq-samples" / "0.jpg"))
-    ap.add_argument("--rounds", type=int, default=4, help="alternate TorchServe / in-process this many times")
+    ap.add_argument("--rounds", type=int, default=4, help="alternate endpoints / in-process this many times")
     ap.add_argument("--kill-worker", action="store_true", help="also: SIGKILL the worker once during a second run")
-    ap.add_argument("--via-router", action="store_true", help="load the router endpoint instead of TorchServe")
+    ap.add_argument("--targets", default="torchserve", help="torchserve, router or torchserve,router (the canary "
+                                                            "router in front of TorchServe, pass-through)")
+    ap.add_argument("--via-router", action="store_true", help="same as --targets router")
     ap.add_argument("--params", default=str(REPO / "params.yaml"))
-    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--set", action="append", default=[], help="params override, e.g. serve.batch_size=1")
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
-    if not (1 <= a.requests <= 20000 and 1 <= a.concurrency <= 64):
+    try:
+        levels = _ints(a.concurrency)
+    except ValueError:
+        ap.error(f"--concurrency: whole numbers separated by commas, not {a.concurrency!r}")
+    targets = ["router"] if a.via_router else [t.strip() for t in a.targets.split(",") if t.strip()]
+    if not (1 <= a.requests <= 20000 and levels and all(1 <= c <= 64 for c in levels)):
         ap.error("--requests must be 1..20000 and --concurrency 1..64 (bounded load)")
+    if not targets or set(targets) - {"torchserve", "router"}:
+        ap.error(f"--targets: torchserve and/or router, not {a.targets!r}")
 
     from faceparse.config import load_params, model_config
     from faceparse.serve import server
@@ -189,57 +264,31 @@ def main() -> int:
                                                                   ("batch_size", "max_batch_delay_ms", "workers")}}
     t0 = time.perf_counter()
     st = server.start(params, model=str(bundle), run_dir=tmp / "run", model_store=tmp / "store",
-                      router=a.via_router)
+                      router="router" in targets)
     out["start_s"] = round(time.perf_counter() - t0, 1)
+    rows: dict[int, dict] = {}
     try:
-        base = st["endpoint_url"] if a.via_router else st["inference_url"]
-        url = f"{base}/predictions/{st['model_name']}"
+        name = st["model_name"]
+        urls = {t: f"{st['endpoint_url'] if t == 'router' else st['inference_url']}/predictions/{name}"
+                for t in targets}
         key_file = Path(st["key_file"])
-        asyncio.run(_load(url, key_file, body, 2 * a.concurrency, a.concurrency, a.resolution))  # warm-up
-        local = InProcess(Path(bundle), body, batch, a.resolution)
-        # Interleaved rounds (TorchServe, then in-process, …): on a shared machine the background load drifts;
-        # alternating keeps both measurements under the same conditions. TorchServe is idle while in-process runs.
-        parts, lat = [], []
-        per = [a.requests // a.rounds + (1 if i < a.requests % a.rounds else 0) for i in range(a.rounds)]
-        for i, n in enumerate(per):
-            r = asyncio.run(_load(url, key_file, body, n, a.concurrency, a.resolution))
-            lat += r.pop("_lat")
-            parts.append(r)
-            local.run(n)
-            print(f"round {i + 1}/{a.rounds}: TorchServe {r['throughput_rps']} req/s ({r['failed']} failed), "
-                  f"in-process {local.summary()['throughput_ips']} img/s so far", flush=True)
-        out["torchserve"] = merge(parts, lat)
-        out["in_process"] = local.summary()
-        print(f"TorchServe: {json.dumps(out['torchserve'])}", flush=True)
-        print(f"in-process: {json.dumps(out['in_process'])}", flush=True)
+        warm = min(4, max(levels))
+        for url in urls.values():   # warm-up: the worker's first batches (allocator, oneDNN primitives)
+            asyncio.run(_load(url, key_file, body, 2 * warm, warm, a.resolution))
+        locals_: dict[int, InProcess] = {}
+        for c in levels:
+            b = min(c, batch)
+            local = locals_.get(b) or InProcess(Path(bundle), body, b, a.resolution)
+            locals_[b] = local
+            local.reset()
+            rows[c] = measure(urls, key_file, body, local, a, c)
         if a.kill_worker:
-            n2 = max(200, a.requests // 2)
-            killed: list[int] = []
-
-            def progress(done):
-                if done == n2 // 4 and not killed:
-                    killed.extend(server.kill_worker(tmp / "run"))
-
-            res = asyncio.run(_load(url, key_file, body, n2, a.concurrency, a.resolution, progress))
-            res.pop("_lat")
-            res["killed_pids"] = killed
-            out["worker_kill"] = res
-            print(f"worker kill: {json.dumps(res)}", flush=True)
+            out["worker_kill"] = kill_worker_run(next(iter(urls.values())), key_file, body, tmp / "run", a,
+                                                 max(levels))
     finally:
         server.stop(tmp / "run")
-    ratio = out["torchserve"]["throughput_rps"] / out["in_process"]["throughput_ips"]
-    out["overhead_ratio"] = round(ratio, 3)
-    ts, ip = out["torchserve"], out["in_process"]
-    print(f"\n{'':14}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
-    print(f"{'TorchServe':14}{ts['p50_ms']:>10}{ts['p99_ms']:>10}{ts['throughput_rps']:>10}   "
-          f"({ts['requests']} requests, {ts['concurrency']} concurrent, {ts['failed']} failed)")
-    print(f"{'in-process':14}{ip['batch_p50_ms']:>10}{ip['batch_p99_ms']:>10}{ip['throughput_ips']:>10}   "
-          f"(per batch of {ip['batch_size']})")
-    print(f"throughput ratio TorchServe / in-process = {ratio:.2f} (target ≥ 0.7)")
-    if "worker_kill" in out:
-        wk = out["worker_kill"]
-        print(f"worker SIGKILL mid-load: {wk['failed']}/{wk['requests']} requests failed {wk['codes']}, "
-              f"answering again after {wk['recovery_s']} s")
+    out["levels"] = {str(c): r for c, r in rows.items()}
+    print_table(rows, targets, batch)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(out, indent=2))

@@ -115,6 +115,8 @@ class ThreadGovernor:
     by the compute loops between steps; cheap otherwise) measures the others' CPU use from /proc and sets
     the thread count to the free cores (at least 1, at most the count it started with). Linux only."""
 
+    STALE, IDLE = 5.0, 0.5   # a window over STALE intervals in which we used < IDLE cores is not acted on
+
     def __init__(self, max_threads: int, interval: float = 1.0):
         self.max, self.interval = max(1, int(max_threads)), float(interval)
         try:
@@ -136,6 +138,12 @@ class ThreadGovernor:
         now = _cpu_sample()
         wall, busy, own = (b - a for a, b in zip(self.last, now))
         self.last = now
+        if wall > self.STALE * self.interval and own < self.IDLE * wall:
+            # idle for most of a long window (a server between requests): it says what the machine did while
+            # we waited, not now; keep the threads and judge from the next, fresh window. Measured: a TorchServe
+            # worker idle beside a 2-thread job ran its next request on 1 thread (2.2 s → 4.7 s). A long
+            # compute step (own CPU ≥ IDLE per second) is still judged.
+            return
         import torch
 
         n = self.free_cores(max(0.0, busy - own) / wall if wall > 0 else 0.0)

@@ -96,5 +96,31 @@ def test_governor_sets_threads_from_the_others_cpu_use(monkeypatch):
     assert [g4.free_cores(o) for o in (0.0, 0.6, 0.8, 2.0, 3.9, 9.0)] == [4, 3, 3, 2, 1, 1]
 
 
+def test_governor_ignores_a_window_it_was_idle_through(monkeypatch):
+    """A server idle between requests: the long window since its last tick shows what others did meanwhile
+    (here 2 busy cores), not what the machine does now — threads stay; the next, fresh window decides. A long
+    window we computed through (a slow step) is judged as any other."""
+    samples = iter([(0.0, 0.0, 0.0), (30.0, 60.0, 0.0), (31.0, 61.95, 0.9), (32.0, 63.9, 1.8),
+                    (40.0, 79.9, 9.8), (48.0, 97.8, 25.7)])
+    monkeypatch.setattr(runtime, "_cpu_sample", lambda: next(samples))
+    monkeypatch.setattr(time, "monotonic", lambda: 10.0**6)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gov = runtime.ThreadGovernor(2)
+        gov.tick()                 # 30 s window, others 2 cores: stale, kept
+        assert torch.get_num_threads() == 2
+        gov.tick()                 # 1 s window, others 1.05 cores → 1 thread
+        assert torch.get_num_threads() == 1
+        gov.tick()                 # others 1.05 → still 1
+        assert torch.get_num_threads() == 1
+        gov.tick()                 # a long window but we computed through it (8 s, 1 core): judged, others 1.0
+        assert torch.get_num_threads() == 1
+        gov.tick()                 # 8 s of our compute on 2 cores, others 0.01 → both cores
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_available_cpus_is_the_affinity_mask():
     assert runtime.available_cpus() <= len(os.sched_getaffinity(0))
