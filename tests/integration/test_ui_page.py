@@ -23,7 +23,7 @@ import requests
 from PIL import Image
 
 from faceparse.config import load_params
-from faceparse.serve.testing import completion_bundle, free_ports
+from faceparse.serve.testing import completion_bundle, faceless_photos, free_ports, group_photo
 from ui_browser import VIEWPORT, PageProcess, canvas_sum, drop_file, launch
 
 pytestmark = pytest.mark.integration
@@ -93,7 +93,7 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     pg = page
     open_page(pg, page_server.url)
     assert "models in this process" in pg.inner_text("#mode")
-    assert "Face detection is not available yet" in pg.inner_text("#face-note")   # said, not faked
+    assert "finds the faces in a photo" in pg.inner_text("#face-note") and pg.is_checked("#detect")
     pg.set_input_files("#file", str(real_samples / "0.jpg"))
     wait_ready(pg)
     pg.screenshot(path=str(tmp_path / "photo.png"), full_page=True)
@@ -101,6 +101,7 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     assert pg.get_attribute("#overlay", "data-resolution") == "256"
     assert pg.evaluate("document.querySelector('#overlay').width") == 256
     assert pg.inner_text("#photo-caption") == "0.jpg · 1024 × 1024"
+    assert pg.get_attribute("#overlay", "data-faces") == "1" and "1 face found" in pg.inner_text("#timing")
     assert pg.is_visible("#photo") and pg.is_visible("#overlay")
     # legend: every class of the table, its share of the map, a toggle
     names = pg.eval_on_selector_all("#legend li", "els => els.map(e => e.dataset.class)")
@@ -115,9 +116,9 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     assert "68 points" in pg.inner_text("#stage-landmarks")
     # M_alpha, M_beta, M_gamma and the occlusion mask, painted
     assert pg.locator("#stage-completion figure[data-ready='1'] canvas").count() == 4
-    # stages that do not exist yet say so, with no output
-    for card in ("#stage-deocclusion", "#stage-reconstruction"):
-        assert "not available yet" in pg.inner_text(card)
+    # stages the page does not show yet say where to get them, with no output
+    for card, cmd in (("#stage-deocclusion", "faceparse deocclude"), ("#stage-reconstruction", "faceparse reconstruct")):
+        assert "not on this page yet" in pg.inner_text(card) and cmd in pg.inner_text(card)
         assert pg.locator(f"{card} canvas, {card} img").count() == 0
 
     # per-class toggles: none → the photo alone; all → the same overlay again
@@ -193,6 +194,34 @@ def test_an_oversized_file_and_an_unsupported_format_are_refused(page_server, pa
     assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
 
 
+def test_a_group_photo_is_parsed_face_by_face_and_a_faceless_one_is_answered(page_server, page, real_samples,
+                                                                              tmp_path):
+    """Detection on the page: two real faces on a wide canvas → a map of the photo's shape with both boxes;
+    a landscape → the parser says no face was found (no map); detection off → parsed whole as a crop."""
+    pg = page
+    group, _ = group_photo(real_samples)
+    group.save(tmp_path / "group.jpg", quality=92)
+    faceless_photos()["landscape"].save(tmp_path / "landscape.png")
+    open_page(pg, page_server.url)
+    pg.set_input_files("#file", str(tmp_path / "group.jpg"))
+    wait_ready(pg)
+    pg.screenshot(path=str(tmp_path / "group.png"), full_page=True)
+    assert pg.get_attribute("#overlay", "data-faces") == "2"
+    assert pg.evaluate("[document.querySelector('#overlay').width, document.querySelector('#overlay').height]") \
+        == [256, round(560 * 256 / 1200)]          # the photo's aspect, long side = the output resolution
+    assert "2 faces found" in pg.inner_text("#timing")
+    pg.set_input_files("#file", str(tmp_path / "landscape.png"))
+    wait_ready(pg)
+    assert pg.is_visible("#parser-message") and not pg.is_visible("#overlay")
+    assert pg.get_attribute("#parser-message", "data-status") == "no_face"
+    assert "no face found in this photo" in pg.inner_text("#parser-message")
+    pg.uncheck("#detect")                            # an aligned crop: parsed whole, whatever it shows
+    pg.wait_for_selector("#overlay[data-resolution='256']", timeout=60_000)
+    wait_ready(pg)
+    assert pg.is_visible("#overlay") and pg.get_attribute("#overlay", "data-faces") == ""
+    assert pg.evaluate("document.querySelector('#overlay').width") == 256
+
+
 def test_drop_a_photo_and_pick_a_sample(page_server, page, real_samples, tmp_path):
     pg = page
     open_page(pg, page_server.url)
@@ -205,6 +234,7 @@ def test_drop_a_photo_and_pick_a_sample(page_server, page, real_samples, tmp_pat
     pg.click("#samples button[data-sample*='mask']")
     pg.wait_for_selector("#photo-caption:text-matches('^synth-.*mask')")   # (the CSP forbids eval: no wait_for_function)
     wait_ready(pg)
+    assert not pg.is_checked("#detect") and pg.is_visible("#overlay")   # a synthetic face is an aligned crop
     assert pg.locator("#points circle").count() == 68
     pg.screenshot(path=str(tmp_path / "sample.png"), full_page=True)
 
@@ -342,6 +372,13 @@ def test_the_api_refuses_bad_requests_without_a_traceback(page_server):
     assert r.status_code == 400 and "resolution" in r.json()["error"]["message"]
     r = requests.post(f"{u}/api/parse", files={"image": ("p.png", photo.getvalue())}, data={"resolution": "96"},
                       timeout=60)
+    parser = r.json()["stages"]["parser"]    # a plain brown square holds no face: said so, no map
+    assert r.status_code == 200 and parser["status"] == "no_face" and "no face found" in parser["message"], parser
+    r = requests.post(f"{u}/api/parse", files={"image": ("p.png", photo.getvalue())},
+                      data={"resolution": "96", "detect": "maybe"}, timeout=30)
+    assert r.status_code == 400 and "detect" in r.json()["error"]["message"]
+    r = requests.post(f"{u}/api/parse", files={"image": ("p.png", photo.getvalue())},
+                      data={"resolution": "96", "detect": "false"}, timeout=60)
     body = r.json()
     assert r.status_code == 200 and body["stages"]["parser"]["resolution"] == 96
     assert len(base64.b64decode(body["stages"]["parser"]["labels"])) == 96 * 96

@@ -6,7 +6,8 @@ elsewhere — the Content-Security-Policy says so to the browser).
 table (classes, colours), the resolution range and the upload limit.
 ``GET /api/samples``, ``GET /api/samples/<name>``: the bundled sample photos (the project's own synthetic
 faces, plus ``--samples DIR``).
-``POST /api/analyze`` (multipart: ``image``, ``resolution``): every stage on one photo.
+``POST /api/analyze`` (multipart: ``image``, ``resolution``, ``detect``): every stage on one photo; ``detect``
+false: the photo is an aligned face crop (the parser's face detection off; the synthetic samples are such).
 ``POST /api/parse`` (same form): the parser alone, at another output resolution (the slider).
 ``GET /-/healthz``: liveness.
 
@@ -45,6 +46,7 @@ class Sample:
     title: str
     data: bytes
     content_type: str
+    aligned: bool = False     # an aligned face crop (the synthetic faces): the page turns detection off for it
 
 
 def synthetic_samples(size: int = 384) -> list[Sample]:
@@ -58,7 +60,8 @@ def synthetic_samples(size: int = 384) -> list[Sample]:
         s = generate_sample(seed, index, size=size, occlusion_prob=0.0, kind=kind)
         buf = io.BytesIO()
         Image.fromarray(s.image).save(buf, "JPEG", quality=92)
-        out.append(Sample(f"synth-{seed}-{index}{'-' + kind if kind else ''}.jpg", title, buf.getvalue(), "image/jpeg"))
+        out.append(Sample(f"synth-{seed}-{index}{'-' + kind if kind else ''}.jpg", title, buf.getvalue(), "image/jpeg",
+                          aligned=True))
     return out
 
 
@@ -117,12 +120,13 @@ class PageServer:
             "resolution": {"min": imaging.MIN_RESOLUTION, "max": imaging.MAX_RESOLUTION,
                            "default": self.default_resolution, "step": 32},
             "max_upload_bytes": self.max_upload, "max_pixels": self.max_pixels,
-            "face_detection": {"available": False, "message": FACE_DETECTION}})
+            "face_detection": {"available": True, "message": FACE_DETECTION}})
 
     async def sample_list(self, request):
         from aiohttp import web
 
-        return web.json_response([{"name": n, "title": self.samples[n].title, "url": f"/api/samples/{n}"}
+        return web.json_response([{"name": n, "title": self.samples[n].title, "url": f"/api/samples/{n}",
+                                   "aligned": self.samples[n].aligned}
                                   for n in self.order])
 
     async def sample(self, request):
@@ -133,8 +137,9 @@ class PageServer:
             raise web.HTTPNotFound()
         return web.Response(body=s.data, content_type=s.content_type)
 
-    async def _photo(self, request) -> tuple[Any, bytes, str, int]:
-        """(RGB image, its bytes, its file name, the asked resolution) from the form; RequestError otherwise."""
+    async def _photo(self, request) -> tuple[Any, bytes, str, imaging.Options]:
+        """(RGB image, its bytes, its file name, the asked resolution / detection) from the form; RequestError
+        otherwise."""
         from aiohttp import web
 
         RequestError = imaging.RequestError
@@ -157,30 +162,30 @@ class PageServer:
             raise RequestError(413, _too_large(len(data), self.max_upload))
         if not data:
             raise RequestError(400, f"{name} is empty")
-        opts = imaging.parse_options({"resolution": form.get("resolution")},
+        opts = imaging.parse_options({"resolution": form.get("resolution"), "detect": form.get("detect")},
                                      default_resolution=self.default_resolution, formats=("png",))
         try:
             image = imaging.decode_image(data, self.max_pixels)
         except RequestError as e:
             raise RequestError(e.status, f"{name}: {e.message}") from None
-        return image, data, name, opts.resolution
+        return image, data, name, opts
 
     async def _answer(self, request, what: str):
         from aiohttp import web
 
         t0 = time.perf_counter()
         try:
-            image, data, name, resolution = await self._photo(request)
+            image, data, name, opts = await self._photo(request)
         except imaging.RequestError as e:
             return error_response(e.status, e.message)
         try:
-            stages = await getattr(self.backend, what)(image, data, resolution)
+            stages = await getattr(self.backend, what)(image, data, opts.resolution, opts.detect)
         except EndpointDown as e:
             return error_response(502, f"{e}. Start it (`faceparse serve start`) or point --endpoint at a running "
                                        "one; the page itself is fine.")
         w, h = image.size
         return web.json_response({"image": {"name": name, "width": w, "height": h}, "mode": self.backend.mode,
-                                  "resolution": resolution, "stages": stages,
+                                  "resolution": opts.resolution, "detect": opts.detect, "stages": stages,
                                   "server_ms": round((time.perf_counter() - t0) * 1000, 1)})
 
     async def analyze(self, request):

@@ -27,12 +27,14 @@ from ..labels import get_table
 
 STAGES = ("parser", "landmarks", "completion")
 NOT_YET = {
-    "deocclusion": "not available yet: the de-occlusion stage (the face behind the occluder) is not served by "
-                   "this page yet",
-    "reconstruction": "not available yet: the project has no 3D reconstruction stage yet",
+    "deocclusion": "not on this page yet: `faceparse deocclude PHOTOS --out DIR` or the faceparse-fisn endpoint "
+                   "removes the occluder",
+    "reconstruction": "not on this page yet: `faceparse reconstruct PHOTOS --out DIR` or the faceparse-recon3d "
+                      "endpoint gives the 3D face (mesh, coefficients, render)",
 }
-FACE_DETECTION = ("Face detection is not available yet: every stage answers for any image, so a photo without a "
-                  "face still gets maps and points, and they mean nothing there.")
+FACE_DETECTION = ("The parser finds the faces in a photo (MTCNN), parses each one aligned and lays the map back on "
+                  "the photo (boxes drawn in-process); a photo without a face is answered as such. The landmark "
+                  "and completion stages read the photo as an aligned face crop.")
 COMPLETION_RESOLUTION = 256
 MESSAGE_CHARS = 400
 
@@ -66,9 +68,15 @@ def failed(message: str) -> dict[str, Any]:
     return {"status": "error", "message": _short(message)}
 
 
-def parser_payload(labels: np.ndarray) -> dict[str, Any]:
+def parser_payload(labels: np.ndarray, faces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``faces``: the detected faces (photo pixels), None when the answer does not say (the endpoint's PNG)."""
     h, w = labels.shape
-    return {"resolution": int(w), "width": int(w), "height": int(h), "labels": labels_b64(labels)}
+    return {"resolution": int(max(h, w)), "width": int(w), "height": int(h), "labels": labels_b64(labels),
+            "faces": faces}
+
+
+def no_face(message: str) -> dict[str, Any]:
+    return {"status": "no_face", "message": _short(message)}
 
 
 def points_payload(points: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
@@ -201,17 +209,24 @@ class InProcess:
         return {"model": i["model"], "version": i["version"], "arm": None, "via": "in-process (no canary)"}
 
     # --- stages (on the worker thread) ------------------------------------------------------------------
-    def _parser(self, image, resolution: int) -> dict[str, Any]:
+    def _parser(self, image, resolution: int, detect: bool = True) -> dict[str, Any]:
+        """The photo's faces found, aligned and parsed in place (faceparse.photos), as predict and the API do;
+        ``detect`` False: the photo is an aligned face crop, parsed whole."""
         import torch
 
-        from ..models import preprocess
+        from ..photos import NoFaceError, faces_json, parse_planned, parse_whole, plan_photo
 
         net, meta = self.nets["parser"]
+        size = int(meta.get("input_size", 256))
         t0 = time.perf_counter()
-        x = preprocess(image, int(meta.get("input_size", 256)))[None]
+        try:
+            plan = plan_photo(image, size, int(resolution), detect=detect, what="this photo")
+        except NoFaceError as e:
+            return no_face(str(e))
         with torch.inference_mode():
-            labels = net(x, out_size=int(resolution))[0].argmax(0).to(torch.uint8).numpy()
-        return ok(parser_payload(labels), self._source("parser"), (time.perf_counter() - t0) * 1000)
+            labels = (parse_whole(net, [image], size, plan.size[0])[0] if plan.whole
+                      else parse_planned(net, image, plan, size))
+        return ok(parser_payload(labels, faces_json(plan) if detect else None), self._source("parser"), (time.perf_counter() - t0) * 1000)
 
     def _landmarks(self, image) -> dict[str, Any]:
         from ..stages import get_stage
@@ -244,17 +259,17 @@ class InProcess:
         except Exception as e:  # noqa: BLE001 - one stage's failure is shown on the page, the others still answer
             return failed(f"{stage} failed on this photo: {type(e).__name__}: {_short(e)}")
 
-    def _analyze(self, image, resolution: int) -> dict[str, Any]:
-        return {"parser": self._run("parser", lambda: self._parser(image, resolution)),
+    def _analyze(self, image, resolution: int, detect: bool) -> dict[str, Any]:
+        return {"parser": self._run("parser", lambda: self._parser(image, resolution, detect)),
                 "landmarks": self._run("landmarks", lambda: self._landmarks(image)),
                 "completion": self._run("completion", lambda: self._completion(image)), **_not_yet()}
 
-    async def analyze(self, image, data: bytes, resolution: int) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self._analyze, image, resolution)
+    async def analyze(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._analyze, image, resolution, detect)
 
-    async def parse(self, image, data: bytes, resolution: int) -> dict[str, Any]:
+    async def parse(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
         return {"parser": await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._run, "parser", lambda: self._parser(image, resolution))}
+            self.pool, self._run, "parser", lambda: self._parser(image, resolution, detect))}
 
     async def health(self) -> tuple[bool | None, str | None]:
         return None, None
@@ -309,16 +324,15 @@ class Endpoint:
                 tok = None
         return {"Authorization": f"Bearer {tok}"} if tok else {}
 
-    def _post(self, stage: str, data: bytes, fmt: str, resolution: int | None):
+    def _post(self, stage: str, data: bytes, fmt: str, resolution: int | None, detect: bool = True):
         """(response, ms); EndpointDown when nothing answers; StageError on a timeout."""
         import requests
 
         from ..serve.client import token_refused
 
         name = self.names[stage]
-        # X-Detect false: the page draws square maps of the photo as sent (the endpoint's face detection,
-        # which answers a photo's own shape or 422 without a face, is not shown here yet)
-        headers = {"Content-Type": "application/octet-stream", "X-Format": fmt, "X-Detect": "false"}
+        # the parser's face detection (the endpoint's default): a photo's own shape back, 422 without a face
+        headers = {"Content-Type": "application/octet-stream", "X-Format": fmt, "X-Detect": str(bool(detect)).lower()}
         if resolution:
             headers["X-Resolution"] = str(int(resolution))
         for attempt in (0, 1):
@@ -340,14 +354,15 @@ class Endpoint:
             return r, ms
         return r, ms
 
-    def _call(self, stage: str, data: bytes, fmt: str, resolution: int | None, decode) -> dict[str, Any]:
+    def _call(self, stage: str, data: bytes, fmt: str, resolution: int | None, decode,
+              detect: bool = True) -> dict[str, Any]:
         from ..serve.client import token_refused
 
         name = self.names.get(stage)
         if not name:
             return unavailable(f"no model name for the {stage} stage (--{stage}-model)")
         try:
-            r, ms = self._post(stage, data, fmt, resolution)
+            r, ms = self._post(stage, data, fmt, resolution, detect)
         except StageError as e:
             return failed(str(e))
         if r.status_code == 200:
@@ -368,10 +383,10 @@ class Endpoint:
         return failed(f"the endpoint failed (HTTP {r.status_code}): {msg}")
 
     # --- stages -------------------------------------------------------------------------------------------
-    def _parser(self, data: bytes, resolution: int) -> dict[str, Any]:
+    def _parser(self, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
         from ..serve.imaging import read_label_png
 
-        return self._call("parser", data, "png", resolution, lambda b: parser_payload(read_label_png(b)))
+        return self._call("parser", data, "png", resolution, lambda b: parser_payload(read_label_png(b)), detect)
 
     def _landmarks(self, data: bytes, size: tuple[int, int]) -> dict[str, Any]:
         def decode(b: bytes) -> dict[str, Any]:
@@ -412,14 +427,14 @@ class Endpoint:
             raise EndpointDown(down[0])
         return out
 
-    async def analyze(self, image, data: bytes, resolution: int) -> dict[str, Any]:
-        out = await self._gather({"parser": self._in_pool(self._parser, data, resolution),
+    async def analyze(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
+        out = await self._gather({"parser": self._in_pool(self._parser, data, resolution, detect),
                                   "landmarks": self._in_pool(self._landmarks, data, image.size),
                                   "completion": self._in_pool(self._completion, data)})
         return {**out, **_not_yet()}
 
-    async def parse(self, image, data: bytes, resolution: int) -> dict[str, Any]:
-        return await self._gather({"parser": self._in_pool(self._parser, data, resolution)})
+    async def parse(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
+        return await self._gather({"parser": self._in_pool(self._parser, data, resolution, detect)})
 
     def _ping(self) -> tuple[bool, str | None]:
         import requests

@@ -7,7 +7,7 @@ const state = {
   info: null,          // /api/info
   file: null,          // the current photo (File or Blob with a name)
   photo: null,         // its decoded <img>
-  parser: null,        // {labels: Uint8Array, resolution}
+  parser: null,        // {labels: Uint8Array, width, height, resolution, faces}
   enabled: [],         // per class: shown in the overlay
   controller: null,    // the request in flight (aborted by a newer one)
   analyzing: false,    // a new photo is being analysed (the slider waits for it)
@@ -63,6 +63,7 @@ function form(file, resolution) {
   const f = new FormData();
   f.append("image", file, file.name || "photo");
   f.append("resolution", String(resolution));
+  f.append("detect", $("#detect").checked ? "true" : "false");
   return f;
 }
 
@@ -117,6 +118,7 @@ function wire() {
   const r = $("#resolution");
   r.addEventListener("input", showResolution);
   r.addEventListener("change", requery);
+  $("#detect").addEventListener("change", () => { if (state.file) handleFile(state.file); });
   $("#show-points").addEventListener("change", (e) => $("#points").classList.toggle("hidden", !e.target.checked));
   $("#all").addEventListener("click", () => setAll(true));
   $("#none").addEventListener("click", () => setAll(false));
@@ -141,6 +143,7 @@ async function loadSamples() {
         const resp = await fetch(s.url);
         if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
         const blob = await resp.blob();
+        $("#detect").checked = !s.aligned;     // the synthetic faces are aligned crops: nothing to detect
         handleFile(new File([blob], s.name, { type: blob.type }));
       } catch (e) {
         showError("The page's server is not answering", `the sample ${s.name} could not be fetched (${e.message})`);
@@ -260,7 +263,9 @@ function renderParser(st, answer, rtt, full) {
     msg.hidden = false;
     msg.className = st.status === "error" ? "failed" : "unavailable";
     msg.textContent = st.message;
+    msg.dataset.status = st.status;
     delete canvas.dataset.resolution;
+    delete canvas.dataset.faces;
     $("#timing").textContent = "";
     $("#source-parser").textContent = "";
     updateLegendCounts();
@@ -268,14 +273,16 @@ function renderParser(st, answer, rtt, full) {
   }
   canvas.hidden = false;
   msg.hidden = true;
-  state.parser = { labels: decodeLabels(st.labels), resolution: st.resolution };
+  state.parser = { labels: decodeLabels(st.labels), width: st.width, height: st.height,
+                   resolution: st.resolution, faces: st.faces };
   drawOverlay();
   const what = full ? "all stages" : "parser";
   const t = $("#timing");
   t.textContent = "";
   const strong = document.createElement("strong");
-  strong.textContent = `${st.resolution} × ${st.resolution} px`;
-  t.append(strong, ` in ${Math.round(rtt)} ms round trip (${what}; the parser's model time ${Math.round(st.model_ms)} ms)`);
+  strong.textContent = `${st.width} × ${st.height} px`;
+  const found = st.faces ? `${st.faces.length} face${st.faces.length === 1 ? "" : "s"} found · ` : "";
+  t.append(found, strong, ` in ${Math.round(rtt)} ms round trip (${what}; the parser's model time ${Math.round(st.model_ms)} ms)`);
   t.dataset.resolution = st.resolution;
   setSource($("#source-parser"), st.source, undefined);
   $("#source-parser").prepend("Parser (FP-LIIF): ");
@@ -285,14 +292,14 @@ function renderParser(st, answer, rtt, full) {
 function drawOverlay() {
   const p = state.parser;
   if (!p || !state.photo) return;
-  const R = p.resolution;
+  const W = p.width, H = p.height;
   const canvas = $("#overlay");
-  canvas.width = R; canvas.height = R;
+  canvas.width = W; canvas.height = H;
   canvas.style.aspectRatio = `${state.photo.naturalWidth} / ${state.photo.naturalHeight}`;
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(state.photo, 0, 0, R, R);
-  const img = ctx.getImageData(0, 0, R, R);
+  ctx.drawImage(state.photo, 0, 0, W, H);
+  const img = ctx.getImageData(0, 0, W, H);
   const d = img.data, pal = state.info.palette, on = state.enabled, labels = p.labels;
   for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
     const c = labels[i];
@@ -302,7 +309,23 @@ function drawOverlay() {
     }
   }
   ctx.putImageData(img, 0, 0);
-  canvas.dataset.resolution = R;
+  drawFaces(ctx, p.faces || [], W / state.photo.naturalWidth, H / state.photo.naturalHeight);
+  canvas.dataset.resolution = p.resolution;
+  canvas.dataset.faces = p.faces ? p.faces.length : "";
+}
+
+// the detected faces' boxes and confidence, in the map's pixels (faces arrive in the photo's)
+function drawFaces(ctx, faces, sx, sy) {
+  const lw = Math.max(1, Math.round(Math.min(ctx.canvas.width, ctx.canvas.height) / 200));
+  ctx.lineWidth = lw;
+  ctx.strokeStyle = "#ffd400";
+  ctx.fillStyle = "#ffd400";
+  ctx.font = `${6 * lw + 6}px sans-serif`;
+  for (const f of faces) {
+    const [x0, y0, x1, y1] = f.box;
+    ctx.strokeRect(x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy);
+    ctx.fillText(`face ${(100 * f.score).toFixed(0)}%`, x0 * sx, Math.max(6 * lw + 6, y0 * sy - 2 * lw));
+  }
 }
 
 function buildLegend() {
