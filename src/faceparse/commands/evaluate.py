@@ -18,6 +18,18 @@ ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weig
 
 
 
+def _score_photos(bundle: Optional[str], folder: Path, detect: bool, params, set_) -> None:
+    from ..api import load
+    from ..photo_eval import f1_table, labelled_photos, score_photos
+
+    ref = bundle or params_from(params, set_, "parser")["train"]["bundle_dir"]
+    res = score_photos(load(ref), labelled_photos(folder), detect=detect)
+    console.print(f1_table(res), soft_wrap=True)
+    console.print(f"[green]scored[/] {ref} on {res['n_images']} labelled photos in {folder}: mean F1 "
+                  f"{res['mean_f1']:.4f}", soft_wrap=True)
+    emit_json({"bundle": str(ref), **res})
+
+
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @friendly_errors
@@ -25,6 +37,11 @@ def register(app: typer.Typer) -> None:
         bundle: Optional[str] = typer.Option(None, "--bundle", "-b",
                                              help=f"model to evaluate (default: train.bundle_dir): {ModelHelp}"),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="canonical dataset (default: data.dir)"),
+        photos: Optional[Path] = typer.Option(
+            None, "--photos", help="parser: score on real labelled photos instead — <stem>.jpg beside <stem>.png "
+            "(class ids), e.g. ../shared/fixtures/celebamask-hq-samples; each photo detected and aligned as "
+            "`predict` does, at its label map's size; per-class F1 printed, nothing written"),
+        no_detect: bool = typer.Option(False, "--no-detect", help="with --photos: the photos are aligned crops"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         precision: Optional[str] = PrecisionOpt,
         params: Optional[Path] = ParamsOpt,
@@ -35,8 +52,12 @@ def register(app: typer.Typer) -> None:
 
         Writes evaluate.metrics_file (per-class F1/IoU, mean F1, mIoU, the multi-resolution table 64…512),
         the plots in evaluate.plots_dir and the paper-style markdown table evaluate.table_file; logs the test
-        metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout."""
+        metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout.
+        With --photos: the parser on real labelled photos (a per-class F1 table, then JSON)."""
         from ..evaluate import evaluate
+
+        if photos is not None:
+            return _score_photos(bundle, photos, not no_detect, params, set_)
 
         res = evaluate(params_from(params, set_, stage), bundle_dir=bundle, dataset_dir=data, progress=not quiet,
                        precision=precision)
