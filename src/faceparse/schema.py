@@ -27,6 +27,7 @@ class Splits(_Section):
 
 class Synth(_Section):
     n: Optional[int] = None
+    renders3d: Optional[int] = None     # rendered 3D faces added to the training split (faceparse.data.synth3d)
     seed: Optional[int] = None
     occlusion_prob: Optional[float] = None
     test_occlusion_prob: Optional[float] = None
@@ -307,6 +308,7 @@ class Recon3dLoss(_Section):
     w_id: Optional[float] = None
     w_exp: Optional[float] = None
     w_face: Optional[float] = None
+    w_shape: Optional[float] = None
     face_net: Optional[str] = None
     face_net_size: Optional[int] = None
     attention: Optional[Literal["face", "features"]] = None

@@ -42,7 +42,7 @@ def test_unknown_model_override_is_refused(repo_root):
                                  "data.synth.test_occlusion_prob?)"),
     ("model.presets.tiny.widht=8", "did you mean model.presets.tiny.width?"),
     ("serve.rollout.percnt=5", "did you mean serve.rollout.percent?"),
-    ("data.synth.bogus=1", "unknown key data.synth.bogus (known: n, occlusion_prob, seed, splits, "
+    ("data.synth.bogus=1", "unknown key data.synth.bogus (known: n, occlusion_prob, renders3d, seed, splits, "
                            "test_occlusion_prob)"),
     ("train.epochs=three", "train.epochs: input should be a valid integer"),
     ("model.overrides.norm=layer", "model.overrides.norm: input should be 'instance', 'batch' or 'none'"),

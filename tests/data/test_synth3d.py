@@ -67,6 +67,36 @@ def test_write_dataset3d_layout(tmp_path):
     assert np.load(d / "coeffs" / f"{test['id'].iloc[0]}.npy").shape == (sum(info["coeffs"].values()),)
 
 
+def test_renders3d_join_the_training_split_of_a_prepared_2d_set(tmp_path):
+    """data.synth.renders3d: 3D renders added to the 2D synthetic set's training split only, their files in
+    place, the set still passes validation; adding them twice is refused and leaves it as it was."""
+    from faceparse.data.manifest import read_info, read_manifest
+    from faceparse.data.prepare import prepare
+    from faceparse.data.synth3d import add_renders3d
+    from faceparse.data.validate import validate_dataset
+
+    params = {"data": {"source": "synth", "dir": str(tmp_path / "d"), "size": 64, "label_table": "celebamask-hq",
+                       "synth": {"n": 6, "renders3d": 3, "seed": 0, "occlusion_prob": 0.5}}}
+    root = prepare(params, progress=False)
+    df = read_manifest(root)
+    added = df[df["source"] == "synth3d"]
+    assert len(df) == 9 and list(added["id"]) == ["synth3d_0_000000", "synth3d_0_000001", "synth3d_0_000002"]
+    assert set(added["split"]) == {"train"} and set(df[df["source"] == "synth"]["split"]) >= {"val", "test"}
+    for col in ("image", "label", "landmarks"):
+        assert all((root / p).is_file() for p in added[col])
+    info = read_info(root)
+    assert info["count"] == 9 and info["renders3d"]["n"] == 3 and info["renders3d"]["split"] == "train"
+    kinds = json.loads((root / "occlusion" / "kinds.json").read_text())
+    assert set(added["id"]) <= set(kinds)
+    assert not [p for p in root.parent.iterdir() if p.name.startswith(".d.")]     # no temporary folder left
+    summary = validate_dataset(root, tmp_path / "v", progress=False)
+    assert summary["success"], summary
+    before = (root / "manifest.parquet").read_bytes()
+    with pytest.raises(ValueError, match="once"):
+        add_renders3d(root, 2, progress=False)
+    assert (root / "manifest.parquet").read_bytes() == before
+
+
 def test_umeyama_undoes_a_similarity_and_errors_are_in_mm():
     rng = np.random.default_rng(0)
     true = rng.normal(0, 5, (200, 3))

@@ -86,9 +86,31 @@ def test_one_training_step_changes_the_network(setup):
     model.train()
     loss = st.train_step(ctx, batch)
     assert torch.isfinite(loss) and loss.requires_grad
-    assert {"lmk", "pix", "reg"} <= set(ctx.state["tally"])
+    assert set(ctx.state["tally"]) == {"lmk", "pix", "reg", "steps"}          # w_shape 0: no vertex loss
+    ctx.state["weights"] = {**ctx.state["weights"], "w_shape": 10.0}
+    st.train_step(ctx, batch)
+    assert ctx.state["tally"]["shape"] > 0
     changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
     assert "backbone.fc.weight" in changed and any(k.startswith("backbone.stem") for k in changed)
+
+
+def test_the_vertex_loss_is_off_by_default_and_pulls_towards_the_true_mesh(setup):
+    """recon3d.loss.w_shape (configs/recon3d.yaml): zero for the true coefficients, a gradient on the identity
+    outputs otherwise, and in the step's loss parts only when its weight is above 0."""
+    from faceparse.face3d.loss import DEFAULTS, shape_loss
+    from faceparse.face3d.model import FaceModel
+
+    assert DEFAULTS["w_shape"] == 0 and "w_shape" not in load_params(REPO / "params.yaml", [])["recon3d"]["loss"]
+    face = FaceModel()
+    true = torch.zeros(2, face.num_coeffs)
+    true[:, :5] = torch.tensor([1.0, -0.5, 0.3, 0.8, -1.2])
+    assert float(shape_loss(face, face.split(true.clone()), true)) == pytest.approx(0.0, abs=1e-10)
+    pred = torch.zeros_like(true, requires_grad=True)
+    loss = shape_loss(face, face.split(pred), true)
+    loss.backward()
+    assert float(loss) > 0.01 and pred.grad[:, :5].abs().min() > 0     # cm², every moved mode pulled back
+    # towards the truth: a small step along -grad lowers it
+    assert float(shape_loss(face, face.split(pred.detach() - 0.5 * pred.grad / pred.grad.norm()), true)) < float(loss)
 
 
 def test_evaluate_writes_the_benchmark(setup):

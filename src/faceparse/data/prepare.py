@@ -12,7 +12,8 @@ FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "hel
 
 
 def prepare(params: dict[str, Any], progress: bool = True) -> Path:
-    """``data.source == "synth"`` → ``synth.write_dataset(data.dir, **data.synth)``; otherwise
+    """``data.source == "synth"`` → ``synth.write_dataset(data.dir, **data.synth)``, plus
+    ``data.synth.renders3d`` rendered 3D faces in its training split (``synth3d.add_renders3d``); otherwise
     ``ingest(data.source, data.raw_dir, data.dir, ...)``. Returns data.dir."""
     data = section(params, "data")
     source = require(data, "source", "data")
@@ -26,7 +27,13 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
         opts = dict(data.get("synth") or {})
         if "n" not in opts:
             raise ConfigError("params: missing data.synth.n")
+        renders = int(opts.pop("renders3d", 0) or 0)
         path = Path(write_dataset(out, size=size, progress=progress, **opts))
+        if renders > 0:
+            from .synth3d import add_renders3d
+
+            add_renders3d(path, renders, seed=int(opts.get("seed", 0)),
+                          occlusion_prob=float(opts.get("occlusion_prob", 0.3)), progress=progress)
     elif source in FORMATS:
         ing = dict(data.get("ingest") or {})
         expected = ing.get("labelmaps_table", "celebamask-hq") if source == "labelmaps" else FORMAT_TABLES[source]

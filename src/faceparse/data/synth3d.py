@@ -26,6 +26,7 @@ coefficient vector (float32, the layout ``dataset.json`` records), ``manifest.pa
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -185,8 +186,8 @@ def write_dataset3d(out_dir, n: int, size: int = 128, seed: int = 0, occlusion_p
     from ..face3d.model import N_ALBEDO, FaceModel, asset_sha256
     from ..face3d.render import F0, Renderer
     from ..labels import CELEBAMASK_HQ
-    from .manifest import class_pixels, write_manifest
-    from .synth import _check_target, _progress
+    from .manifest import write_manifest
+    from .synth import _check_target
 
     out_dir, n = Path(out_dir), int(n)
     if n < 1 or size < 32:
@@ -200,22 +201,8 @@ def write_dataset3d(out_dir, n: int, size: int = 128, seed: int = 0, occlusion_p
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        for sub in ("images", "clean", "labels", "complete", "occlusion", "landmarks", "coeffs"):
-            (tmp / sub).mkdir()
-        rows, kinds = [], {}
-        with _progress(progress, n, f"synth3d → {out_dir}") as bar:
-            task = bar.add_task("render", total=n) if progress else None
-            for i in range(n):
-                s = generate_sample3d(renderer, seed, i, size, plan[i][0], plan[i][1])
-                sid = sample_id(seed, i)
-                kinds[sid] = s.occluders
-                _write_sample(tmp, sid, s)
-                rows.append({"id": sid, "split": split_of[i], "image": f"images/{sid}.jpg", "label": f"labels/{sid}.png",
-                             "landmarks": f"landmarks/{sid}.npy", "width": size, "height": size, "label_width": size,
-                             "label_height": size, "class_pixels": class_pixels(s.label, CELEBAMASK_HQ.num_classes),
-                             "sha256": _sha(tmp / f"images/{sid}.jpg"), "source": "synth3d"})
-                if task is not None:
-                    bar.advance(task)
+        ids = [sample_id(seed, i) for i in range(n)]
+        rows, kinds = _render_into(tmp, renderer, seed, size, ids, split_of, plan, progress, f"synth3d → {out_dir}")
         (tmp / "occlusion" / "kinds.json").write_text(json.dumps(kinds, indent=1) + "\n")
         write_manifest(tmp, rows)
         info = {"label_table": CELEBAMASK_HQ.name, "size": int(size), "source": "synth3d", "count": n, "seed": int(seed),
@@ -229,6 +216,69 @@ def write_dataset3d(out_dir, n: int, size: int = 128, seed: int = 0, occlusion_p
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _render_into(root: Path, renderer, seed: int, size: int, ids: list[str], split_of: list[str], plan: list,
+                 progress: bool, desc: str) -> tuple[list[dict], dict[str, list[str]]]:
+    """Render sample ``i`` of ``seed`` as ``ids[i]`` into ``root``'s canonical folders → (manifest rows,
+    occluder kinds per id)."""
+    from ..labels import CELEBAMASK_HQ
+    from .manifest import class_pixels
+    from .synth import _progress
+
+    for sub in ("images", "clean", "labels", "complete", "occlusion", "landmarks", "coeffs"):
+        (root / sub).mkdir(exist_ok=True)
+    rows, kinds = [], {}
+    with _progress(progress, len(ids), desc) as bar:
+        task = bar.add_task("render", total=len(ids)) if progress else None
+        for i, sid in enumerate(ids):
+            s = generate_sample3d(renderer, seed, i, size, plan[i][0], plan[i][1])
+            kinds[sid] = s.occluders
+            _write_sample(root, sid, s)
+            rows.append({"id": sid, "split": split_of[i], "image": f"images/{sid}.jpg", "label": f"labels/{sid}.png",
+                         "landmarks": f"landmarks/{sid}.npy", "width": size, "height": size, "label_width": size,
+                         "label_height": size, "class_pixels": class_pixels(s.label, CELEBAMASK_HQ.num_classes),
+                         "sha256": _sha(root / f"images/{sid}.jpg"), "source": "synth3d"})
+            if task is not None:
+                bar.advance(task)
+    return rows, kinds
+
+
+def add_renders3d(dataset_dir, n: int, seed: int = 0, occlusion_prob: float = 0.3, progress: bool = True) -> Path:
+    """Add ``n`` rendered faces of the 3D model (ids ``synth3d_<seed>_<i>``) to the **training split** of a 2D
+    synthetic dataset (``data.synth.renders3d``): real face geometry and shading for the parser's eyes, brows,
+    nose and lips, which the 2D painter draws as flat shapes (measured on the four real fixture photos:
+    README, issue #16). Rendered beside the dataset, then moved in; the manifest and dataset.json are
+    rewritten last, so an interrupted run leaves the 2D dataset as it was (plus stray files)."""
+    from ..face3d.model import FaceModel, asset_sha256
+    from ..face3d.render import Renderer
+    from .manifest import read_info, read_manifest, write_info, write_manifest
+
+    root, n = Path(dataset_dir), int(n)
+    info = read_info(root)
+    if info.get("label_table") != "celebamask-hq" or "renders3d" in info:
+        raise ValueError(f"{root}: 3D renders join a CelebAMask-HQ-labelled synthetic dataset once "
+                         f"(label_table {info.get('label_table')!r}, renders3d {info.get('renders3d')})")
+    size = int(info["size"])
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.renders3d-", dir=root.parent))
+    try:
+        ids = [f"synth3d_{int(seed)}_{i:06d}" for i in range(n)]
+        rows, kinds = _render_into(tmp, Renderer(FaceModel(), size), int(seed), size, ids, ["train"] * n,
+                                   [(float(occlusion_prob), None)] * n, progress, f"3D renders → {root}")
+        for sub in [d for d in tmp.iterdir() if d.is_dir()]:
+            (root / sub.name).mkdir(exist_ok=True)
+            for f in sub.iterdir():
+                os.replace(f, root / sub.name / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    kinds_file = root / "occlusion" / "kinds.json"
+    all_kinds = json.loads(kinds_file.read_text()) if kinds_file.is_file() else {}
+    kinds_file.write_text(json.dumps({**all_kinds, **kinds}, indent=1) + "\n")
+    write_manifest(root, read_manifest(root).to_dict("records") + rows)
+    write_info(root, {**info, "count": int(info.get("count", 0)) + n,
+                      "renders3d": {"n": n, "seed": int(seed), "occlusion_prob": float(occlusion_prob), "split": "train",
+                                    "generator": "faceparse.data.synth3d", "face_model_sha256": asset_sha256()}})
+    return root
 
 
 def _write_sample(root: Path, sid: str, s: Sample3D) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-DEFAULTS = {"w_lmk": 1.6e-3, "w_pix": 1.4, "w_reg": 3.7e-4, "w_face": 0.2, "w_id": 1.0, "w_exp": 1.75e-3,
+DEFAULTS = {"w_lmk": 1.6e-3, "w_pix": 1.4, "w_reg": 3.7e-4, "w_face": 0.2, "w_shape": 0.0, "w_id": 1.0, "w_exp": 1.75e-3,
             "attention": "face", "attention_low": 0.1, "face_net": None, "face_net_size": 112}
 FACE_CLASSES = ("skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
 LMK_SCALE = 224.0
@@ -70,9 +70,18 @@ class FaceFeatureLoss(torch.nn.Module):
         return (1 - (embed(image) * embed(composite)).sum(1)).mean()
 
 
+def shape_loss(face, c: dict[str, torch.Tensor], true: torch.Tensor) -> torch.Tensor:
+    """Mean squared vertex distance (cm²) between the predicted and the true mesh (identity + expression):
+    supervision only synthetic data can give (its true coefficients ``true``, (B, K))."""
+    t = face.split(true)
+    return (face.vertices(c["id"], c["exp"]) - face.vertices(t["id"], t["exp"])).square().sum(-1).mean()
+
+
 def total_loss(weights: dict[str, Any], c: dict[str, torch.Tensor], out, image01: torch.Tensor,
-               points: torch.Tensor, parse: torch.Tensor, size: int, face_loss: FaceFeatureLoss | None = None):
-    """(eq. 16 total, its parts detached); ``image01`` (B, 3, S, S) in [0, 1], ``points`` in [0, 1] units."""
+               points: torch.Tensor, parse: torch.Tensor, size: int, face_loss: FaceFeatureLoss | None = None,
+               shape=None):
+    """(eq. 16 total, its parts detached); ``image01`` (B, 3, S, S) in [0, 1], ``points`` in [0, 1] units;
+    ``shape``: (face model, true coefficients) adds ``w_shape`` · shape_loss when w_shape > 0."""
     w = {**DEFAULTS, **weights}
     parts = {"lmk": landmark_loss(out.landmarks / size, points),
              "pix": pixel_loss(out.image, out.mask, image01, attention(parse, str(w["attention"]), float(w["attention_low"]))),
@@ -81,4 +90,7 @@ def total_loss(weights: dict[str, Any], c: dict[str, torch.Tensor], out, image01
     if face_loss is not None:
         parts["face"] = face_loss(image01, out.image, out.mask)
         total = total + float(w["w_face"]) * parts["face"]
+    if float(w["w_shape"]) > 0 and shape is not None:
+        parts["shape"] = shape_loss(shape[0], c, shape[1])
+        total = total + float(w["w_shape"]) * parts["shape"]
     return total, {k: v.detach() for k, v in parts.items()}

@@ -179,7 +179,8 @@ class Recon3dStage(Stage):
         y = y.float()
         out = ctx.model.render(y, x.shape[-1])
         loss, parts = total_loss(ctx.state["weights"], ctx.model.face.split(y), out, (x.float() + 1) / 2,
-                                 batch["points"].to(dev), batch["parse"].to(dev), x.shape[-1], ctx.state["face_loss"])
+                                 batch["points"].to(dev), batch["parse"].to(dev), x.shape[-1], ctx.state["face_loss"],
+                                 (ctx.model.face, batch["coeffs"].to(dev)) if batch["coeffs"].numel() else None)
         tally = ctx.state["tally"]
         for k, v in parts.items():
             tally[k] = tally.get(k, 0.0) + float(v)
