@@ -10,9 +10,10 @@ from .package import package
 from .prepare import prepare
 from .promote import promote
 from .register import register
+from .synth3d import synth3d
 from .train import train
 from .validate import validate
 from .validation_failed import validation_failed
 
 __all__ = ["COMPONENT", "IMAGE", "prepare", "validate", "validation_failed", "train", "evaluate", "register",
-           "promote", "package", "compose", "complete"]
+           "promote", "package", "compose", "complete", "synth3d"]

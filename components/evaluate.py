@@ -1,7 +1,7 @@
 """evaluate: test-split metrics of the trained bundle → kfp Metrics, ClassificationMetrics (confusion
 matrix) and the report files (eval.json, plots/, table.md)."""
 
-from typing import List
+from typing import List, Optional
 
 from kfp import dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
@@ -12,13 +12,17 @@ from .base import COMPONENT
 @dsl.component(**COMPONENT)
 def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], validation: Input[Artifact],
              model: Input[Model], metrics: Output[Metrics], confusion: Output[ClassificationMetrics],
-             report: Output[Artifact], stage: str = "parser", gate_metric: str = "") -> float:
+             report: Output[Artifact], stage: str = "parser", gate_metric: str = "",
+             deocclude: Optional[Input[Model]] = None, deocclude_registered: Optional[Input[Artifact]] = None
+             ) -> float:
     """faceparse.evaluate.evaluate(params, bundle_dir=model, dataset_dir=dataset) with the metrics file,
     plots and table written into ``report``; every scalar metric logged to ``metrics`` (test_* names, as
     in MLflow) and, for the parser, the pixel confusion matrix (rows = truth) to ``confusion``. Returns the
     stage's primary test metric (mean F1 / NME), or the result's ``gate_metric`` when one is named (fisn:
     psnr_gain_db, PSNR over the input as it is): the pipeline's quality gate; one output on purpose —
-    kfp.local 2.17 cannot resolve a named output of a multi-output task in a dsl.If condition."""
+    kfp.local 2.17 cannot resolve a named output of a multi-output task in a dsl.If condition.
+    deocclude / deocclude_registered (recon3d): the FISN bundle that de-occludes the occluded test photos,
+    and its registration record (``evaluate.deocclude`` / ``evaluate.deocclude_registered``)."""
     import csv
     from pathlib import Path
 
@@ -33,6 +37,8 @@ def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], va
         "evaluate.metrics_file": str(rep / "eval.json"),
         "evaluate.plots_dir": str(rep / "plots"),
         "evaluate.table_file": str(rep / "table.md"),
+        **({"evaluate.deocclude": deocclude.path} if deocclude is not None else {}),
+        **({"evaluate.deocclude_registered": deocclude_registered.path} if deocclude_registered is not None else {}),
     }, stage=stage)
     st = get_stage(stage)
     result = evaluate_step(params, bundle_dir=model.path, dataset_dir=dataset.path, progress=False)

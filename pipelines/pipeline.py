@@ -9,12 +9,16 @@
                         │             then the de-occlusion generator (with fisn): train (its bundle
                         │               carries the composed completion model) → evaluate → register
                         │               → [gate] promote → package
+                        │             then 3D reconstruction (with recon3d): synth3d (its own rendered
+                        │               set) → validate → train → evaluate (clean / occluded / de-occluded
+                        │               through the FISN model) → register → [gate] promote → package
                         └─ failed ──→ validation_failed (run fails; the Data Docs artifact is kept)
 
 Every stage goes through the same components (``stage=`` names it) and the same launcher; the quality
 gates follow each stage's metric direction: parser test mean F1 ≥ ``min_mean_f1``, landmark test NME ≤
 ``max_nme``, completion F1 inside the occluded region ≥ ``min_completion_f1``, FISN PSNR gain inside the
-occluded region over the occluded input as it is (psnr_out − psnr_input, dB) ≥ ``min_fisn_psnr_gain``.
+occluded region over the occluded input as it is (psnr_out − psnr_input, dB) ≥ ``min_fisn_psnr_gain``,
+3D test p90 vertex error on clean inputs (mm) ≤ ``max_recon3d_p90_mm``.
 
 Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
 source; every component re-reads it through faceparse.config.load_params), ``overrides`` are
@@ -65,7 +69,7 @@ def _step(task, name: str):
 
 
 def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, pytorchjob, trainjob,
-                package_upload, carry=(), gate_metric: str = ""):
+                package_upload, carry=(), gate_metric: str = "", deocclude: tuple = ()):
     """train → evaluate → register for one trainable model stage: (train, evaluate — its output is the
     gate — , register) tasks. ``carry``: (Model, registration record) of the model the stage's bundle
     carries (fisn: the composed completion model)."""
@@ -74,13 +78,16 @@ def _stage_path(stage: str, prep, val, params_yaml, overrides, launcher, nproc, 
                                    validation=val.outputs["report"], launcher=launcher, nproc=nproc,
                                    pytorchjob=pytorchjob, trainjob=trainjob, stage=stage, **carried),
                            f"train {stage}")))
-    return (tr, *_evaluate_register(stage, tr.outputs["model"], prep, val, params_yaml, overrides, gate_metric))
+    return (tr, *_evaluate_register(stage, tr.outputs["model"], prep, val, params_yaml, overrides, gate_metric,
+                                    deocclude))
 
 
-def _evaluate_register(stage: str, model, prep, val, params_yaml, overrides, gate_metric: str = ""):
+def _evaluate_register(stage: str, model, prep, val, params_yaml, overrides, gate_metric: str = "",
+                       deocclude: tuple = ()):
     gate = {"gate_metric": gate_metric} if gate_metric else {}
     ev = _mlflow(_step(c.evaluate(params_yaml=params_yaml, overrides=overrides, dataset=prep.outputs["dataset"],
-                                  validation=val.outputs["report"], model=model, stage=stage, **gate),
+                                  validation=val.outputs["report"], model=model, stage=stage, **gate,
+                                  **dict(zip(("deocclude", "deocclude_registered"), deocclude))),
                        f"evaluate {stage}"))
     reg = _mlflow(_step(c.register(params_yaml=params_yaml, overrides=overrides, model=model,
                                    eval_report=ev.outputs["report"], stage=stage), f"register {stage}"))
@@ -108,10 +115,26 @@ def _fisn_path(completion, prep, val, min_gain, **common):
     carried) → evaluate → register → [gate: PSNR gain over the input as it is ≥ min_gain] promote → package.
     As in dvc.yaml: trained whether or not the completion model passed its own gate."""
     comp, comp_reg = completion
-    _, ev, reg = _stage_path("fisn", prep, val, **common, carry=(comp.outputs["model"], comp_reg.outputs["registered"]),
-                             gate_metric="psnr_gain_db")
+    tr, ev, reg = _stage_path("fisn", prep, val, **common, carry=(comp.outputs["model"], comp_reg.outputs["registered"]),
+                              gate_metric="psnr_gain_db")
     with dsl.If(ev.outputs["Output"] >= min_gain, name="fisn-quality-gate"):
         _promote_and_package("fisn", reg, common["params_yaml"], common["overrides"], common["package_upload"])
+    return tr, reg
+
+
+def _recon3d_path(fisn, allow_quarantine, max_p90, **common):
+    """synth3d (the stage's own rendered set) → validate → train → evaluate, the occluded test photos also
+    de-occluded through the FISN model just trained → register → [gate: clean p90 ≤ max_p90 mm] promote →
+    package. As in dvc.yaml: after the generator, whether or not it passed its own gate."""
+    fisn_tr, fisn_reg = fisn
+    p, o = common["params_yaml"], common["overrides"]
+    prep = _step(c.synth3d(params_yaml=p, overrides=o), "synth3d")
+    val = _step(c.validate(params_yaml=p, overrides=o, dataset=prep.outputs["dataset"],
+                           allow_quarantine=allow_quarantine), "validate synth3d")
+    _, ev, reg = _stage_path("recon3d", prep, val, **common,
+                             deocclude=(fisn_tr.outputs["model"], fisn_reg.outputs["registered"]))
+    with dsl.If(ev.outputs["Output"] <= max_p90, name="recon3d-quality-gate"):
+        _promote_and_package("recon3d", reg, p, o, common["package_upload"])
 
 
 def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload):
@@ -127,7 +150,8 @@ def _promote_and_package(stage: str, reg, params_yaml, overrides, package_upload
                           "landmarks): train (torchrun / PyTorchJob / TrainJob) → evaluate → register → promote → package; "
                           "map completion: compose → evaluate → register → promote → package; complete; "
                           "de-occlusion generator (FISN, carrying the completion model): train → evaluate → "
-                          "register → promote → package")
+                          "register → promote → package; 3D reconstruction: synth3d → validate → train → evaluate "
+                          "(de-occluded by FISN too) → register → promote → package")
 def faceparse_pipeline(
     params_yaml: str = PARAMS_YAML,
     overrides: List[str] = [],
@@ -142,8 +166,10 @@ def faceparse_pipeline(
     max_nme: float = 1.0,
     min_completion_f1: float = 0.0,
     min_fisn_psnr_gain: float = 0.0,
+    max_recon3d_p90_mm: float = 100.0,
     landmarks: bool = True,
     fisn: bool = True,
+    recon3d: bool = True,
     package_upload: str = "",
 ):
     prep = _s3(_step(c.prepare(params_yaml=params_yaml, overrides=overrides, raw_uri=raw_uri,
@@ -164,7 +190,9 @@ def faceparse_pipeline(
             completion = _completion_path(parser, lmk, prep, val, params_yaml, overrides, min_completion_f1,
                                           package_upload)
             with dsl.If(fisn == True, name="fisn"):  # noqa: E712
-                _fisn_path(completion, prep, val, min_fisn_psnr_gain, **common)
+                gen = _fisn_path(completion, prep, val, min_fisn_psnr_gain, **common)
+                with dsl.If(recon3d == True, name="recon3d"):  # noqa: E712
+                    _recon3d_path(gen, allow_quarantine, max_recon3d_p90_mm, **common)
     with dsl.Else(name="dataset-invalid"):
         _step(c.validation_failed(summary=val.outputs["summary"], data_docs=val.outputs["data_docs"]),
               "validation failed")

@@ -83,9 +83,10 @@ def test_every_step_runs_in_the_project_image_without_pip(compiled):
     per_stage = {"train", "evaluate", "register", "promote", "package"}   # once per model stage (-2: landmarks)
     composed = {"evaluate-3", "register-3", "promote-3", "package-3"}     # map completion: composed, not trained
     fisn = {"train-3", "evaluate-4", "register-4", "promote-4", "package-4"}  # the generator: trained again
+    recon3d = {"synth3d", "validate-2", "train-4", "evaluate-5", "register-5", "promote-5", "package-5"}  # its own set
     assert {e.removeprefix("exec-") for e in executors} == {
         "prepare", "validate", "validation-failed", *per_stage, *{f"{s}-2" for s in per_stage}, "compose",
-        *composed, "complete", *fisn}
+        *composed, "complete", *fisn, *recon3d}
     for name, ex in executors.items():
         c = ex["container"]
         assert c["image"] == DEFAULT_IMAGE, name
@@ -139,6 +140,17 @@ def test_dag_gates(compiled):
     assert carried["carry_registered"] == {"componentInputArtifact": "pipelinechannel--register-3-registered"}
     gate_metric = f_tasks["evaluate-4"]["inputs"]["parameters"]["gate_metric"]
     assert gate_metric == {"runtimeValue": {"constant": "psnr_gain_db"}}
+    # 3D reconstruction: under its own switch inside the fisn one, on its own rendered set, its occluded test
+    # photos de-occluded through the generator just trained; gated on the clean p90 (mm: lower is better)
+    r3 = conditions["inputs.parameter_values['pipelinechannel--recon3d'] == true"]
+    assert {"synth3d", "validate-2", "train-4", "evaluate-5", "register-5"} <= r3
+    r_gate = ("inputs.parameter_values['pipelinechannel--evaluate-5-Output'] <= "
+              "inputs.parameter_values['pipelinechannel--max_recon3d_p90_mm']")
+    assert "promote-5" in conditions[r_gate]
+    r_tasks = next(c for c in comps.values() if "train-4" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
+    assert r_tasks["train-4"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"] == "synth3d"
+    assert r_tasks["evaluate-5"]["inputs"]["artifacts"]["deocclude"] == {"componentInputArtifact": "pipelinechannel--train-3-model"}
+    assert r_tasks["evaluate-5"]["inputs"]["parameters"]["stage"] == {"runtimeValue": {"constant": "recon3d"}}
     valid = next(c for c in comps.values() if "train" in c.get("dag", {}).get("tasks", {}))["dag"]["tasks"]
     assert valid["evaluate"]["dependentTasks"] == ["train"]
     assert "prepare" not in valid and "validate" not in valid  # both run before the gate

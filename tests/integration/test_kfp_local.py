@@ -28,7 +28,9 @@ PARAMS_YAML = (REPO / "params.yaml").read_text()
 BUCKET = "faceparse"
 SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_size=64", "train.epochs=1",
          "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
-         "landmarks.train.epochs=1", "landmarks.train.batch_size=4", "fisn.train.epochs=1", "fisn.train.batch_size=4"]
+         "landmarks.train.epochs=1", "landmarks.train.batch_size=4", "fisn.train.epochs=1", "fisn.train.batch_size=4",
+         "recon3d.data.synth3d.n=8", "recon3d.data.size=48", "recon3d.train.input_size=48", "recon3d.train.epochs=1",
+         "recon3d.train.batch_size=4", "recon3d.model.overrides.width=8"]
 STEPS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package"}
 # the landmark stage's tasks: the same components, numbered by kfp
 LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote", "package")}
@@ -36,6 +38,8 @@ LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote",
 COMPLETION_STEPS = {"compose", "evaluate-3", "register-3", "promote-3", "package-3", "complete"}
 # the de-occlusion generator: the train path again, carrying the composed completion model
 FISN_STEPS = {"train-3", "evaluate-4", "register-4", "promote-4", "package-4"}
+# 3D reconstruction: its own rendered set, validated, then the train path; evaluated through the generator too
+RECON3D_STEPS = {"synth3d", "validate-2", "train-4", "evaluate-5", "register-5", "promote-5", "package-5"}
 
 
 # ------------------------------------------------------------------------------------------ kfp.local runs
@@ -49,7 +53,7 @@ def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
     # a 1-epoch generator may well be below the occluded input: open its gate to run promote / package
     run_dir = run(SMALL, tmp_path / "root", uri, nproc=2, quick=False, min_fisn_psnr_gain=-100.0)
     outs = task_outputs(run_dir)
-    assert set(outs) == STEPS | LANDMARK_STEPS | COMPLETION_STEPS | FISN_STEPS
+    assert set(outs) == STEPS | LANDMARK_STEPS | COMPLETION_STEPS | FISN_STEPS | RECON3D_STEPS
     assert outs["validate"]["parameters"]["passed"] is True
     assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
     composed = json.loads((run_dir / "compose" / "model" / "bundle.json").read_text())["composes"]
@@ -65,6 +69,13 @@ def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
     assert outs["register-4"]["parameters"]["model_uri"] == "models:/faceparse-fisn/1"
     assert outs["promote-4"]["parameters"]["Output"] is True
     assert (run_dir / "package-4" / "mar").stat().st_size > 10_000
+    # 3D: trained on its own 8 rendered faces, the occluded test photos also de-occluded by that FISN version
+    r3 = json.loads((run_dir / "evaluate-5" / "report" / "eval.json").read_text())
+    assert r3["stage"] == "recon3d" and r3["p90_mm_deoccluded"] is not None
+    assert r3["deocclude"]["model_uri"] == "models:/faceparse-fisn/1"
+    assert outs["evaluate-5"]["parameters"]["Output"] == pytest.approx(r3["p90_mm_clean"])
+    assert outs["register-5"]["parameters"]["model_uri"] == "models:/faceparse-recon3d/1"
+    assert outs["promote-5"]["parameters"]["Output"] is True and (run_dir / "package-5" / "mar").stat().st_size > 10_000
     # the landmark stage went the same way: its own registry model, promoted (first), packaged
     assert outs["register-2"]["parameters"]["model_uri"] == "models:/faceparse-landmarks/1"
     assert outs["promote-2"]["parameters"]["Output"] is True and 0 < outs["evaluate-2"]["parameters"]["Output"] <= 1

@@ -103,17 +103,9 @@ def synth3d_cmd(
 ):
     """Render the 3D face model over synthetic backgrounds, with and without occluders: the 3D reconstruction
     stage's data, with its true coefficients (faceparse.data.synth3d; settings: recon3d.data.*)."""
-    from ..data.synth3d import write_dataset3d
+    from ..data.synth3d import synth3d_from_params
 
-    d = dict(params_from(params, set_, "recon3d").get("data") or {})
-    syn = dict(d.get("synth3d") or {})
-    out = out or (Path(d["dir"]) if d.get("dir") else None)
-    n = n if n is not None else syn.pop("n", None)
-    syn.pop("n", None)
-    if out is None or n is None:
-        raise ValueError("give --out and --n (no recon3d.data.dir / recon3d.data.synth3d.n in params)")
-    path = write_dataset3d(out, n=n, size=size if size is not None else int(d.get("size", 128)),
-                           progress=not quiet, **syn)
+    path = synth3d_from_params(params_from(params, set_, "recon3d"), out, n, size, progress=not quiet)
     console.print(f"[green]wrote[/] {path}: {_counts(path)}", soft_wrap=True)
 
 

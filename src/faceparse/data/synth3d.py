@@ -218,6 +218,21 @@ def write_dataset3d(out_dir, n: int, size: int = 128, seed: int = 0, occlusion_p
     return out_dir
 
 
+def synth3d_from_params(params: dict, out=None, n: int | None = None, size: int | None = None,
+                        progress: bool = True) -> Path:
+    """The 3D set as ``recon3d.data`` says (``params`` resolved for the recon3d stage: its ``data`` section),
+    ``out`` / ``n`` / ``size`` overriding: `faceparse data synth3d`, the DVC stage and the kfp component."""
+    d = dict(params.get("data") or {})
+    syn = dict(d.get("synth3d") or {})
+    n = n if n is not None else syn.get("n")
+    syn.pop("n", None)
+    out = out or d.get("dir")
+    if out is None or n is None:
+        raise ValueError("give --out and --n (no recon3d.data.dir / recon3d.data.synth3d.n in params)")
+    return write_dataset3d(out, n=int(n), size=int(size if size is not None else d.get("size", 128)),
+                           progress=progress, **syn)
+
+
 def _render_into(root: Path, renderer, seed: int, size: int, ids: list[str], split_of: list[str], plan: list,
                  progress: bool, desc: str) -> tuple[list[dict], dict[str, list[str]]]:
     """Render sample ``i`` of ``seed`` as ``ids[i]`` into ``root``'s canonical folders → (manifest rows,
