@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-PHOTO_EXTS = (".jpg", ".jpeg", ".png")
-
 
 def labelled_photos(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
     """(photo, label map) pairs of ``folder``: ``<stem>.jpg`` / ``.jpeg`` beside ``<stem>.png``, by stem."""

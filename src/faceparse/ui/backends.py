@@ -226,7 +226,8 @@ class InProcess:
         with torch.inference_mode():
             labels = (parse_whole(net, [image], size, plan.size[0])[0] if plan.whole
                       else parse_planned(net, image, plan, size))
-        return ok(parser_payload(labels, faces_json(plan) if detect else None), self._source("parser"), (time.perf_counter() - t0) * 1000)
+        return ok(parser_payload(labels, faces_json(plan) if detect else None), self._source("parser"),
+                  (time.perf_counter() - t0) * 1000)
 
     def _landmarks(self, image) -> dict[str, Any]:
         from ..stages import get_stage
