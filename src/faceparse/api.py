@@ -114,7 +114,8 @@ def _as_image(image):
     return Image.fromarray(arr), "the image"
 
 
-def _pretrained() -> Path:
+def pretrained_dir() -> Path:
+    """The bundle folder shipped in the package (``faceparse/pretrained/``); NoPretrainedModel when absent."""
     from .bundle import META
 
     if (PRETRAINED / META).is_file():
@@ -135,7 +136,7 @@ def load(model: str | os.PathLike | None = None, device: str | None = None,
     from .evaluate import pick_device
     from .registry import resolve_bundle
 
-    ref = _pretrained() if model is None else model
+    ref = pretrained_dir() if model is None else model
     bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri)
     net, meta = load_bundle(bdir)
     return Parser(net.to(pick_device(device)), meta, str(info.get("uri") or ref))

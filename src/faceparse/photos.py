@@ -9,6 +9,8 @@ One path for ``faceparse predict``, the Python API (``faceparse.load``) and the 
   at its own size in the output; the maps are warped back (nearest), pixels outside every face are
   background, and where two faces overlap the larger (closer) one wins, then the more confident.
 
+Both parse functions drop specks (``faceparse.specks``: few-pixel islands of a class) from each face's map.
+
 Output size: an aligned face (or ``detect=False``) gives ``resolution`` × ``resolution`` (default: the
 bundle's input size), as before detection existed; a photo's map has the photo's aspect ratio, its long side
 ``resolution`` (default: the photo's own, at most ``max_side``), so it lies pixel for pixel on the photo.
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .specks import drop_specks
 
 CROP_MAX = 1024     # a face crop is read and decoded at most this large (bounded memory for huge faces)
 CROP_MIN = 16
@@ -101,7 +105,7 @@ def parse_planned(net, image, plan: Plan, input_size: int) -> np.ndarray:
         pl = plan.placements[i]
         x = _crop_input(image, pl, input_size)[None].to(device)
         res = int(np.clip(np.ceil(pl.side * plan.scale), CROP_MIN, CROP_MAX))
-        lab = net(x, res).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        lab = drop_specks(net(x, res).argmax(1)[0].to(torch.uint8).cpu().numpy())
         back = to_photo(lab, pl, w, h, plan.scale)
         fg = (back != OUTSIDE) & (back != 0)      # a face's background never covers another face
         out[fg] = back[fg]
@@ -116,7 +120,7 @@ def parse_whole(net, images: list, input_size: int, resolution: int) -> np.ndarr
 
     device = next(net.parameters()).device
     x = torch.stack([preprocess(img, input_size) for img in images]).to(device)
-    return net(x, resolution).argmax(1).to(torch.uint8).cpu().numpy()
+    return np.stack([drop_specks(lab) for lab in net(x, resolution).argmax(1).to(torch.uint8).cpu().numpy()])
 
 
 def faces_json(plan: Plan) -> list[dict[str, Any]]:

@@ -107,13 +107,14 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
+def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
             masks: bool = False, batch_size: int = 4, params: dict[str, Any] | None = None,
             progress: bool = True, device: str | None = None, detect: bool = True,
             precision: str | None = None) -> list[dict[str, Any]]:
     """Predict every input; returns one dict per input: {"input", "ok", "label", "overlay", "masks",
     "classes", "resolution", "size", "faces", "aligned"} or {"input", "ok": False, "error"} (``"no_face":
-    True`` when detection found none). Raises ValueError when there is no input image at all; an unreadable
+    True`` when detection found none). ``model`` None: the parser shipped in the package
+    (``faceparse.api.pretrained_dir``). Raises ValueError when there is no input image at all; an unreadable
     image is an entry with ok=False (the caller decides the exit code). ``detect``: parser bundles only.
     ``precision``: fp32 | int8 (default: the bundle's; int8 runs on the CPU, faceparse.models.int8)."""
     import torch
@@ -132,6 +133,10 @@ def predict(model: str | os.PathLike, inputs, out_dir: str | os.PathLike, resolu
     bs = int(batch_size)
     if bs < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if model is None:
+        from .api import pretrained_dir
+
+        model = pretrained_dir()
     uri = None
     if str(model).startswith(("models:/", "runs:/")):
         from .tracking import tracking_uri

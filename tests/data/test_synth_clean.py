@@ -14,10 +14,11 @@ from faceparse.data.synth import OCCLUDER_KINDS, generate_sample, write_dataset
 
 # sha256 of `image` recorded with the renderer as it was before clean images existed (same numbers after):
 # the clean branch must not disturb any draw. A deliberate data change (or an OpenCV build rounding floats
-# differently) shows here first: check, then re-pin.
-PINNED = {(3, 0, 64, None): "f3fd0f70495eecf35dfddb7cf1f9ca028636d1116bd604f69e5765a12143a134",
-          (3, 1, 64, None): "0ad2785b702e20ce676c08d5c37951a034a667ac5d7989424674a44ed9033a77",
-          (3, 2, 96, "mask"): "3149f7d2fb4690bc413c685f877f98448674a14b80ee28b266badb1e4c3a0ce7"}
+# differently) shows here first: check, then re-pin. Re-pinned for issue #16's deliberate change (eye
+# sockets, skin shine, beards, curls; fewer hats and glasses).
+PINNED = {(3, 0, 64, None): "3063125a17788828e3bdd4e31789054ed0dabfabcfa3b3ca0a950d93717c96f9",
+          (3, 1, 64, None): "a91e6d4a0b5b1d2e69d9262e9130f1ef29883ccd8991fb97600a1ec19641493b",
+          (3, 2, 96, "mask"): "af7ca179e31c69124303d1e561fc89a72c2eaf3eb09609facf7abeba91bfdf77"}
 
 
 def _near_mask_blocks(occ: np.ndarray, block: int = 16, spill: int = 2) -> np.ndarray:
@@ -58,9 +59,10 @@ def test_unoccluded_unchanged_and_without_clean_file(tmp_path):
         s = generate_sample(5, i, size=64, occlusion_prob=0.5)
         path = root / f"clean/synth_5_{i:06d}.jpg"
         assert path.is_file() == s.occluded
-        if s.occluded:   # q95 like images/: close to the array
+        if s.occluded:   # q95 like images/: close to the array (camera noise costs a noisy face ~6 levels)
             disk = np.asarray(Image.open(path).convert("RGB")).astype(int)
-            assert np.abs(disk - s.clean.astype(int)).mean() < 3
+            err = np.abs(disk - s.clean.astype(int)).mean()
+            assert err < 8 and err < np.abs(disk - s.image.astype(int)).mean(), i
 
 
 def test_deterministic():

@@ -133,7 +133,9 @@ def register(app: typer.Typer) -> None:
     @friendly_errors
     def predict_cmd(
         inputs: List[str] = typer.Argument(..., help="image files, folders and/or glob patterns (quote globs)"),
-        model: str = typer.Option(..., "--model", "-m", help=ModelHelp),
+        model: Optional[str] = typer.Option(None, "--model", "-m",
+                                            help=f"{ModelHelp} (default: the pretrained parser shipped with "
+                                                 "faceparse, faceparse/pretrained/)"),
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
         resolution: Optional[int] = typer.Option(None, "--resolution", "-r",
                                                  help="output size in pixels, any value 1…4096 "
@@ -166,7 +168,7 @@ def register(app: typer.Typer) -> None:
         done = len(results) - len(failed)
         console.print(f"[green]predicted[/] {done} image(s) into {out}"
                       + (f"; [bold red]{len(failed)} failed[/]" if failed else ""), soft_wrap=True)
-        emit_json({"model": model, "out": str(out), "ok": done, "failed": len(failed), "results": results})
+        emit_json({"model": model or "pretrained", "out": str(out), "ok": done, "failed": len(failed), "results": results})
         if failed:
             raise typer.Exit(1)
 

@@ -185,10 +185,10 @@ def _sample_once(rng: np.random.Generator, size: int, shrink: float) -> FaceGeom
     nk = _u(rng, 0.45, 0.62)
     y_sh = cy + b_low + _u(rng, 0.2, 0.6)
     hair_style = str(rng.choice(["short", "bob", "long", "bun", "buzz"], p=[0.3, 0.2, 0.3, 0.1, 0.1]))
-    has_hat = rng.random() < 0.15
+    has_hat = rng.random() < 0.08
     if has_hat and rng.random() < 0.3:
         hair_style = "none"
-    has_glasses = rng.random() < 0.25
+    has_glasses = rng.random() < 0.12
     has_earrings = rng.random() < 0.2
     has_necklace = rng.random() < 0.15
     ears_visible = rng.random() < (0.5 if hair_style == "long" else 0.9)

@@ -256,6 +256,17 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
         sub_img[:, (tmp == 1) & (sub_under == C["mouth"])] = (np.array([0.88, 0.85, 0.78], np.float32)
                                                                * _f(rng, 0.6, 1.0))[:, None]
 
+    # ---- what real faces show and the label map does not: eye sockets / make-up, skin shine, beards, curls
+    socket = _eye_sockets(rng, geo, size)
+    m *= 1.0 - socket * isface
+    if rng.random() < 0.2:                                              # eye shadow make-up on the lids
+        _tint(img, socket * (under == C["skin"]) * _f(rng, 0.5, 1.5), _rand_colour(rng, (0.2, 0.7), (0.2, 0.6)))
+    m *= 1.0 + _shine(rng, geo, size) * isface
+    if rng.random() < 0.25:
+        _tint(img, _beard(rng, geo, size) * (under == C["skin"]), hair * _f(rng, 0.5, 1.0))
+    if rng.random() < 0.4:                                              # curly / coarse hair: fine-grained texture
+        m += _f(rng, 0.2, 0.45) * _grain(rng, size, size / _f(rng, 40, 120)) * hair_m
+
     # ---- eyeglasses: tinted lenses with a highlight band, coloured frames
     if geo.glasses:
         lens = np.zeros((size, size), np.uint8)
@@ -314,6 +325,68 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
         clean = np.where((occ_ids > 0)[..., None], shoot(clean), out)
         clean = clean if quality is None else _jpeg(clean, quality)
     return (out if quality is None else _jpeg(out, quality)), clean
+
+
+def _half(geo: FaceGeometry, size: int) -> tuple[int, float, float]:
+    """(half resolution, pose scale there, roll in degrees): the soft face details are drawn at half size."""
+    return max(16, size // 2), geo.pose.s * max(16, size // 2) / size, float(np.degrees(geo.pose.roll))
+
+
+def _up(half: np.ndarray, sigma: float, size: int) -> np.ndarray:
+    return cv2.resize(_gauss(half, max(0.6, sigma)), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _eye_sockets(rng: np.random.Generator, geo: FaceGeometry, size: int) -> np.ndarray:
+    """Darkening (H, W) in [0, 1) round each eye — lid crease and under-eye shadow of random depth. Real eyes
+    sit in one; without it every dark ring round a real eye read as a glasses frame (issue #16)."""
+    h2, s2, deg = _half(geo, size)
+    dark = np.zeros((h2, h2), np.float32)
+    k = h2 / size
+    for e in geo.eyes:
+        lash = e["lash"] * k
+        hw = max(1.0, float(lash[:, 0].max() - lash[:, 0].min()) / 2)
+        c = e["centre"] * k - np.array([0.0, hw * _f(rng, 0.0, 0.3)])
+        cv2.ellipse(dark, (int(c[0]), int(c[1])), (int(hw * _f(rng, 1.1, 1.6)), int(hw * _f(rng, 0.6, 1.1))),
+                    deg, 0, 360, 1.0, -1)
+    return _up(dark, s2 * _f(rng, 0.06, 0.14), size) * _f(rng, 0.03, 0.35)
+
+
+def _shine(rng: np.random.Generator, geo: FaceGeometry, size: int) -> np.ndarray:
+    """Brightening (H, W) ≥ 0: specular spots on the forehead, nose and cheeks (oily skin, flash)."""
+    h2, s2, _ = _half(geo, size)
+    lm = geo.landmarks * (h2 / size)
+    spots = [lm[27] + (lm[27] - lm[33]) * 0.8, lm[30], (lm[2] + lm[31]) / 2, (lm[14] + lm[35]) / 2]
+    sheen = np.zeros((h2, h2), np.float32)
+    for p in spots:
+        if rng.random() < 0.5:
+            cv2.circle(sheen, (int(p[0]), int(p[1])), max(1, int(s2 * _f(rng, 0.06, 0.22))), float(_f(rng, 0.4, 1)), -1)
+    return _up(sheen, s2 * 0.08, size) * _f(rng, 0.0, 0.4)
+
+
+def _beard(rng: np.random.Generator, geo: FaceGeometry, size: int) -> np.ndarray:
+    """Opacity (H, W) in [0, 1] of a beard or stubble over the jaw, chin and upper lip (labelled skin, as in
+    CelebAMask-HQ), grainy."""
+    h2, s2, _ = _half(geo, size)
+    lm = geo.landmarks * (h2 / size)
+    ring = np.concatenate([lm[2:15], lm[[35, 33, 31]]])
+    area = np.zeros((h2, h2), np.float32)
+    cv2.fillPoly(area, [np.round(ring).astype(np.int32).reshape(-1, 1, 2)], 1.0)
+    density = _f(rng, 0.2, 0.5) if rng.random() < 0.5 else _f(rng, 0.5, 0.95)
+    grain = np.clip(0.6 + 0.5 * _grain(rng, size, size / 200), 0, 1)
+    return _up(area, s2 * _f(rng, 0.03, 0.1), size) * grain * density
+
+
+def _grain(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """Fine noise (H, W), unit-ish variance, correlated over ``sigma`` pixels (hair curls, beard grain)."""
+    g = _gauss(rng.standard_normal((size, size)).astype(np.float32), sigma)
+    return g / max(1e-6, float(g.std()))
+
+
+def _tint(img: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
+    """Blend ``colour`` into the planar (3, H, W) ``img`` in place with per-pixel opacity ``alpha``."""
+    a = np.clip(alpha, 0, 1).astype(np.float32)
+    for c in range(3):
+        img[c] += (float(colour[c]) - img[c]) * a
 
 
 def _camera(out: np.ndarray, blur: float, resample: float | None, noise: np.ndarray, sigma: float) -> np.ndarray:

@@ -85,6 +85,12 @@ def part_labels(mean: np.ndarray, lmk: np.ndarray, index) -> np.ndarray:
             c = poly.mean(0)
             poly = c + (poly - c) * 1.35
         out[_inside(xy, poly)] = index(name)
+    side = np.abs(xy[:, 0]) > np.abs(jaw[:, 0]).max()      # past the jaw line, beside the eyes / nose: the ears
+    ears = (side & (mean[:, 2] < mean[lmk, 2].min()) & (xy[:, 1] > pts[33, 1] - 1.5)
+            & (xy[:, 1] < pts[PARTS["l_eye"], 1].max() + 2.0))
+    left = np.sign(pts[PARTS["l_eye"], 0].mean())                       # the subject's left: l_eye's side
+    out[ears & (np.sign(xy[:, 0]) == left)] = index("l_ear")
+    out[ears & (np.sign(xy[:, 0]) != left)] = index("r_ear")
     for name, idx in BROWS.items():
         line = pts[idx]
         d = np.min(np.linalg.norm(xy[:, None] - np.stack([np.interp(np.linspace(0, 4, 17), np.arange(5), line[:, k])

@@ -68,6 +68,7 @@ class ParserCodec:
         import torch
 
         from ..photos import parse_planned
+        from ..specks import drop_specks
 
         outs: list = [None] * len(items)
         whole = [k for k, it in enumerate(items) if it.plan is None or it.plan.whole]
@@ -76,7 +77,7 @@ class ParserCodec:
             x = torch.stack([items[k].tensor for k in ks])
             labels = model(x, out_size=res).argmax(1).to(torch.uint8).cpu().numpy()
             for k, lab in zip(ks, labels):
-                outs[k] = self.encode(lab, items[k], palette, table, version)
+                outs[k] = self.encode(drop_specks(lab), items[k], palette, table, version)
         size = int(meta.get("input_size", 256))
         for k, it in enumerate(items):
             if outs[k] is None:

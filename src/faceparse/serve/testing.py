@@ -42,7 +42,8 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
     """The bundle's own in-process prediction, what every served / predicted label map must equal: each image
     (encoded bytes, a path or a PIL image; read with plain PIL, no EXIF handling — the real test photos have
     none) preprocessed alone (``faceparse.models.preprocess`` to the bundle's input size), decoded at
-    ``resolution`` (default: the input size), argmax over classes → (R, R) uint8 arrays."""
+    ``resolution`` (default: the input size), argmax over classes, specks dropped (``faceparse.specks``) →
+    (R, R) uint8 arrays."""
     import io
 
     import torch
@@ -50,6 +51,7 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
 
     from ..bundle import load_bundle
     from ..models import preprocess
+    from ..specks import drop_specks
 
     model, meta = load_bundle(bundle_dir)
     size = int(meta.get("input_size", 256))
@@ -62,7 +64,7 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
             elif not isinstance(im, Image.Image):
                 im = Image.open(im)
             x = preprocess(im.convert("RGB"), size)[None]
-            out.append(model(x, out_size=res)[0].argmax(0).to(torch.uint8).numpy())
+            out.append(drop_specks(model(x, out_size=res)[0].argmax(0).to(torch.uint8).numpy()))
     return out
 
 
