@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .specks import drop_specks
+from .specks import labels_from_logits
 
 CROP_MAX = 1024     # a face crop is read and decoded at most this large (bounded memory for huge faces)
 CROP_MIN = 16
@@ -94,8 +94,6 @@ def _order(plan: Plan) -> list[int]:
 
 def parse_planned(net, image, plan: Plan, input_size: int) -> np.ndarray:
     """A wild photo's label map (``plan.size``), every face parsed in place. ``net(x, out_size)`` → logits."""
-    import torch
-
     from .align import OUTSIDE, to_photo
 
     device = next(net.parameters()).device
@@ -105,7 +103,7 @@ def parse_planned(net, image, plan: Plan, input_size: int) -> np.ndarray:
         pl = plan.placements[i]
         x = _crop_input(image, pl, input_size)[None].to(device)
         res = int(np.clip(np.ceil(pl.side * plan.scale), CROP_MIN, CROP_MAX))
-        lab = drop_specks(net(x, res).argmax(1)[0].to(torch.uint8).cpu().numpy())
+        lab = labels_from_logits(net(x, res))[0]
         back = to_photo(lab, pl, w, h, plan.scale)
         fg = (back != OUTSIDE) & (back != 0)      # a face's background never covers another face
         out[fg] = back[fg]
@@ -120,7 +118,7 @@ def parse_whole(net, images: list, input_size: int, resolution: int) -> np.ndarr
 
     device = next(net.parameters()).device
     x = torch.stack([preprocess(img, input_size) for img in images]).to(device)
-    return np.stack([drop_specks(lab) for lab in net(x, resolution).argmax(1).to(torch.uint8).cpu().numpy()])
+    return labels_from_logits(net(x, resolution))
 
 
 def faces_json(plan: Plan) -> list[dict[str, Any]]:

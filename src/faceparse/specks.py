@@ -29,6 +29,15 @@ def drop_specks(labels: np.ndarray, min_frac: float = MIN_REGION) -> np.ndarray:
     return out
 
 
+def labels_from_logits(logits) -> np.ndarray:
+    """(B, C, H, W) logits (a torch tensor) → (B, H, W) uint8 class maps, specks dropped: the one decoding every
+    predicted map goes through (photos, the endpoint, the tests' reference)."""
+    import torch
+
+    maps = logits.argmax(1).to(torch.uint8).cpu().numpy()
+    return np.stack([drop_specks(m) for m in maps])
+
+
 def _refill(out: np.ndarray, comp: np.ndarray, box: np.ndarray, k: int, c: int) -> None:
     """Relabel region ``k`` of ``comp`` (class ``c``, bounding ``box``) in place with its border's majority."""
     h, w = out.shape

@@ -223,7 +223,7 @@ def render(rng: np.random.Generator, geo: FaceGeometry, label: np.ndarray, under
     for k, w, lo, hi in ((33, 0.08, 0.8, 0.92), (57, 0.1, 0.8, 0.95)):
         cv2.ellipse(soft, (int(lm[k][0]), int(lm[k][1] + lw)), (max(1, int(pose.s * w)), max(1, lw // 2)), deg,
                     0, 360, float(_f(rng, lo, hi)), -1)
-    soft = cv2.resize(_gauss(soft, max(0.6, pose.s * 0.02)), (size, size), interpolation=cv2.INTER_LINEAR)
+    soft = _up(soft, pose.s * 0.02, size)
     shade *= 1.0 + (soft - 1.0) * isface
     m *= shade
 

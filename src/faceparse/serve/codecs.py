@@ -68,16 +68,16 @@ class ParserCodec:
         import torch
 
         from ..photos import parse_planned
-        from ..specks import drop_specks
+        from ..specks import labels_from_logits
 
         outs: list = [None] * len(items)
         whole = [k for k, it in enumerate(items) if it.plan is None or it.plan.whole]
         for res, ks in by_resolution([items[k] for k in whole]).items():
             ks = [whole[k] for k in ks]
             x = torch.stack([items[k].tensor for k in ks])
-            labels = model(x, out_size=res).argmax(1).to(torch.uint8).cpu().numpy()
+            labels = labels_from_logits(model(x, out_size=res))
             for k, lab in zip(ks, labels):
-                outs[k] = self.encode(drop_specks(lab), items[k], palette, table, version)
+                outs[k] = self.encode(lab, items[k], palette, table, version)
         size = int(meta.get("input_size", 256))
         for k, it in enumerate(items):
             if outs[k] is None:

@@ -51,7 +51,7 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
 
     from ..bundle import load_bundle
     from ..models import preprocess
-    from ..specks import drop_specks
+    from ..specks import labels_from_logits
 
     model, meta = load_bundle(bundle_dir)
     size = int(meta.get("input_size", 256))
@@ -64,7 +64,7 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
             elif not isinstance(im, Image.Image):
                 im = Image.open(im)
             x = preprocess(im.convert("RGB"), size)[None]
-            out.append(drop_specks(model(x, out_size=res)[0].argmax(0).to(torch.uint8).numpy()))
+            out.append(labels_from_logits(model(x, out_size=res))[0])
     return out
 
 
