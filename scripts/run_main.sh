@@ -57,7 +57,12 @@ for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failed+=("${demos[$i]}")
   printf '\n\033[1m-- %s\033[0m\n' "${demos[$i]}"; cat "runs/demo/logs/${demos[$i]}.log"
 done
-if [ ${#failed[@]} -gt 0 ]; then echo "demo(s) failed: ${failed[*]} (logs: runs/demo/logs/)" >&2; exit 1; fi
+if [ ${#failed[@]} -gt 0 ]; then
+  # the failed logs' tails once more, last: a CI log that keeps only its end still shows why
+  for name in "${failed[@]}"; do printf '\n\033[1;31m-- %s failed; its last lines:\033[0m\n' "$name" >&2
+    tail -n 40 "runs/demo/logs/$name.log" >&2; done
+  echo "demo(s) failed: ${failed[*]} (logs: runs/demo/logs/)" >&2; exit 1
+fi
 
 step "done"
 python - <<'PY'

@@ -35,13 +35,15 @@ def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.Path
         r = cl.predict(name, data, resolution=resolution, fmt="overlay", base=st["endpoint_url"], **opt)
         latency_ms = (time.perf_counter() - t1) * 1000
         if r.status_code != 200:
-            raise RuntimeError(f"prediction failed: {r.status_code} {r.text[:300]}")
+            raise RuntimeError(f"prediction failed: {r.status_code} {r.text[:300]}\n"
+                               f"{_failure_logs(run_dir_of(run_dir))}")
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(r.content)
         rj = cl.predict(name, data, resolution=resolution, fmt="json", base=st["endpoint_url"], **opt)
         if rj.status_code != 200:
-            raise RuntimeError(f"prediction (json) failed: {rj.status_code} {rj.text[:300]}")
+            raise RuntimeError(f"prediction (json) failed: {rj.status_code} {rj.text[:300]}\n"
+                               f"{_failure_logs(run_dir_of(run_dir))}")
         fractions = rj.json()
         out.with_suffix(".json").write_text(json.dumps(fractions, indent=2))
         top = sorted(((v, k) for k, v in fractions["fractions"].items() if k != "background"), reverse=True)[:5]
@@ -61,3 +63,10 @@ def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.Path
     else:
         result["status"] = {k: v for k, v in status(run_dir).items() if k in ("inference_url", "endpoint_url", "models")}
     return result
+
+
+def _failure_logs(rd: Path) -> str:
+    """The TorchServe and worker log tails a failed demo query prints: why, where CI keeps only the output."""
+    from .server import _log_tail
+
+    return "\n".join(f"-- {log} (last lines):\n{_log_tail(rd, 15, log)}" for log in ("ts_log.log", "model_log.log"))

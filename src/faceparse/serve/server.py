@@ -238,12 +238,12 @@ def start(params: dict[str, Any], model: str | None = None, run_dir: str | os.Pa
     return status(rd)
 
 
-def _log_tail(rd: Path, n: int = 25) -> str:
-    p = rd / "logs" / "ts_log.log"
+def _log_tail(rd: Path, n: int = 25, log: str = "ts_log.log") -> str:
+    p = rd / "logs" / log
     try:
         return "\n".join(p.read_text(errors="replace").splitlines()[-n:])
     except FileNotFoundError:
-        return "(no ts_log.log)"
+        return f"(no {log})"
 
 
 def _wait_ready(state: dict[str, Any], names: list[str], timeout_s: float) -> None:
