@@ -464,6 +464,21 @@ def _download(source: str, dst: Path, uri: str) -> Path:
     return dst
 
 
+def _download_once(source: str, dst: Path, uri: str, fresh) -> Path:
+    """``_download`` unless ``fresh()``, under a lock file beside ``dst``: processes resolving one model at once
+    (make run's demos, a server packaging while `predict` runs) download it once, and none deletes the copy
+    another is reading."""
+    from filelock import FileLock
+
+    if fresh():
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dst.parent / f".{dst.name}.lock")):
+        if not fresh():
+            _download(source, dst, uri)
+    return dst
+
+
 def _checkpoint_to_bundle(ckpt: Path, dst: Path | None) -> Path:
     """A training checkpoint (``torch.save`` of a dict holding the model state dict under "model" and the
     bundle meta under "meta"; tensors and plain types only) → a bundle directory."""
@@ -508,15 +523,14 @@ def resolve_bundle(model: str | os.PathLike, dst: str | os.PathLike | None = Non
         client, uri = client_for(uri=uri, must_exist=True)
         if ref.startswith("runs:/"):
             out = Path(dst) if dst else MODEL_CACHE / "runs" / hashlib.sha256(ref.encode()).hexdigest()[:12]
-            if not (out / META).is_file():
-                _download(ref, out, uri)
+            _download_once(ref, out, uri, lambda: (out / META).is_file())
             return out, {"name": None, "version": None, "aliases": [], "source": ref, "run_id": ref.split("/")[1],
                          "uri": ref}
         mv = _get_version(client, uri, ref)
         out = Path(dst) if dst else MODEL_CACHE / mv.name / str(mv.version)
         marker = out / ".source"
-        if not ((out / META).is_file() and marker.is_file() and marker.read_text().strip() == mv.source):
-            _download(mv.source, out, uri)
+        _download_once(mv.source, out, uri,
+                       lambda: (out / META).is_file() and marker.is_file() and marker.read_text().strip() == mv.source)
         return out, {"name": mv.name, "version": str(mv.version), "aliases": list(mv.aliases or []),
                      "source": mv.source, "run_id": mv.run_id, "uri": f"models:/{mv.name}/{mv.version}",
                      "tags": dict(mv.tags or {})}

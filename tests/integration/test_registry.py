@@ -4,6 +4,10 @@ register → promote (first) → promote a better one → refuse a worse one →
 The tests share the module's server and run in file order: test_cli_and_clear_errors continues from the
 registry state the first test leaves (champion v1, challenger v3)."""
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -109,6 +113,46 @@ def test_register_promote_reject_rollback_resolve(env, mlflow_server, monkeypatc
     p3, i3 = registry.resolve_bundle(f"models:/{name}/3", dst=root / "v3", tracking_uri=mlflow_server.uri)
     assert p3 == root / "v3" and i3["version"] == "3" and (p3 / "weights.pt").is_file()
     assert sha256_file(p3 / "weights.pt") == sha256_file(b3 / "weights.pt")
+
+
+# One process of several resolving one model at once (make run's demos: the server packaging the champion while
+# `predict` loads it); every download is logged, and all start together once each has imported faceparse.
+RESOLVER = """
+import pathlib, sys, time
+from faceparse import registry
+from faceparse.evaluate import sha256_file
+real = registry._download
+def logged(*a, **k):
+    with open("downloads.log", "a") as f:
+        f.write("1\\n")
+    return real(*a, **k)
+registry._download = logged
+pathlib.Path(f"ready-{sys.argv[3]}").touch()
+while not pathlib.Path("go").exists():
+    time.sleep(0.005)
+path, _ = registry.resolve_bundle(sys.argv[1], tracking_uri=sys.argv[2])
+print(sha256_file(path / "weights.pt"))
+"""
+
+
+def test_concurrent_resolution_downloads_once(env, mlflow_server, tmp_path):
+    """Four processes resolve models:/NAME/2 into one empty cache at the same moment: the bundle is downloaded
+    once, and each gets it whole (before the lock, each downloaded and deleted the copy the others were reading)."""
+    root, name, _ = env
+    n = 4
+    procs = [subprocess.Popen([sys.executable, "-c", RESOLVER, f"models:/{name}/2", mlflow_server.uri, str(i)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for i in range(n)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < n and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    failed = "\n".join(err.strip().splitlines()[-1] for p, (_, err) in zip(procs, outs) if p.returncode)
+    assert not failed, failed
+    assert {out.strip() for out, _ in outs} == {sha256_file(root / "b2" / "weights.pt")}
+    assert (tmp_path / "downloads.log").read_text().count("1") == 1
 
 
 def test_cli_and_clear_errors(env, mlflow_server, monkeypatch, real_samples):
