@@ -31,20 +31,21 @@ def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.Path
         name = st["model_name"]
         data = Path(image).read_bytes()
         opt = {} if detect else {"headers": {"X-Detect": "false"}}
+
+        def ask(fmt: str):
+            r = cl.predict(name, data, resolution=resolution, fmt=fmt, base=st["endpoint_url"], **opt)
+            if r.status_code != 200:
+                raise RuntimeError(f"prediction ({fmt}) failed: {r.status_code} {r.text[:300]}\n"
+                                   f"{_failure_logs(run_dir_of(run_dir))}")
+            return r
+
         t1 = time.perf_counter()
-        r = cl.predict(name, data, resolution=resolution, fmt="overlay", base=st["endpoint_url"], **opt)
+        r = ask("overlay")
         latency_ms = (time.perf_counter() - t1) * 1000
-        if r.status_code != 200:
-            raise RuntimeError(f"prediction failed: {r.status_code} {r.text[:300]}\n"
-                               f"{_failure_logs(run_dir_of(run_dir))}")
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(r.content)
-        rj = cl.predict(name, data, resolution=resolution, fmt="json", base=st["endpoint_url"], **opt)
-        if rj.status_code != 200:
-            raise RuntimeError(f"prediction (json) failed: {rj.status_code} {rj.text[:300]}\n"
-                               f"{_failure_logs(run_dir_of(run_dir))}")
-        fractions = rj.json()
+        fractions = ask("json").json()
         out.with_suffix(".json").write_text(json.dumps(fractions, indent=2))
         top = sorted(((v, k) for k, v in fractions["fractions"].items() if k != "background"), reverse=True)[:5]
         result = {
