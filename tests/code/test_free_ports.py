@@ -3,12 +3,11 @@ held by nothing until the server binds it (seconds later), and inside that range
 on the machine may be handed it meanwhile."""
 import socket
 
-from faceparse.serve.server import _ephemeral_range, _free_port
-from faceparse.serve.testing import free_ports
+from faceparse.serve.testing import ephemeral_range, free_port, free_ports
 
 
-def test_ports_are_free_distinct_and_outside_the_ephemeral_range():
-    lo, hi = _ephemeral_range()
+def test_ports_are_free_distinct_and_outside_theephemeral_range():
+    lo, hi = ephemeral_range()
     ports = free_ports(40)
     assert len(set(ports)) == 40
     assert not [p for p in ports if lo <= p <= hi], (lo, hi, ports)
@@ -19,7 +18,7 @@ def test_ports_are_free_distinct_and_outside_the_ephemeral_range():
 
 def test_exclude_and_a_client_socket_never_lands_on_a_chosen_port():
     chosen = free_ports(3)
-    assert _free_port(exclude=chosen) not in chosen
+    assert free_port(exclude=chosen) not in chosen
     # what the kernel gives an outgoing connection (bind(0)) is never one of ours
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -27,7 +26,7 @@ def test_exclude_and_a_client_socket_never_lands_on_a_chosen_port():
         clients = [socket.create_connection(server.getsockname()) for _ in range(20)]
         try:
             assert not {c.getsockname()[1] for c in clients} & set(chosen)
-            lo, hi = _ephemeral_range()
+            lo, hi = ephemeral_range()
             assert all(lo <= c.getsockname()[1] <= hi for c in clients)
         finally:
             for c in clients:

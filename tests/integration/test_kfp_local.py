@@ -6,7 +6,6 @@ with only the Kubernetes API stood in for."""
 import json
 import os
 import shutil
-import socket
 import sys
 import tarfile
 from pathlib import Path
@@ -21,6 +20,7 @@ for p in (str(REPO), str(Path(__file__).resolve().parent)):
 
 import components as c  # noqa: E402
 from faceparse import kube  # noqa: E402
+from faceparse.serve.testing import free_port  # noqa: E402
 from s3server import SeaweedS3  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -178,12 +178,6 @@ def test_prepare_names_a_missing_raw_archive_on_s3(s3_env, tmp_path):
                               dataset=Dataset(name="d", uri=str(tmp_path / "d2")), raw_uri="s3://nope/raw.tar")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PodRunningClient:
     """The TrainingClient stand-in: 'running the job' = running the pod's own entry (worker_main) with the
     environment the Training Operator gives a one-node job."""
@@ -204,7 +198,7 @@ class PodRunningClient:
         assert container.command[:4] == ["python", "-m", "faceparse.kube", "worker"]
         stage = container.command[container.command.index("--stage") + 1]
         for k, v in {"PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_NPROC_PER_NODE": "1", "RANK": "0",
-                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}.items():
+                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
             self.mp.setenv(k, v)
         rc = kube.worker_main(stage, workdir=str(self.workdir))
         state = "Succeeded" if rc == 0 else "Failed"

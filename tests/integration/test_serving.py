@@ -73,6 +73,23 @@ def test_status_and_security(served):
     assert r.status_code >= 400
 
 
+def test_grpc_listens_only_on_loopback_ports_the_kernel_chose(served):
+    """TorchServe always opens gRPC. Its ports are bound as port 0 (the kernel's pick at bind time): a port
+    chosen before the JVM started could be taken meanwhile, and a gRPC bind failure stops TorchServe right
+    after its worker loads (stop 27's second CI failure)."""
+    import psutil
+
+    from faceparse.serve.testing import ephemeral_range
+
+    st, _ = served
+    rest = {int(st[k].rsplit(":", 1)[1]) for k in ("inference_url", "management_url", "metrics_url")}
+    listening = {c.laddr for c in psutil.Process(st["pid"]).net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert {a.ip.removeprefix("::ffff:") for a in listening} == {"127.0.0.1"}, listening
+    grpc = {a.port for a in listening} - rest
+    lo, hi = ephemeral_range()
+    assert len(grpc) == 2 and all(lo <= p <= hi for p in grpc), (grpc, rest, (lo, hi))
+
+
 def test_predict_default_is_label_map(served, photo):
     st, cl = served
     r = cl._call("inference", "POST", f"{st['inference_url']}/predictions/{st['model_name']}", data=photo)

@@ -7,7 +7,7 @@ there so several servers on one machine never share ``/tmp/.model_server.pid``),
 ``status`` and the CLI read) and the canary router's files.
 
 Ports: ``serve.inference_port`` / ``management_port`` / ``metrics_port``; gRPC (which TorchServe always
-opens) gets two free loopback ports. The model API is enabled (the canary registers versions) and, like
+opens, and faceparse does not use) binds two loopback ports the kernel picks. The model API is enabled (the canary registers versions) and, like
 every API, needs the management token.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .client import KEY_FILE, Client, ServeError, ready_workers
 from .package import MODEL_STORE, default_model_name, package, serve_section
@@ -34,32 +34,6 @@ MAX_BODY = 20 * 1024 * 1024
 
 def run_dir_of(run_dir: str | os.PathLike | None) -> Path:
     return Path(run_dir or os.environ.get("FACEPARSE_SERVE_DIR") or RUN_DIR).resolve()
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        lo, hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-        return lo, hi
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
-
-
-def _free_port(exclude: Iterable[int] = ()) -> int:
-    """A free loopback port drawn at random *outside* the kernel's ephemeral range. Nothing holds it until the
-    server binds it (seconds later: the JVM starts first), but every connect() and bind(0) on the machine is
-    given ports from the ephemeral range only, so none of them can take it meanwhile."""
-    import random
-
-    lo, hi = _ephemeral_range()
-    pool = range(20000, lo) if lo - 20000 >= 2000 else range(hi + 1, 65536) if 65535 - hi >= 2000 else None
-    rng = random.SystemRandom()
-    for _ in range(200 if pool is not None else 0):
-        port = rng.choice(pool)
-        if port not in exclude and _port_free(port):
-            return port
-    with socket.socket() as s:  # no room outside the ephemeral range: let the kernel choose
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:
@@ -131,8 +105,6 @@ def _pid_alive(pid: int | None, run_dir: str | os.PathLike | None = None) -> boo
 
 def ts_config(params: dict[str, Any], rd: Path, model_store: Path, load: dict[str, str]) -> str:
     s = serve_section(params)
-    grpc_i = _free_port()
-    grpc_m = _free_port(exclude=(grpc_i,))
     lines = [
         "# written by faceparse serve start: loopback only, token authorization on",
         f"inference_address=http://{HOST}:{int(s['inference_port'])}",
@@ -140,8 +112,10 @@ def ts_config(params: dict[str, Any], rd: Path, model_store: Path, load: dict[st
         f"metrics_address=http://{HOST}:{int(s['metrics_port'])}",
         f"grpc_inference_address={HOST}",
         f"grpc_management_address={HOST}",
-        f"grpc_inference_port={grpc_i}",
-        f"grpc_management_port={grpc_m}",
+        # port 0: the kernel picks a free port as gRPC binds it, so nothing can take it first (a port chosen
+        # here stayed unbound for seconds while the JVM started; a clash stopped TorchServe right after start-up)
+        "grpc_inference_port=0",
+        "grpc_management_port=0",
         "disable_token_authorization=false",
         "enable_model_api=true",
         "enable_envvars_config=false",

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 TINY = {"width": 8, "groups": [1, 1, 1], "norm": "instance", "decoder": "liif", "unfold": True, "reduce": [16],
         "hidden": [16], "ensemble": True, "query_chunk": 16384}
@@ -68,14 +68,42 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
     return out
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports outside the kernel's ephemeral range (``server._free_port``): a test picks
-    them long before the servers bind them, and no client socket on the machine can be handed one meanwhile."""
-    from .server import _free_port
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for connect() / bind(0) ports."""
+    try:
+        lo, hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
+
+def free_port(exclude: Iterable[int] = ()) -> int:
+    """A free loopback port drawn at random *outside* the kernel's ephemeral range. Nothing holds it until the
+    server binds it (seconds later: a JVM starts first), but every connect() and bind(0) on the machine is
+    given ports from the ephemeral range only, so none of them can take it meanwhile."""
+    import random
+    import socket
+
+    from .server import HOST, _port_free
+
+    lo, hi = ephemeral_range()
+    pool = range(20000, lo) if lo - 20000 >= 2000 else range(hi + 1, 65536) if 65535 - hi >= 2000 else None
+    rng = random.SystemRandom()
+    for _ in range(200 if pool is not None else 0):
+        port = rng.choice(pool)
+        if port not in exclude and _port_free(port):
+            return port
+    with socket.socket() as s:  # no room outside the ephemeral range: let the kernel choose
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports outside the kernel's ephemeral range (``free_port``): a test picks
+    them long before the servers bind them, and no client socket on the machine can be handed one meanwhile."""
     ports: list[int] = []
     while len(ports) < n:
-        ports.append(_free_port(exclude=ports))
+        ports.append(free_port(exclude=ports))
     return ports
 
 
