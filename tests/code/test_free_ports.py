@@ -6,7 +6,7 @@ import socket
 from faceparse.serve.testing import ephemeral_range, free_port, free_ports
 
 
-def test_ports_are_free_distinct_and_outside_theephemeral_range():
+def test_ports_are_free_distinct_and_outside_the_ephemeral_range():
     lo, hi = ephemeral_range()
     ports = free_ports(40)
     assert len(set(ports)) == 40

@@ -7,8 +7,8 @@ there so several servers on one machine never share ``/tmp/.model_server.pid``),
 ``status`` and the CLI read) and the canary router's files.
 
 Ports: ``serve.inference_port`` / ``management_port`` / ``metrics_port``; gRPC (which TorchServe always
-opens, and faceparse does not use) binds two loopback ports the kernel picks. The model API is enabled (the canary registers versions) and, like
-every API, needs the management token.
+opens, and faceparse does not use) binds two loopback ports the kernel picks. The model API is enabled (the
+canary registers versions) and, like every API, needs the management token.
 """
 from __future__ import annotations
 
