@@ -47,11 +47,13 @@ predict ($parser, $landmarks), complete (Algorithm 1), de-occlude (the photo and
 reconstruct in 3D"
 demo serve faceparse serve demo --model "models:/$parser@champion" $nodetect --image "$photo" --out runs/demo/served_overlay.png
 demo predict faceparse predict --model "models:/$parser@champion" $nodetect "$photo" --out runs/demo/predict
-demo landmarks faceparse predict --model "models:/$landmarks@champion" "$photo" --out runs/demo/landmarks
-demo complete faceparse complete --model "models:/$(model_name completion)@champion" "$photo" --out runs/demo/complete --quiet
-demo deocclude faceparse deocclude --model "models:/$(model_name fisn)@champion" "$photo" ${occluded:+"$occluded"} \
-  --out runs/demo/deocclude --quiet
-demo reconstruct faceparse reconstruct --model "models:/$(model_name recon3d)@champion" "$photo" --out runs/demo/reconstruct --quiet
+demo landmarks faceparse predict --model "models:/$landmarks@champion" $nodetect "$photo" --out runs/demo/landmarks
+demo complete faceparse complete --model "models:/$(model_name completion)@champion" $nodetect "$photo" --out runs/demo/complete --quiet
+demo deocclude faceparse deocclude --model "models:/$(model_name fisn)@champion" $nodetect "$photo" --out runs/demo/deocclude --quiet
+# the synthetic test face is an aligned crop (nothing for the photo face detector): taken whole
+[ -z "$occluded" ] || demo deocclude-synthetic faceparse deocclude --model "models:/$(model_name fisn)@champion" --no-detect \
+  "$occluded" --out runs/demo/deocclude-synthetic --quiet
+demo reconstruct faceparse reconstruct --model "models:/$(model_name recon3d)@champion" $nodetect "$photo" --out runs/demo/reconstruct --quiet
 failed=()
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failed+=("${demos[$i]}")

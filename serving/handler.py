@@ -11,12 +11,13 @@ Requests (``POST /predictions/NAME[/VERSION]``):
   * options (query parameters, form fields, or headers ``X-Resolution`` / ``X-Format`` / ``X-Detect``):
     ``resolution`` 64..1024 (default: the bundle's input size), ``format`` — parser: png (label map, one
     channel, pixel = class id; the default) | overlay (RGB PNG) | json (per-class pixel fractions, the
-    detected faces); landmarks: json (68 points in the photo's pixels; the default) | overlay (the points
-    drawn). Parser: ``detect`` true (default; model-config ``handler.detect``) finds, aligns and parses
-    every face of a photo and answers a map of the photo's shape (long side ``resolution``, default the
-    photo's own up to 1024; no face → 422 with a JSON message); false: the image is an aligned face crop,
-    parsed whole at ``resolution``². A square photo of one face already framed like CelebAMask-HQ is parsed
-    whole either way (``faceparse.photos``).
+    detected faces); landmarks: json (68 points per face in the photo's pixels; the default) | overlay (the
+    points drawn); the other stages' formats: their codecs. Every stage: ``detect`` true (default;
+    model-config ``handler.detect``) finds and frames every face of a photo and answers in the photo's
+    pixels (a map of the photo's shape, long side ``resolution``, default the photo's own up to 1024; points
+    and renders where the faces are; no face → 422 with a JSON message); false: the image is an aligned
+    face crop, taken whole (maps at ``resolution``²). A square photo of one face already framed like
+    CelebAMask-HQ is taken whole either way (``faceparse.photos``).
 Bad requests get a 4xx with a JSON ``{"code", "type", "message"}`` body, per request inside a batch
 (``context.set_response_status(code, phrase, idx)``); the rest of the batch is answered normally.
 """
@@ -107,7 +108,7 @@ class FaceParseHandler(BaseHandler):
             raise RequestError(400, "no image in the request: send JPEG/PNG bytes as the body or as "
                                     "multipart field 'data'")
         image = imaging.decode_image(imaging.payload_bytes(raw), self.max_pixels)
-        # the parser finds the photo's faces here, so a photo without one is refused (422) like any bad request
+        # the photo's faces are found here, so a photo without one is refused (422) like any bad request
         plan = self.codec.locate(image, opts, self.input_size, self.max_res) if hasattr(self.codec, "locate") else None
         tensor = preprocess(image, self.input_size) if plan is None or plan.whole else None
         return Item(request, instance, image, tensor, opts, plan)

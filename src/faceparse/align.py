@@ -28,6 +28,11 @@ class Placement:
     ax: np.ndarray   # the crop's top edge, left → right
     ay: np.ndarray   # its left edge, top → bottom
 
+    @classmethod
+    def whole(cls, width: float, height: float) -> "Placement":
+        """The whole image as the crop (an aligned face, or a photo taken whole)."""
+        return cls(origin=np.zeros(2), ax=np.array([float(width), 0.0]), ay=np.array([0.0, float(height)]))
+
     @property
     def side(self) -> float:
         return float(np.hypot(*self.ax))
@@ -45,6 +50,19 @@ class Placement:
         """2×3 map from the crop's pixels (``size``²) to the photo's scaled by ``k``."""
         return np.column_stack([self.ax * k / size, self.ay * k / size, self.origin * k])
 
+    def zoomed(self, k: float, shift=(0.0, 0.0)) -> "Placement":
+        """The same crop ``k`` times as wide about its centre moved by ``shift`` × its side (a loose framing)."""
+        c = self.centre + np.asarray(shift, np.float64) * self.side
+        return Placement(origin=c - k * (self.ax + self.ay) / 2, ax=k * self.ax, ay=k * self.ay)
+
+    def points_to_crop(self, points: np.ndarray, size: int = 1) -> np.ndarray:
+        """Photo points (…, 2) → the crop's (``size``²; 1: normalised to [0, 1]²), continuous coordinates."""
+        return apply(invert(self.crop_to(size)), points)
+
+    def points_to_photo(self, points: np.ndarray, size: int = 1) -> np.ndarray:
+        """The crop's points (``size``² pixels; 1: normalised) → the photo's pixels."""
+        return apply(self.crop_to(size), points)
+
 
 def placement(points: np.ndarray, margin: float = 1.0) -> Placement:
     """The CelebA-HQ crop of a face from its five points (eye, eye, nose, mouth corner, mouth corner; either
@@ -58,6 +76,32 @@ def placement(points: np.ndarray, margin: float = 1.0) -> Placement:
     y = np.array([-x[1], x[0]])                   # rot90(x): pointing down the face
     c = e + 0.1 * em
     return Placement(origin=c - x - y, ax=2 * x, ay=2 * y)
+
+
+def five_points(points68: np.ndarray) -> np.ndarray:
+    """The detector's five points (eye centres, nose tip, mouth corners) read off 68 iBUG points, in the
+    detector's order (image-left eye first): what ``placement`` frames a face with when its points are known."""
+    p = np.asarray(points68, dtype=np.float64)
+    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2×3 similarity (rotation, uniform scale, shift) taking points ``src`` closest to ``dst`` in the
+    least-squares sense (Umeyama 1991, without reflection)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    ms, md = src.mean(0), dst.mean(0)
+    a, b = src - ms, dst - md
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(sig) @ d) / max((a ** 2).sum(), 1e-12)
+    return np.column_stack([scale * rot, md - scale * rot @ ms])
+
+
+def apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A 2×3 affine map applied to points (…, 2)."""
+    p = np.asarray(points, dtype=np.float64)
+    return p @ m[:, :2].T + m[:, 2]
 
 
 def is_identity(pl: Placement, width: int, height: int, tol: float = 0.12, max_angle: float = 5.0) -> bool:
@@ -87,6 +131,17 @@ def to_crop(array: np.ndarray, pl: Placement, size: int, nearest: bool = False) 
     border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=OUTSIDE) if nearest else \
         dict(borderMode=cv2.BORDER_REFLECT_101)
     return cv2.warpAffine(np.ascontiguousarray(array), _cv(pl.crop_to(size)), (size, size), flags=flags, **border)
+
+
+def face_crop(image: np.ndarray, pl: Placement, size: int, max_side: int = 1024) -> np.ndarray:
+    """A face's crop as a model sees it, ``size``² uint8 RGB: warped at about its own pixel size (at most
+    ``max_side``), then resized bicubic as ``models.preprocess`` resizes — no aliasing from warping a large
+    face small; the one crop of training (landmarks) and of every stage's photo inference."""
+    from PIL import Image
+
+    side = int(np.clip(round(pl.side), size, max(size, max_side)))
+    crop = to_crop(np.asarray(image, dtype=np.uint8), pl, side)
+    return crop if side == size else np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
 
 
 def to_photo(labels: np.ndarray, pl: Placement, width: int, height: int, k: float = 1.0) -> np.ndarray:

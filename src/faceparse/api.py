@@ -1,4 +1,4 @@
-"""The Python API: two lines from a photo to its face parsing.
+"""The Python API: two lines from a photo to its face parsing, or to its faces' 68 landmarks.
 
     import faceparse
     parser = faceparse.load()                                  # the model shipped in faceparse/pretrained/
@@ -9,6 +9,11 @@
     result.overlay     # PIL image: the class colours over the photo
     result.faces       # detected faces: box, score, five points (photo pixels)
     result.classes     # class names, index = class id
+
+    landmarks = faceparse.load("landmarks")                    # the landmark model shipped beside it
+    found = landmarks("group.jpg")
+    found.points       # [(68, 2) iBUG points per face, most confident first], the photo's pixels
+    found.overlay      # PIL image: the points over the photo
 
 Faces are detected, aligned, parsed and warped back onto the photo (``faceparse.photos``); a photo without a
 face raises :class:`faceparse.NoFaceError`; ``detect=False`` parses an already aligned face crop whole.
@@ -98,6 +103,47 @@ class Parser:
         return ParseResult(labels, self.classes, plan.faces, img, self.table.palette(), plan.whole)
 
 
+@dataclass
+class LandmarkResult:
+    points: list[np.ndarray]     # (68, 2) per face, most confident first, the photo's pixels
+    faces: list = field(default_factory=list)
+    image: Any = None
+
+    @property
+    def overlay(self):
+        """The points drawn over the photo."""
+        from PIL import Image
+
+        from .stages.landmarks import draw_points
+
+        return Image.fromarray(draw_points(self.image, self.points))
+
+
+class Landmarker:
+    """A loaded landmark bundle; call it on a photo (path, PIL image or uint8 RGB array)."""
+
+    def __init__(self, net, meta: dict[str, Any], source: str):
+        self.net, self.meta, self.source = net, meta, source
+
+    def __repr__(self) -> str:
+        return f"Landmarker({self.source!r}, input_size={self.meta.get('input_size')})"
+
+    def __call__(self, image, detect: bool = True) -> LandmarkResult:
+        """68 points per face found in ``image`` (``detect=False``: the image is one framed face). Raises
+        NoFaceError when detection finds no face."""
+        import torch
+
+        from .stages import get_stage
+
+        img, what = _as_image(image)
+        with torch.inference_mode():
+            points, plan = get_stage("landmarks").predict_photo(self.net, self.meta, img, detect=detect, what=what)
+        return LandmarkResult(points, plan.faces, img)
+
+
+LOADERS = {"parser": Parser, "landmarks": Landmarker}
+
+
 def _as_image(image):
     """(RGB PIL image, how to name it in messages)."""
     from PIL import Image
@@ -114,29 +160,47 @@ def _as_image(image):
     return Image.fromarray(arr), "the image"
 
 
-def pretrained_dir() -> Path:
-    """The bundle folder shipped in the package (``faceparse/pretrained/``); NoPretrainedModel when absent."""
+def pretrained_dir(stage: str = "parser") -> Path:
+    """A stage's bundle folder shipped in the package (the parser: ``faceparse/pretrained/``, another stage:
+    ``faceparse/pretrained/<stage>/``); NoPretrainedModel when absent."""
     from .bundle import META
 
-    if (PRETRAINED / META).is_file():
-        return PRETRAINED
+    folder = PRETRAINED if stage == "parser" else PRETRAINED / stage
+    if (folder / META).is_file():
+        return folder
+    shipped = sorted(s for s in LOADERS if (PRETRAINED if s == "parser" else PRETRAINED / s).joinpath(META).is_file())
     raise NoPretrainedModel(
-        f"no model ships with this faceparse yet (no {META} in {PRETRAINED}). Pass one: "
-        "faceparse.load('models:/faceparse-fpliif@champion') (the MLflow registry that `make run` fills), "
-        "a bundle directory (weights.pt + bundle.json) or a training checkpoint .pt — or copy a bundle's two "
-        f"files into {PRETRAINED}.")
+        f"no {stage} model ships with this faceparse (no {META} in {folder}; shipped: {', '.join(shipped) or 'none'}). "
+        "Pass one: faceparse.load('models:/faceparse-fpliif@champion') (the MLflow registry that `make run` "
+        "fills), a bundle directory (weights.pt + bundle.json) or a training checkpoint .pt — or copy a "
+        f"bundle's two files into {folder}.")
+
+
+def shipped_ref(model: str | os.PathLike | None, stage: str | None = None) -> str | os.PathLike:
+    """``model`` as given, or the shipped bundle it names: None (``stage``'s, default the parser's), or a bare
+    stage name such as ``"landmarks"`` that is no path here."""
+    if model is None:
+        return pretrained_dir(stage or "parser")
+    if str(model) in LOADERS and not Path(model).exists():
+        return pretrained_dir(str(model))
+    return model
 
 
 def load(model: str | os.PathLike | None = None, device: str | None = None,
-         tracking_uri: str | None = None) -> Parser:
-    """A :class:`Parser` from ``model``: None → the bundle shipped in ``faceparse/pretrained/``;
+         tracking_uri: str | None = None):
+    """A :class:`Parser` or :class:`Landmarker` (by the bundle's stage) from ``model``: None → the parser
+    shipped in ``faceparse/pretrained/``; a stage name (``"landmarks"``) → that stage's shipped model;
     ``models:/name@alias`` / ``models:/name/<version>`` (tracking URI: given, else $MLFLOW_TRACKING_URI /
     params.yaml), a bundle directory or a training checkpoint ``.pt``."""
     from .bundle import load_bundle
     from .evaluate import pick_device
     from .registry import resolve_bundle
 
-    ref = pretrained_dir() if model is None else model
+    ref = shipped_ref(model)
     bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri)
     net, meta = load_bundle(bdir)
-    return Parser(net.to(pick_device(device)), meta, str(info.get("uri") or ref))
+    stage = str(meta.get("stage", "parser"))
+    if stage not in LOADERS:
+        raise ValueError(f"{ref} is a {stage} bundle: the Python API loads {' and '.join(LOADERS)} models; use "
+                         f"`faceparse {'complete' if stage == 'completion' else 'deocclude' if stage == 'fisn' else 'reconstruct'}` for it")
+    return LOADERS[stage](net.to(pick_device(device)), meta, str(info.get("uri") or ref))

@@ -2,7 +2,8 @@
 
 The model is a completion bundle (``model``: ``models:/faceparse-completion@champion``, a bundle dir) or,
 by default, composed in memory from the registry's parser and landmark champions (``parser`` /
-``landmarks`` override either). Per photo ``<stem>`` in ``out_dir``: ``<stem>_alpha.png`` (the parser's
+``landmarks`` override either). A photo's faces are found and completed in place (``complete_photo``: the
+maps have the photo's shape); a photo without a face is named and skipped. Per photo ``<stem>`` in ``out_dir``: ``<stem>_alpha.png`` (the parser's
 map), ``_beta.png`` (drawn from the landmarks), ``_gamma.png`` (Algorithm 1), palette PNGs of CelebAMask-HQ
 ids; ``_occlusion.png`` (0/255); ``_points.json``; ``_sheet.png`` (all of them side by side).
 On a dataset: ``<out>/completed/<id>.png`` (M_γ at the label size) and ``<out>/occlusion/<id>.png`` for
@@ -52,28 +53,58 @@ def write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
 
 def complete_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
                     parser: str | None = None, landmarks: str | None = None, resolution: int | None = None,
-                    progress: bool = True) -> list[dict[str, Any]]:
-    """Complete every input photo; one result per input ({"input", "ok", files...} or {"ok": False, "error"})."""
+                    progress: bool = True, detect: bool = True) -> list[dict[str, Any]]:
+    """Complete every input photo (its faces found, ``complete_photo``); one result per input ({"input",
+    "ok", files..., "faces"} or {"ok": False, "error"[, "no_face": True]})."""
     from . import plots
-    from .completion import Settings
     from .labels import CELEBAMASK_HQ
-    from .models import preprocess
+    from .log import console
+    from .photos import NoFaceError, faces_json
     from .predict import each_photo, expand_inputs
-    from .stages.completion import run_maps
 
     paths = expand_inputs(inputs)
     if not paths:
         raise ValueError(f"no input images found in {inputs}")
     net, meta = load_completion(params, model, parser, landmarks)
-    settings, size = Settings.from_dict(meta["model_config"]), int(meta["input_size"])
-    res, palette = int(resolution or size), CELEBAMASK_HQ.palette()
+    palette = CELEBAMASK_HQ.palette()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = each_photo(paths, "complete", progress, lambda path, stem, img: _write_one(
-        out, stem, path, img, run_maps(net, settings, preprocess(img, size).unsqueeze(0), res)[0], palette, plots))
+
+    def one(path, stem, img):
+        try:
+            maps, plan = complete_photo(net, meta, img, resolution, detect, what=str(path))
+        except NoFaceError as e:
+            console.print(f"[bold red]error:[/] {e}")
+            return {"input": str(path), "ok": False, "error": str(e), "no_face": True}
+        return {**_write_one(out, stem, path, img, maps, palette, plots), "faces": faces_json(plan)}
+
+    results = each_photo(paths, "complete", progress, one)
     for r in results:
         r["composes"] = meta.get("composes")
     return results
+
+
+def complete_photo(net, meta: dict[str, Any], img, resolution: int | None = None, detect: bool = True,
+                   what: str = "the image", plan=None):
+    """(Maps, plan) of one photo: each face found, cropped as the completion's training faces are framed
+    (``photos.frame_for``), completed at its own size and its maps warped back — maps of the photo's shape,
+    its long side ``resolution`` (default the photo's); an aligned face or ``detect=False``: the image whole,
+    at ``resolution``² (default the bundle's input size). NoFaceError when detection finds no face. ``plan``:
+    the photo's faces when already found (``photos.plan_photo``)."""
+    from .completion import Maps, Settings
+    from .models import preprocess
+    from .photos import crop_batch, crop_side, frame_for, paste_maps, plan_photo
+    from .stages.completion import run_maps
+
+    settings, size = Settings.from_dict(meta["model_config"]), int(meta["input_size"])
+    plan = plan or plan_photo(img, size, resolution, detect=detect, what=what)
+    if plan.whole:
+        return run_maps(net, settings, preprocess(img, size).unsqueeze(0), plan.size[0])[0], plan
+    pls, x = crop_batch(img, plan, size, frame_for(meta))
+    faces = [run_maps(net, settings, x[i:i + 1], crop_side(plan, pl))[0] for i, pl in enumerate(pls)]
+    back = {k: paste_maps([getattr(m, k).astype(np.uint8) for m in faces], pls, plan)
+            for k in ("alpha", "beta", "gamma", "occlusion")}
+    return Maps(back["alpha"], back["beta"], back["gamma"], back["occlusion"] > 0), plan
 
 
 def _write_one(out: Path, stem: str, path: Path, img, maps, palette, plots) -> dict[str, Any]:

@@ -5,11 +5,12 @@ Models: the FISN bundle (``model``: default ``models:/<fisn.registry.model_name>
 checkpoint too) and the completion model it carries (the chain it was trained and registered with);
 ``completion`` (a completion bundle or ``models:/faceparse-completion@...``) runs another one instead.
 
-Per photo ``<stem>`` in ``out_dir``: ``<stem>_deoccluded.png`` — the photo at its own size with the occluded
-face region replaced by the generator's output (bicubic up from the generator's size; the photo elsewhere);
-``_raw.png`` — the generator's whole output at its size; ``_alpha.png`` / ``_beta.png`` / ``_gamma.png`` —
-M_α, M_β, M_γ at the generator's size (palette PNGs of CelebAMask-HQ ids); ``_mask.png`` — the occlusion
-mask (0/255); ``_sheet.png`` — all of them side by side. ``deocclude.json``: each model's reference,
+A photo's faces are found and cropped as the parser's (``deocclude_photo``); a photo without a face is named
+and skipped. Per photo ``<stem>`` in ``out_dir``: ``<stem>_deoccluded.png`` — the photo at its own size with
+each face's occluded pixels replaced by the generator's output (the mask's edge blended; the photo
+elsewhere); ``_mask.png`` — those pixels (0/255, the photo's size); for the most confident face, in its crop's
+frame: ``_raw.png`` — the generator's whole output at its size; ``_alpha.png`` / ``_beta.png`` /
+``_gamma.png`` — M_α, M_β, M_γ (palette PNGs of CelebAMask-HQ ids); ``_sheet.png`` — all of them side by side. ``deocclude.json``: each model's reference,
 registry version and weights hash (FISN, completion, and the parser and landmark versions the completion
 composes), and one entry per photo.
 """
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .complete import write_label
+from .photos import paint_order, paste_image
 
 
 @dataclass
@@ -77,6 +79,41 @@ class Chain:
             tgt = torch.from_numpy(np.stack([m.gamma for m in maps]).astype(np.int64))
             raw = to_uint8(self.fisn(g_in, src, tgt).float().cpu())
         return [Answer(m, r, paste(im, r, m.occlusion)) for im, r, m in zip(images, raw, maps)]
+
+
+@dataclass
+class PhotoAnswer:
+    output: np.ndarray      # uint8 (H, W, 3): the photo with each face's occluded pixels replaced
+    mask: np.ndarray        # bool (H, W): the occluded pixels, in the photo's
+    faces: list             # one Answer per face (its crop's frame), most confident first
+    plan: Any               # faceparse.photos.Plan
+
+
+def deocclude_photo(chain: Chain, img, detect: bool = True, what: str = "the image", plan=None) -> PhotoAnswer:
+    """The chain on each face of a photo: found and cropped as the parser's (``faceparse.photos``), de-occluded,
+    and only its occluded pixels put back into the photo (bilinear, the mask's edge softened); the photo's own
+    size. An aligned face or ``detect=False``: the image whole. NoFaceError when detection finds no face.
+    ``plan``: the photo's faces when already found (``photos.plan_photo``)."""
+    from PIL import Image
+
+    from .align import face_crop
+    from .photos import Plan, crop_placements, frame_for, paste_maps, plan_photo
+
+    plan = plan or plan_photo(img, chain.size, detect=detect, what=what)
+    if plan.whole:
+        ans = chain.run([img])[0]
+        mask = np.asarray(Image.fromarray(ans.maps.occlusion.astype(np.uint8)).resize(img.size, Image.NEAREST)) > 0
+        return PhotoAnswer(ans.output, mask, [ans], plan)
+    photo = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    pls = crop_placements(plan, img, frame_for(chain.meta))
+    side = max(chain.size, chain.completion_size)
+    answers = chain.run([Image.fromarray(face_crop(photo, pl, side)) for pl in pls])
+    out = photo
+    for i in paint_order(plan):
+        out = paste_image(out, answers[i].raw, answers[i].maps.occlusion, pls[i])
+    full = Plan(plan.faces, pls, img.size)
+    mask = paste_maps([a.maps.occlusion.astype(np.uint8) for a in answers], pls, full) > 0
+    return PhotoAnswer(out, mask, answers, plan)
 
 
 def paste(photo, raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -134,7 +171,7 @@ def load_chain(params: dict[str, Any], model: str | None = None, completion: str
 
 
 def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
-                     completion: str | None = None, progress: bool = True) -> dict[str, Any]:
+                     completion: str | None = None, progress: bool = True, detect: bool = True) -> dict[str, Any]:
     """De-occlude every input photo; {"models": versions, "results": [{"input", "ok", files...} or
     {"input", "ok": False, "error"}]}, also written to ``out_dir/deocclude.json``."""
     from .labels import CELEBAMASK_HQ
@@ -148,28 +185,36 @@ def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = each_photo(paths, "deocclude", progress,
-                         lambda path, stem, img: _write_one(out, stem, path, img, chain, palette))
+                         lambda path, stem, img: _write_one(out, stem, path, img, chain, palette, detect))
     record = {"models": versions, "results": results}
     (out / "deocclude.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def _write_one(out: Path, stem: str, path: Path, img, chain, palette) -> dict[str, Any]:
-    """The chain on one photo → the de-occluded face, the raw generator output, the maps, the mask, a sheet."""
+def _write_one(out: Path, stem: str, path: Path, img, chain, palette, detect: bool = True) -> dict[str, Any]:
+    """The chain on one photo → the de-occluded photo and its mask (the photo's size); the most confident
+    face's raw generator output and maps (its crop's frame); a sheet. No face: named, nothing written."""
     from PIL import Image
 
+    from .log import console
+    from .photos import NoFaceError, faces_json
     from .stages.fisn_eval import contact_sheet
 
-    ans = chain.run([img])[0]
+    try:
+        res = deocclude_photo(chain, img, detect, what=str(path))
+    except NoFaceError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return {"input": str(path), "ok": False, "error": str(e), "no_face": True}
+    ans = res.faces[0]
     files = {k: out / f"{stem}_{k}.png" for k in ("deoccluded", "raw", "alpha", "beta", "gamma", "mask", "sheet")}
-    Image.fromarray(ans.output).save(files["deoccluded"])
+    Image.fromarray(res.output).save(files["deoccluded"])
     Image.fromarray(ans.raw).save(files["raw"])
     for k in ("alpha", "beta", "gamma"):
         write_label(files[k], getattr(ans.maps, k), palette)
-    Image.fromarray(ans.maps.occlusion.astype(np.uint8) * 255, "L").save(files["mask"])
-    small = np.asarray(img.resize((chain.size, chain.size), Image.BICUBIC))
-    contact_sheet([{"input": small, "alpha": ans.maps.alpha, "beta": ans.maps.beta, "map": ans.maps.gamma,
-                    "mask": ans.maps.occlusion, "output": np.asarray(Image.fromarray(ans.output).resize(
-                        (chain.size, chain.size), Image.BICUBIC)), "title": path.name}], files["sheet"])
+    Image.fromarray(res.mask.astype(np.uint8) * 255, "L").save(files["mask"])
+    small = (lambda a: np.asarray(Image.fromarray(a).resize((chain.size, chain.size), Image.BICUBIC)))
+    contact_sheet([{"input": small(np.asarray(img.convert("RGB"))), "alpha": ans.maps.alpha, "beta": ans.maps.beta,
+                    "map": ans.maps.gamma, "mask": ans.maps.occlusion, "output": ans.raw, "title": path.name}],
+                  files["sheet"])
     return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
-            "generator_size": chain.size, "occluded_fraction": float(ans.maps.occlusion.mean())}
+            "generator_size": chain.size, "occluded_fraction": float(res.mask.mean()), "faces": faces_json(res.plan)}

@@ -264,3 +264,8 @@ def detect_faces(image, min_face: int = MIN_FACE, thresholds=THRESHOLDS, max_sid
             cand = _stage2(x, cand, thresholds[1])
         faces = _stage3(x, cand, thresholds[2]) if len(cand) else []
     return [f.scaled(1.0 / k) for f in sorted(faces, key=lambda f: -f.score)]
+
+
+def warm_up() -> None:
+    """The three networks loaded and run once (a server does this before its first request)."""
+    detect_faces(np.zeros((64, 64, 3), np.uint8))

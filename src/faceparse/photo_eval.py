@@ -67,3 +67,77 @@ def f1_table(result: dict[str, Any]) -> str:
     """Markdown: the per-class F1 (classes present in truth or prediction), then the mean."""
     rows = [f"| {c} | {v:.3f} |" for c, v in result["f1"].items() if c != "background" and not math.isnan(v)]
     return "\n".join(["| class | F1 |", "| --- | --- |", *rows, f"| **mean** | **{result['mean_f1']:.3f}** |"])
+
+
+# --- landmarks: real photos against a peer's reference points ------------------------------------------------
+REFERENCE_FILE = "dlib68.json"   # {"points": {"<photo name>": [[x, y] × 68]}} in the photo's pixels
+
+
+def reference_points(folder: str | os.PathLike) -> dict[Path, np.ndarray]:
+    """Photo → (68, 2) reference points, from ``folder``/dlib68.json (dlib's points on the four fixtures)."""
+    import json
+
+    d = Path(folder)
+    ref = d / REFERENCE_FILE
+    if not ref.is_file():
+        raise FileNotFoundError(f"{d}: no {REFERENCE_FILE} (reference points: {{'points': {{photo name: 68 × [x, y]}}}})")
+    out = {}
+    for name, pts in sorted(json.loads(ref.read_text())["points"].items()):
+        arr = np.asarray(pts, dtype=np.float64)
+        if arr.shape != (68, 2) or not (d / name).is_file():
+            raise ValueError(f"{ref}: {name!r} needs 68 [x, y] points and the photo beside it")
+        out[d / name] = arr
+    return out
+
+
+def mean_shape_fit(mean_shape: np.ndarray, five: np.ndarray) -> np.ndarray:
+    """The trivial baseline: a mean shape similarity-fitted (least squares) onto a detector's five points."""
+    from .align import apply, five_points, similarity_fit
+
+    return apply(similarity_fit(five_points(mean_shape), five), mean_shape)
+
+
+def _nearest_face(points: list[np.ndarray], faces: list, ref: np.ndarray) -> int:
+    """The detected face the reference describes: the one whose points' centre lies nearest the reference's."""
+    return int(np.argmin([np.linalg.norm(p.mean(0) - ref.mean(0)) for p in points])) if faces else 0
+
+
+def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool = True) -> dict[str, Any]:
+    """NME (over the reference's outer-eye-corner distance) of a :class:`faceparse.api.Landmarker` on each
+    photo, by region, beside the baseline ``mean_shape_fit`` of the bundle's mean shape to the detector's five
+    points; the mean over photos, and the model / baseline ratio."""
+    from .landmarks import REGIONS, point_errors
+
+    mean = np.asarray(landmarker.meta["mean_shape"], dtype=np.float64)
+    rows = []
+    for photo, ref in references.items():
+        found = landmarker(photo, detect=detect)
+        k = _nearest_face(found.points, found.faces, ref)
+        err = point_errors(found.points[k][None], ref[None])[0]
+        row = {"photo": photo.name, "nme": float(err.mean()),
+               **{f"nme_{r}": float(err[list(idx)].mean()) for r, idx in REGIONS.items()}}
+        if found.faces:
+            base = mean_shape_fit(mean, found.faces[k].points)
+            row["baseline_nme"] = float(point_errors(base[None], ref[None]).mean())
+        rows.append(row)
+    out: dict[str, Any] = {"nme": float(np.mean([r["nme"] for r in rows])), "n_images": len(rows), "detect": detect,
+                           "photos": rows}
+    if all("baseline_nme" in r for r in rows):
+        out["baseline_nme"] = float(np.mean([r["baseline_nme"] for r in rows]))
+        out["ratio_to_baseline"] = out["nme"] / out["baseline_nme"]
+    return out
+
+
+def nme_table(result: dict[str, Any]) -> str:
+    """Markdown: NME (% of the outer-eye-corner distance) per photo and region, the baseline, the mean."""
+    from .landmarks import REGIONS
+
+    def pct(v):
+        return "—" if v is None else f"{100 * v:.2f}"
+
+    head = ["photo", "NME", *REGIONS, "baseline (mean shape on 5 pts)"]
+    rows = [[r["photo"], pct(r["nme"]), *(pct(r[f"nme_{g}"]) for g in REGIONS), pct(r.get("baseline_nme"))]
+            for r in result["photos"]]
+    rows.append(["**mean**", f"**{pct(result['nme'])}**", *([""] * len(REGIONS)), pct(result.get("baseline_nme"))])
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(r) + " |" for r in rows)])

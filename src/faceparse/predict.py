@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .api import shipped_ref
 from .runtime import tick
 
 import numpy as np
@@ -110,11 +111,11 @@ def _safe(name: str) -> str:
 def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
             masks: bool = False, batch_size: int = 4, params: dict[str, Any] | None = None,
             progress: bool = True, device: str | None = None, detect: bool = True,
-            precision: str | None = None) -> list[dict[str, Any]]:
+            precision: str | None = None, stage: str | None = None) -> list[dict[str, Any]]:
     """Predict every input; returns one dict per input: {"input", "ok", "label", "overlay", "masks",
     "classes", "resolution", "size", "faces", "aligned"} or {"input", "ok": False, "error"} (``"no_face":
-    True`` when detection found none). ``model`` None: the parser shipped in the package
-    (``faceparse.api.pretrained_dir``). Raises ValueError when there is no input image at all; an unreadable
+    True`` when detection found none). ``model`` None: ``stage``'s model shipped in the package (default the
+    parser's; ``faceparse.api.shipped_ref``). Raises ValueError when there is no input image at all; an unreadable
     image is an entry with ok=False (the caller decides the exit code). ``detect``: parser bundles only.
     ``precision``: fp32 | int8 (default: the bundle's; int8 runs on the CPU, faceparse.models.int8)."""
     import torch
@@ -133,10 +134,7 @@ def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike,
     bs = int(batch_size)
     if bs < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    if model is None:
-        from .api import pretrained_dir
-
-        model = pretrained_dir()
+    model = shipped_ref(model, stage)
     uri = None
     if str(model).startswith(("models:/", "runs:/")):
         from .tracking import tracking_uri
@@ -150,7 +148,7 @@ def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike,
     net.to(int8_device(meta, device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run, write, what = (_landmark_steps(net, meta, out) if meta.get("stage") == "landmarks"
+    run, write, what = (_landmark_steps(net, meta, out, detect) if meta.get("stage") == "landmarks"
                         else _parser_steps(net, meta, out, resolution, masks, detect))
     stems = _stems(paths)
     results: list[dict[str, Any]] = []
@@ -234,23 +232,33 @@ def _parse_images(net, images, names, input_size: int, resolution: int | None, d
     return outs
 
 
-def _landmark_steps(net, meta, out: Path):
-    """(run: images → (68, 2) points in image pixels, write: <stem>_points.json + <stem>_overlay.png, what)."""
+def _landmark_steps(net, meta, out: Path, detect: bool = True):
+    """(run: photos → (68, 2) points per face in the photo's pixels, plan (or NoFaceError), write:
+    <stem>_points.json + <stem>_overlay.png, what)."""
     from PIL import Image
 
+    from .photos import NoFaceError, faces_json
     from .stages import get_stage
     from .stages.landmarks import draw_points, points_json
 
     stage = get_stage("landmarks")
 
-    def run(images, names=None):
-        return stage.predict_images(net, meta, images)
+    def run(images, names):
+        outs: list = []
+        for img, name in zip(images, names):
+            try:
+                outs.append(stage.predict_photo(net, meta, img, detect=detect, what=name))
+            except NoFaceError as e:
+                outs.append(e)
+        return outs
 
-    def write(path, stem, img, pts):
+    def write(path, stem, img, pred):
+        pts, plan = pred
         jp, ov = out / f"{stem}_points.json", out / f"{stem}_overlay.png"
-        jp.write_bytes(points_json(pts, img.size))
+        jp.write_bytes(points_json(pts, img.size, plan=plan))
         Image.fromarray(draw_points(img, pts)).save(ov)
-        return {"input": str(path), "ok": True, "points": str(jp), "overlay": str(ov), "num_points": len(pts)}
+        return {"input": str(path), "ok": True, "points": str(jp), "overlay": str(ov), "num_points": len(pts[0]),
+                "faces": faces_json(plan)}
 
     return run, write, "68 landmarks"
 

@@ -40,7 +40,8 @@ def load_recon3d(params: dict[str, Any], model: str | None = None):
 
 
 def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
-                       deocclude: bool = False, fisn: str | None = None, progress: bool = True) -> dict[str, Any]:
+                       deocclude: bool = False, fisn: str | None = None, progress: bool = True,
+                       detect: bool = True) -> dict[str, Any]:
     """Reconstruct every input photo; {"models", "results": [{"input", "ok", files...} | {"ok": False, "error"}]},
     also written to ``out_dir/reconstruct.json``."""
     from .predict import each_photo, expand_inputs
@@ -59,28 +60,51 @@ def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = each_photo(paths, "reconstruct", progress,
-                         lambda path, stem, img: _write_one(out, stem, path, img, net, meta, chain, entry))
+                         lambda path, stem, img: _write_one(out, stem, path, img, net, meta, chain, entry, detect))
     record = {"models": versions, "deoccluded": bool(deocclude), "results": results}
     (out / "reconstruct.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry) -> dict[str, Any]:
+def reconstruct_photo(net, meta: dict[str, Any], img, plan):
+    """(coefficients (N, K), Render at the input size, placements) of each face of ``plan`` (a photo's faces,
+    or the whole image), cropped as the 3D training faces were framed (``photos.frame_for``)."""
+    from .face3d.io import reconstruct
+    from .photos import crop_batch, frame_for
+
+    pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
+    y, rend = reconstruct(net, x)
+    return y, rend, pls
+
+
+def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, detect: bool = True) -> dict[str, Any]:
+    """The most confident face's mesh and coefficients (landmarks in the photo's pixels), every face's render
+    over the photo (de-occluded first with ``chain``). No face: named, nothing written."""
     from PIL import Image
 
-    from .face3d.io import coeffs_json, landmarks_px, mesh_obj, overlay, reconstruct
-    from .models import preprocess
+    from .face3d.io import coeffs_json, landmarks_in_photo, mesh_obj, overlay_faces
+    from .log import console
+    from .photos import NoFaceError, faces_json, paint_order, plan_photo
 
     size = int(meta.get("input_size", 128))
+    try:
+        plan = plan_photo(img, size, detect=detect, what=str(path))
+    except NoFaceError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return {"input": str(path), "ok": False, "error": str(e), "no_face": True}
     files = {"obj": out / f"{stem}.obj", "coeffs": out / f"{stem}_coeffs.json", "overlay": out / f"{stem}_overlay.png"}
     photo = img
     if chain is not None:
-        photo = Image.fromarray(chain.run([img])[0].output)
+        from .deocclude import deocclude_photo
+
+        photo = Image.fromarray(deocclude_photo(chain, img, detect, what=str(path)).output)
         files["deoccluded"] = out / f"{stem}_deoccluded.png"
         photo.save(files["deoccluded"])
-    y, rend = reconstruct(net, preprocess(photo, size)[None])
+    y, rend, pls = reconstruct_photo(net, meta, photo, plan)
     version = str(entry.get("model_uri") or entry["ref"])
     files["obj"].write_text(mesh_obj(net.face, rend, 0, f"faceparse recon3d: {version}\nsource: {path}"))
-    files["coeffs"].write_bytes(coeffs_json(net.face, y[0], landmarks_px(rend, 0, img.size, size), img.size, version))
-    Image.fromarray(overlay(np.asarray(photo.convert("RGB")), rend.image[0], rend.mask[0])).save(files["overlay"])
-    return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size)}
+    files["coeffs"].write_bytes(coeffs_json(net.face, y[0], landmarks_in_photo(rend, 0, pls[0], size), img.size, version))
+    Image.fromarray(overlay_faces(np.asarray(photo.convert("RGB")), rend.image, rend.mask, pls,
+                                  paint_order(plan))).save(files["overlay"])
+    return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
+            "faces": faces_json(plan)}

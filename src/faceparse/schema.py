@@ -116,6 +116,7 @@ class Train(_Section):
     report: Optional[bool] = None             # MLflow model report / plots
     threads: Optional[int] = None             # torch intra-op threads per process
     keep: Optional[Literal["last", "best"]] = None   # bundle weights: last epoch | best validation epoch
+    init: Optional[str] = None                # start from this bundle's weights (a stage name: its shipped model)
 
 
 class Evaluate(_Section):
@@ -174,6 +175,14 @@ class LandmarkPreset(_Section):
     dropout: Optional[float] = None
     head: Optional[Literal["fc", "integral"]] = None
     flip_test: Optional[bool] = None     # average with the mirrored image's prediction at inference
+    refine: Optional[int] = None         # inference: look again this many times at the face crop the points give
+
+
+class LandmarkTrain(Train):
+    framing: Optional[Literal["image", "face"]] = None   # face: the photo path's crop of the face (align.placement)
+    frame_jitter: Optional[float] = None       # σ of the five framing points' noise, × inter-ocular distance
+    eval_frame_jitter: Optional[float] = None  # the same at evaluation (fixed draws): a detector's error
+    frame_loose: Optional[float] = None        # share of training frames zoomed out / moved (a whole image)
 
 
 class LandmarkModel(_Section):
@@ -185,7 +194,7 @@ class LandmarkModel(_Section):
 class LandmarkStage(_Section):
     """``landmarks:``: whole sections that replace the top-level ones for the landmark stage."""
     model: Optional[LandmarkModel] = None
-    train: Optional[Train] = None
+    train: Optional[LandmarkTrain] = None
     evaluate: Optional[Evaluate] = None
     registry: Optional[Registry] = None
 
@@ -350,6 +359,7 @@ class LandmarkParams(Params):
     """Params resolved for the landmark stage (``faceparse.stages.for_stage``, e.g. the file a torchrun
     worker or a kfp step reads): its model section is the landmark regressor's."""
     model: Optional[LandmarkModel] = None
+    train: Optional[LandmarkTrain] = None
 
 
 class CompletionParams(Params):

@@ -67,6 +67,7 @@ class TrainConfig:
     report: bool
     threads: int | None
     keep: str = "last"        # the bundle's weights: the last epoch's, or the best validation epoch's
+    init: str | None = None   # start from this bundle's weights (a stage name: the model shipped for it)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
@@ -92,7 +93,7 @@ class TrainConfig:
             stop_after_epoch=None if t.get("stop_after_epoch") is None else int(t["stop_after_epoch"]),
             device=str(t.get("device") or "auto"), report=bool(t.get("report", True)),
             threads=None if t.get("threads") is None else int(t["threads"]),
-            keep=str(t.get("keep") or "last"),
+            keep=str(t.get("keep") or "last"), init=None if t.get("init") in (None, "") else str(t["init"]),
         )
         if cfg.keep not in ("last", "best"):
             raise ConfigError(f"params: train.keep must be last or best, got {cfg.keep!r}")
@@ -271,7 +272,10 @@ def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, tor
     """Model (on the device), its DDP-wrapped step module, named optimisers / schedulers, the stage's state."""
     from torch.nn.parallel import DistributedDataParallel
 
-    model = stage.build_model(meta).to(dd.device)
+    model = stage.build_model(meta)
+    if cfg.init:
+        _initial_weights(model, cfg.init, stage.name, params)
+    model = model.to(dd.device)
     if dd.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizers = stage.optimizers(model, cfg)
@@ -282,6 +286,27 @@ def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, tor
     ctx = TrainContext(params, cfg, dd, meta, model, step_module, optimizers, schedulers)
     stage.prepare(ctx)
     return ctx, torch.Generator().manual_seed(cfg.seed)
+
+
+def _initial_weights(model, ref: str, stage: str, params: dict[str, Any]) -> None:
+    """``train.init``: the weights of another bundle of this stage and architecture (a bare stage name: the
+    model shipped in the package, ``faceparse.api.shipped_ref``) — fine-tuning instead of a random start."""
+    from .api import shipped_ref
+    from .bundle import load_bundle
+    from .registry import resolve_bundle
+    from .tracking import tracking_uri
+
+    src = shipped_ref(ref)
+    bdir, _ = resolve_bundle(src, tracking_uri=tracking_uri(params) if str(src).startswith("models:/") else None)
+    net, meta = load_bundle(bdir)
+    if str(meta.get("stage", "parser")) != stage:
+        raise ConfigError(f"params: train.init={ref!r} is a {meta.get('stage', 'parser')} model, not a {stage} one")
+    try:
+        model.load_state_dict(net.state_dict())
+    except RuntimeError as e:
+        raise ConfigError(f"params: train.init={ref!r} has another architecture than the {stage} model params "
+                          f"give ({str(e).splitlines()[0].rstrip(':')}); set train.init to a bundle of this "
+                          "architecture, or null to train from scratch") from None
 
 
 def _restore(ctx: TrainContext, ck: dict, loader_gen, last_path: Path, progress: bool):

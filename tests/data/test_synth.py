@@ -147,3 +147,19 @@ def test_write_dataset_refuses_unrelated_dir(tmp_path):
         write_dataset(target, n=3, size=64, progress=False)
     assert (target / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+
+
+def test_data_synth_cli_takes_every_data_synth_param(tmp_path, repo_root):
+    """The README's `faceparse data synth` with params.yaml's data.synth passed through, renders3d too (it
+    crashed on renders3d: issue #33): one path with `data prepare`."""
+    from typer.testing import CliRunner
+
+    from faceparse.cli import app
+    from faceparse.data.manifest import read_manifest
+
+    out = tmp_path / "synth"
+    r = CliRunner().invoke(app, ["data", "synth", "--out", str(out), "--n", "6", "--size", "64", "--quiet",
+                                 "-p", str(repo_root / "params.yaml"), "--set", "data.synth.renders3d=2"])
+    assert r.exit_code == 0, r.output
+    m = read_manifest(out)
+    assert len(m) == 8 and (m["source"] == "synth3d").sum() == 2 and set(m[m["source"] == "synth3d"]["split"]) == {"train"}

@@ -36,7 +36,7 @@ def test_a_real_photo_gets_68_finite_points_in_its_own_pixels(served, real_sampl
     from faceparse.stages import get_stage
 
     model, meta = load_bundle(bundle)
-    ref = get_stage("landmarks").predict_images(model, meta, [read_image(photo)])[0]
+    ref = get_stage("landmarks").predict_photo(model, meta, read_image(photo))[0][0]
     np.testing.assert_allclose(pts, ref, atol=1e-2)
     ov = post_prediction(st, photo, {"X-Format": "overlay"})
     assert ov.status_code == 200 and Image.open(io.BytesIO(ov.content)).size == (w, h)

@@ -174,16 +174,21 @@ def test_deocclude_cli_writes_its_files_and_names_a_broken_photo(setup, real_sam
     assert r.exit_code == 1, r.output
     assert "broken.jpg" in " ".join(r.output.split())
     stem = Path(face).stem
+    # a synthetic face is an aligned crop with nothing for the photo detector: named as such, nothing written
+    record = json.loads((tmp_path / "out" / "deocclude.json").read_text())
+    assert [x["ok"] for x in record["results"]] == [True, False, False]
+    assert record["results"][2]["no_face"] and not list((tmp_path / "out").glob(f"{stem}_*"))
+    r = CliRunner().invoke(app, ["deocclude", "--no-detect", str(setup / "data" / "images" / face), "--model",
+                                 str(out / "model"), "--out", str(tmp_path / "out"), "-q", *base])
+    assert r.exit_code == 0, r.output
     for s in ("0", stem):
         for k in ("deoccluded", "raw", "alpha", "beta", "gamma", "mask", "sheet"):
             assert (tmp_path / "out" / f"{s}_{k}.png").is_file(), (s, k)
     photo = Image.open(real_samples / "0.jpg")
     assert Image.open(tmp_path / "out" / "0_deoccluded.png").size == photo.size     # the photo's own size
     assert Image.open(tmp_path / "out" / "0_raw.png").size == (32, 32)                # the generator's
-    record = json.loads((tmp_path / "out" / "deocclude.json").read_text())
     assert set(record["models"]) == {"fisn", "completion", "parser", "landmarks"}
     assert record["models"]["completion"]["carried"] is True
-    assert [x["ok"] for x in record["results"]] == [True, False, True]
     # outside the occlusion mask the answer is the photo itself
     mask = np.asarray(Image.open(tmp_path / "out" / f"{stem}_mask.png").resize((64, 64), Image.NEAREST)) > 127
     out_img = np.asarray(Image.open(tmp_path / "out" / f"{stem}_deoccluded.png"))

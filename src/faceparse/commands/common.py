@@ -14,6 +14,9 @@ from ..log import console
 ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $FACEPARSE_PARAMS or ./params.yaml)")
 SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set train.epochs=3 (repeatable)")
 StageOpt = typer.Option(None, "--stage", help="model stage (default: params `stage`; `faceparse stages` lists them)")
+DetectOpt = typer.Option(True, "--detect/--no-detect",
+                         help="find and frame every face of a photo, answers in the photo's pixels (default); "
+                              "--no-detect: the inputs are aligned face crops, taken whole")
 
 
 def params_from(params: Optional[Path], sets: Optional[List[str]], stage: Optional[str] = None) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors
+from .common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
 
 ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
 
@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
         landmarks: Optional[str] = typer.Option(None, "--landmarks",
                                                 help="landmark model (default: its registry champion)"),
         resolution: Optional[int] = typer.Option(None, "--resolution", "-r",
-                                                 help="output size of the maps (default: the parser's input size)"),
+                                                 help="long side of the maps (default: the photo's own; an aligned "
+                                                      "face or --no-detect: the bundle's input size)"),
+        detect: bool = DetectOpt,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
@@ -61,8 +63,9 @@ def register(app: typer.Typer) -> None:
         """Complete face-parsing maps hidden by occluders (Zhao & Qi's Algorithm 1).
 
         Per photo: the parser's map M_alpha, the map drawn from the 68 landmarks M_beta, the completed map
-        M_gamma, the occlusion mask (face in M_gamma, not in M_alpha) and a contact sheet of all of them.
-        Exit 1 when a photo could not be read (the others are still written)."""
+        M_gamma, the occlusion mask (face in M_gamma, not in M_alpha) and a contact sheet of all of them —
+        each face found, framed and completed in place, the maps of the photo's shape. Exit 1 when a photo
+        could not be read or holds no face (the others are still written)."""
         from ..complete import complete_dataset, complete_images
         from ..config import load_params
 
@@ -76,7 +79,8 @@ def register(app: typer.Typer) -> None:
             return
         if not images or out is None:
             raise ValueError("give photos and --out DIR (or --dataset DIR)")
-        res = complete_images(p, images, out, model, parser, landmarks, resolution, progress=not quiet)
+        res = complete_images(p, images, out, model, parser, landmarks, resolution, progress=not quiet,
+                              detect=detect)
         ok = [r for r in res if r["ok"]]
         console.print(f"[green]completed[/] {len(ok)}/{len(res)} images → {out}", soft_wrap=True)
         emit_json(res)

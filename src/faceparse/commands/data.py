@@ -69,8 +69,8 @@ def synth_cmd(
 ):
     """Write a synthetic face-parsing dataset (CelebAMask-HQ classes) in the canonical layout.
 
-    Options left out come from params.yaml (data.dir, data.size, data.synth.*)."""
-    from ..data.synth import write_dataset
+    Options left out come from params.yaml (data.dir, data.size, data.synth.*, renders3d included)."""
+    from ..data.prepare import synthesize
 
     p = params_or_empty(params, set_)
     d = p.get("data", {}) or {}
@@ -87,7 +87,7 @@ def synth_cmd(
     if test_occlusion_prob is not None:
         syn["test_occlusion_prob"] = test_occlusion_prob
     size = size if size is not None else int(d.get("size", 256))
-    path = Path(write_dataset(out, n=n, size=size, progress=not quiet, **syn))
+    path = synthesize(Path(out), size, {**syn, "n": n}, progress=not quiet)
     console.print(f"[green]wrote[/] {path}: {_counts(path)}", soft_wrap=True)
 
 

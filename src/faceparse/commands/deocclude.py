@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors
+from .common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
 
 ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
 
@@ -21,20 +21,22 @@ def register(app: typer.Typer) -> None:
                                             help=f"the FISN model (default: models:/<fisn.registry.model_name>@champion): {ModelRef}"),
         completion: Optional[str] = typer.Option(None, "--completion",
                                                  help=f"a completion model to run instead of the one the FISN bundle carries: {ModelRef}"),
+        detect: bool = DetectOpt,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
     ):
         """Remove occluders from faces: the completed map guides the de-occlusion generator (FISN).
 
-        Per photo: <stem>_deoccluded.png (the photo, its occluded face region re-synthesised), _raw.png (the
-        generator's whole output at its size), M_alpha / M_beta / M_gamma, the occlusion mask and a contact
-        sheet; deocclude.json names every model's version. Exit 1 when a photo could not be read (the others
-        are still written)."""
+        Per photo: <stem>_deoccluded.png (the photo at its own size, each face's occluded pixels re-synthesised),
+        _mask.png (those pixels), and for its most confident face _raw.png (the generator's whole output at
+        its size), M_alpha / M_beta / M_gamma and a contact sheet; deocclude.json names every model's version.
+        Exit 1 when a photo could not be read or holds no face (the others are still written)."""
         from ..config import load_params
         from ..deocclude import deocclude_images
 
-        res = deocclude_images(load_params(params, set_ or []), images, out, model, completion, progress=not quiet)
+        res = deocclude_images(load_params(params, set_ or []), images, out, model, completion, progress=not quiet,
+                               detect=detect)
         ok = [r for r in res["results"] if r["ok"]]
         names = ", ".join(f"{k} {v.get('model_uri') or v.get('ref')}" for k, v in res["models"].items())
         console.print(f"[green]de-occluded[/] {len(ok)}/{len(res['results'])} images → {out} ({names})", soft_wrap=True)

@@ -18,10 +18,25 @@ ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weig
 
 
 
-def _score_photos(bundle: Optional[str], folder: Path, detect: bool, params, set_) -> None:
+def _score_landmarks(bundle: Optional[str], folder: Path, detect: bool, params, set_) -> None:
+    from ..api import load
+    from ..photo_eval import nme_table, reference_points, score_landmarks
+
+    ref = bundle or params_from(params, set_, "landmarks")["train"]["bundle_dir"]
+    res = score_landmarks(load(ref), reference_points(folder), detect=detect)
+    console.print(nme_table(res), soft_wrap=True)
+    base = f" (mean shape on the detector's 5 points: {res['baseline_nme']:.4f})" if "baseline_nme" in res else ""
+    console.print(f"[green]scored[/] {ref} on {res['n_images']} photos in {folder} against their reference points: "
+                  f"NME {res['nme']:.4f}{base}", soft_wrap=True)
+    emit_json({"bundle": str(ref), **res})
+
+
+def _score_photos(bundle: Optional[str], folder: Path, detect: bool, params, set_, stage: Optional[str]) -> None:
     from ..api import load
     from ..photo_eval import f1_table, labelled_photos, score_photos
 
+    if (stage or (params_or_empty(params, set_) or {}).get("stage")) == "landmarks":
+        return _score_landmarks(bundle, folder, detect, params, set_)
     ref = bundle or params_from(params, set_, "parser")["train"]["bundle_dir"]
     res = score_photos(load(ref), labelled_photos(folder), detect=detect)
     console.print(f1_table(res), soft_wrap=True)
@@ -38,9 +53,10 @@ def register(app: typer.Typer) -> None:
                                              help=f"model to evaluate (default: train.bundle_dir): {ModelHelp}"),
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="canonical dataset (default: data.dir)"),
         photos: Optional[Path] = typer.Option(
-            None, "--photos", help="parser: score on real labelled photos instead — <stem>.jpg beside <stem>.png "
-            "(class ids), e.g. ../shared/fixtures/celebamask-hq-samples; each photo detected and aligned as "
-            "`predict` does, at its label map's size; per-class F1 printed, nothing written"),
+            None, "--photos", help="score on real photos instead — the parser: <stem>.jpg beside <stem>.png "
+            "(class ids); --stage landmarks: photos beside dlib68.json (reference points); e.g. "
+            "../shared/fixtures/celebamask-hq-samples. Each photo detected and aligned as `predict` does; a "
+            "table printed (per-class F1 / per-photo NME with the mean-shape baseline), nothing written"),
         no_detect: bool = typer.Option(False, "--no-detect", help="with --photos: the photos are aligned crops"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         precision: Optional[str] = PrecisionOpt,
@@ -53,11 +69,11 @@ def register(app: typer.Typer) -> None:
         Writes evaluate.metrics_file (per-class F1/IoU, mean F1, mIoU, the multi-resolution table 64…512),
         the plots in evaluate.plots_dir and the paper-style markdown table evaluate.table_file; logs the test
         metrics to the bundle's MLflow run when it has one. Prints the metrics as JSON on stdout.
-        With --photos: the parser on real labelled photos (a per-class F1 table, then JSON)."""
+        With --photos: the model on real photos (a per-class F1 or per-photo NME table, then JSON)."""
         from ..evaluate import evaluate
 
         if photos is not None:
-            return _score_photos(bundle, photos, not no_detect, params, set_)
+            return _score_photos(bundle, photos, not no_detect, params, set_, stage)
 
         res = evaluate(params_from(params, set_, stage), bundle_dir=bundle, dataset_dir=data, progress=not quiet,
                        precision=precision)
@@ -134,8 +150,8 @@ def register(app: typer.Typer) -> None:
     def predict_cmd(
         inputs: List[str] = typer.Argument(..., help="image files, folders and/or glob patterns (quote globs)"),
         model: Optional[str] = typer.Option(None, "--model", "-m",
-                                            help=f"{ModelHelp} (default: the pretrained parser shipped with "
-                                                 "faceparse, faceparse/pretrained/)"),
+                                            help=f"{ModelHelp} (default: the model of --stage shipped with "
+                                                 "faceparse: the parser, or --stage landmarks)"),
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
         resolution: Optional[int] = typer.Option(None, "--resolution", "-r",
                                                  help="output size in pixels, any value 1…4096 "
@@ -152,18 +168,20 @@ def register(app: typer.Typer) -> None:
         set_: Optional[List[str]] = SetOpt,
         stage: Optional[str] = StageOpt,
     ):
-        """Parse faces in images with any model: label maps, overlays, masks.
+        """Parse faces in images with any model: label maps, overlays, masks (a landmark model: 68 points per face).
 
         Per input, --out gets <stem>_label.png (palette PNG of class ids) and <stem>_overlay.png. Photos: each
         face is detected, aligned, parsed and warped back; the map has the photo's shape, its long side
         --resolution (default: the photo's). Aligned faces (--no-detect, or a CelebAMask-HQ-framed photo) are
         resized to the model's input size and decoded at --resolution². Unreadable images and photos without
-        a face are named and skipped (exit 1 once the rest are written)."""
+        a face are named and skipped (exit 1 once the rest are written). --stage landmarks (or a landmark
+        --model): <stem>_points.json (68 points per face, the photo's pixels) and <stem>_overlay.png."""
         from ..predict import predict
 
         p = params_or_empty(params, set_, stage)
         results = predict(model, inputs, out, resolution=resolution, masks=masks, batch_size=batch_size,
-                          params=p, progress=not quiet, device=device, detect=detect, precision=precision)
+                          params=p, progress=not quiet, device=device, detect=detect, precision=precision,
+                          stage=stage)
         failed = [r for r in results if not r["ok"]]
         done = len(results) - len(failed)
         console.print(f"[green]predicted[/] {done} image(s) into {out}"

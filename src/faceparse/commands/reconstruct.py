@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors
+from .common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
 
 ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
 
@@ -21,18 +21,22 @@ def register(app: typer.Typer) -> None:
                                             help=f"the recon3d model (default: models:/<recon3d.registry.model_name>@champion): {ModelRef}"),
         deocclude: bool = typer.Option(False, "--deocclude", help="remove occluders first (the de-occlusion chain)"),
         fisn: Optional[str] = typer.Option(None, "--fisn", help=f"--deocclude: the FISN model (default: its champion): {ModelRef}"),
+        detect: bool = DetectOpt,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
     ):
         """Reconstruct 3D faces: per photo <stem>.obj (mesh with vertex colours, cm), <stem>_coeffs.json
         (identity, expression, albedo, SH light, pose, projected landmarks) and <stem>_overlay.png (the render
-        over the photo); with --deocclude also <stem>_deoccluded.png. reconstruct.json names every model's
-        version. Exit 1 when a photo could not be read (the others are still written)."""
+        over the photo); with --deocclude also <stem>_deoccluded.png. The photo's most confident face is found
+        and framed as the 3D training faces were; landmarks and the overlay are in the photo's pixels.
+        reconstruct.json names every model's version. Exit 1 when a photo could not be read or holds no face
+        (the others are still written)."""
         from ..config import load_params
         from ..reconstruct import reconstruct_images
 
-        res = reconstruct_images(load_params(params, set_ or []), images, out, model, deocclude, fisn, progress=not quiet)
+        res = reconstruct_images(load_params(params, set_ or []), images, out, model, deocclude, fisn,
+                                 progress=not quiet, detect=detect)
         ok = [r for r in res["results"] if r["ok"]]
         names = ", ".join(f"{k} {v.get('model_uri') or v.get('ref')}" for k, v in res["models"].items())
         console.print(f"[green]reconstructed[/] {len(ok)}/{len(res['results'])} images → {out} ({names})", soft_wrap=True)

@@ -11,6 +11,23 @@ from .ingest import FORMATS
 FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "helen", "300w": "celebamask-hq"}
 
 
+def synthesize(out: Path, size: int, opts: dict[str, Any], progress: bool = True) -> Path:
+    """The synthetic dataset of ``data.synth`` options ``opts`` (``n``, ``seed``, ``occlusion_prob``, …) at
+    ``out``, plus ``renders3d`` rendered 3D faces in its training split: the one path for ``data prepare``
+    and ``data synth``."""
+    from .synth import write_dataset
+
+    opts = dict(opts)
+    renders = int(opts.pop("renders3d", 0) or 0)
+    path = Path(write_dataset(out, size=size, progress=progress, **opts))
+    if renders > 0:
+        from .synth3d import add_renders3d   # imports torch: only when 3D renders are asked for
+
+        add_renders3d(path, renders, seed=int(opts.get("seed", 0)),
+                      occlusion_prob=float(opts.get("occlusion_prob", 0.3)), progress=progress)
+    return path
+
+
 def prepare(params: dict[str, Any], progress: bool = True) -> Path:
     """``data.source == "synth"`` → ``synth.write_dataset(data.dir, **data.synth)``, plus
     ``data.synth.renders3d`` rendered 3D faces in its training split (``synth3d.add_renders3d``); otherwise
@@ -22,18 +39,10 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
     table = data.get("label_table")
 
     if source == "synth":
-        from .synth import write_dataset
-
         opts = dict(data.get("synth") or {})
         if "n" not in opts:
             raise ConfigError("params: missing data.synth.n")
-        renders = int(opts.pop("renders3d", 0) or 0)
-        path = Path(write_dataset(out, size=size, progress=progress, **opts))
-        if renders > 0:
-            from .synth3d import add_renders3d
-
-            add_renders3d(path, renders, seed=int(opts.get("seed", 0)),
-                          occlusion_prob=float(opts.get("occlusion_prob", 0.3)), progress=progress)
+        path = synthesize(out, size, opts, progress)
     elif source in FORMATS:
         ing = dict(data.get("ingest") or {})
         expected = ing.get("labelmaps_table", "celebamask-hq") if source == "labelmaps" else FORMAT_TABLES[source]

@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..align import Placement
+from ..photos import paste_image
+
 OVERLAY_ALPHA = 0.75
 
 
@@ -33,18 +36,23 @@ def obj_text(vertices: np.ndarray, colours: np.ndarray, faces: np.ndarray, comme
 
 
 def overlay(photo: np.ndarray, image: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """The render (3, S, S) in [0, 1] with its mask (1, S, S) blended over the photo (H, W, 3) uint8."""
-    import cv2
-
-    h, w = photo.shape[:2]
-    rgb = cv2.resize(image.clamp(0, 1).permute(1, 2, 0).cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)
-    m = cv2.resize(mask[0].cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR)[..., None] * OVERLAY_ALPHA
-    return np.clip(photo.astype(np.float32) * (1 - m) + rgb * 255.0 * m + 0.5, 0, 255).astype(np.uint8)
+    """The render (3, S, S) in [0, 1] with its mask (1, S, S) blended over the whole photo (H, W, 3) uint8."""
+    return overlay_faces(photo, image[None], mask[None], [Placement.whole(photo.shape[1], photo.shape[0])])
 
 
-def landmarks_px(out, k: int, image_size: tuple[int, int], size: int) -> np.ndarray:
-    """Item ``k``'s projected landmarks in the photo's own pixels (the model saw it resized to ``size``²)."""
-    return out.landmarks[k].cpu().numpy() / size * np.asarray(image_size, np.float64)
+def overlay_faces(photo: np.ndarray, images, masks, placements: list, order: list[int] | None = None) -> np.ndarray:
+    """Each face's render ``images[k]`` (3, S, S) in [0, 1], ``masks[k]`` (1, S, S), blended over the photo
+    (H, W, 3) uint8 where it was cropped (``faceparse.photos.crop_placements``), in ``order`` (last on top)."""
+    res = photo
+    for k in (order if order is not None else range(len(placements))):
+        rgb = images[k].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0
+        res = paste_image(res, rgb, masks[k][0].cpu().numpy() * OVERLAY_ALPHA, placements[k], feather=0)
+    return res
+
+
+def landmarks_in_photo(out, k: int, placement, size: int) -> np.ndarray:
+    """Item ``k``'s projected landmarks in the photo's pixels (the model saw the crop ``placement`` at ``size``²)."""
+    return placement.points_to_photo(out.landmarks[k].cpu().numpy(), size)
 
 
 def coeffs_json(face, y: np.ndarray, points: np.ndarray, image_size: tuple[int, int], version: str = "") -> bytes:
@@ -59,12 +67,16 @@ def mesh_obj(face, out, k: int, comment: str = "") -> str:
     return obj_text(out.vertices[k].cpu().numpy(), out.colours[k].cpu().numpy(), face.triangles.cpu().numpy(), comment)
 
 
-def answer_item(face, out, y: np.ndarray, k: int, photo, fmt: str, size: int, version: str = "") -> tuple[bytes, str]:
-    """One served answer: ``json`` (coefficients + landmarks), ``obj`` (the mesh) or ``overlay`` (PNG)."""
+def answer_item(face, out, y: np.ndarray, k: int, photo, fmt: str, size: int, placements: list, order: list[int],
+                version: str = "") -> tuple[bytes, str]:
+    """One served answer for a photo whose faces are items ``order`` of ``out`` (``placements``: where each was
+    cropped; item ``k`` the most confident): ``json`` (its coefficients + landmarks in the photo's pixels),
+    ``obj`` (its mesh) or ``overlay`` (every face's render over the photo, PNG)."""
     if fmt == "json":
-        return coeffs_json(face, y[k], landmarks_px(out, k, photo.size, size), photo.size, version), "application/json"
+        pts = landmarks_in_photo(out, k, placements[k], size)
+        return coeffs_json(face, y[k], pts, photo.size, version), "application/json"
     if fmt == "obj":
         return mesh_obj(face, out, k, f"faceparse recon3d {version}".strip()).encode(), "text/plain"
     from ..serve.imaging import encode_png
 
-    return encode_png(overlay(np.asarray(photo.convert("RGB")), out.image[k], out.mask[k])), "image/png"
+    return encode_png(overlay_faces(np.asarray(photo.convert("RGB")), out.image, out.mask, placements, order)), "image/png"

@@ -4,30 +4,43 @@ projected landmark vertices in the photo's pixels; the default), ``obj`` (the me
 No torch at module level: the router imports the codecs for the agreement only."""
 from __future__ import annotations
 
+import numpy as np
+
+from ..detect import warm_up
+from .imaging import locate_faces
+
 
 class Recon3dCodec:
+    """A photo's faces are found (``locate``: no face → 422) and each is cropped as the 3D training faces were
+    framed (``faceparse.reconstruct.reconstruct_photo``): the answer speaks of the most confident face, the
+    overlay shows every face; an aligned face or ``X-Detect: false``: the image whole."""
     formats = ("json", "obj", "overlay")
     mirror_format = "json"
 
+    locate = staticmethod(locate_faces)
+
     def warmup(self, model, x, resolution: int) -> None:
         model.render(model(x).float(), x.shape[-1])
+        warm_up()
 
     def run(self, model, meta, items, palette, table, version: str) -> list[tuple[bytes, str]]:
-        import torch
+        from ..face3d.io import answer_item
+        from ..photos import Plan, paint_order
+        from ..reconstruct import reconstruct_photo
 
-        from ..face3d.io import answer_item, reconstruct
-
-        x = torch.stack([it.tensor for it in items])
-        y, out = reconstruct(model, x)
-        return [answer_item(model.face, out, y, k, it.image, it.options.format, x.shape[-1], version)
-                for k, it in enumerate(items)]
+        size = int(meta.get("input_size", 128))
+        outs = []
+        for it in items:
+            plan = it.plan or Plan([], None, it.image.size)
+            y, out, pls = reconstruct_photo(model, meta, it.image, plan)
+            outs.append(answer_item(model.face, out, y, 0, it.image, it.options.format, size, pls, paint_order(plan),
+                                    version))
+        return outs
 
     @staticmethod
     def agreement(a: bytes, b: bytes) -> float | None:
         """1 − the NME between the two answers' projected landmarks (None: not two JSON answers)."""
         import json
-
-        import numpy as np
 
         from ..landmarks import inter_ocular
 

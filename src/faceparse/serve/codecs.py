@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..detect import warm_up
 from . import imaging
 from .codec_recon3d import Recon3dCodec
 
@@ -45,22 +46,10 @@ class ParserCodec:
     mirror_format = "png"
 
     def warmup(self, model, x, resolution: int) -> None:
-        from ..detect import detect_faces
-
         model(x, out_size=resolution)
-        detect_faces(np.zeros((64, 64, 3), np.uint8))   # the detector's weights loaded before any request
+        warm_up()   # the detector's weights loaded before any request
 
-    @staticmethod
-    def locate(image, opts: imaging.Options, input_size: int, max_side: int):
-        """The photo's plan (None with detection off); a photo without a face is refused with 422."""
-        from ..photos import NoFaceError, plan_photo
-
-        if not opts.detect:
-            return None
-        try:
-            return plan_photo(image, input_size, opts.resolution if opts.sized else None, max_side=max_side)
-        except NoFaceError as e:
-            raise imaging.RequestError(422, str(e)) from None
+    locate = staticmethod(imaging.locate_faces)
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
         """Items parsed whole grouped by output resolution (one forward each), photos face by face →
@@ -107,23 +96,27 @@ class ParserCodec:
 
 
 class LandmarkCodec:
+    """68 points per face, in the photo's pixels: the faces are found and framed as the parser's are
+    (``locate``: no face → 422; ``X-Detect: false`` or an aligned face: the whole image is the frame)."""
     formats = ("json", "overlay")
     mirror_format = "json"
+    locate = staticmethod(imaging.locate_faces)
 
     def warmup(self, model, x, resolution: int) -> None:
         model(x)
+        warm_up()
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
-        import torch
-
+        from ..photos import Plan, locate_points
         from ..stages.landmarks import draw_points, points_json
 
-        pred = model(torch.stack([it.tensor for it in items])).float().cpu().numpy()
+        size = int(meta.get("input_size", 256))
         outs = []
-        for it, p in zip(items, pred):
-            pts = p * np.array(it.image.size, dtype=np.float64)    # normalised → the photo's own pixels
+        for it in items:
+            plan = it.plan or Plan([], None, it.image.size)
+            pts = locate_points(model, it.image, plan, size)
             if it.options.format == "json":
-                outs.append((points_json(pts, it.image.size, version), "application/json"))
+                outs.append((points_json(pts, it.image.size, version, plan), "application/json"))
             else:
                 outs.append((imaging.encode_png(draw_points(it.image, pts)), "image/png"))
         return outs
@@ -142,25 +135,36 @@ class LandmarkCodec:
 
 class CompletionCodec:
     """Map completion: the completed map M_γ (png), the occlusion mask (mask: 0/255 PNG), M_γ over the photo
-    with the occluder tinted (overlay), or both maps base64-encoded with class fractions (json)."""
+    with the occluder tinted (overlay), or both maps base64-encoded with class fractions (json). A photo's
+    faces are found and completed in place (``locate``: no face → 422; maps of the photo's shape, long side
+    ``resolution`` when given); an aligned face or ``X-Detect: false``: whole, at ``resolution``²."""
     formats = ("png", "mask", "overlay", "json")
     mirror_format = "png"
+    locate = staticmethod(imaging.locate_faces)
 
     def warmup(self, model, x, resolution: int) -> None:
         model(x, out_size=resolution)
+        warm_up()
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
         import torch
 
+        from ..complete import complete_photo
         from ..completion import Settings
         from ..stages.completion import run_maps
 
         settings = Settings.from_dict(meta["model_config"])
         outs: list = [None] * len(items)
-        for res, ks in by_resolution(items).items():
+        whole = [k for k, it in enumerate(items) if it.plan is None or it.plan.whole]
+        for res, ks in by_resolution([items[k] for k in whole]).items():
+            ks = [whole[k] for k in ks]
             maps = run_maps(model, settings, torch.stack([items[k].tensor for k in ks]), res)
             for k, m in zip(ks, maps):
                 outs[k] = self.encode(m, items[k], palette, table, version)
+        for k, it in enumerate(items):
+            if outs[k] is None:
+                outs[k] = self.encode(complete_photo(model, meta, it.image, plan=it.plan)[0], it, palette, table,
+                                      version)
         return outs
 
     @staticmethod
@@ -177,7 +181,8 @@ class CompletionCodec:
             tinted = np.where(maps.occlusion, 0, maps.gamma).astype(np.uint8)   # occluder: background colour
             return imaging.overlay_png(item.image, tinted, palette), "image/png"
         b64 = (lambda b: base64.b64encode(b).decode())
-        return json.dumps({"label_table": table.name, "resolution": item.options.resolution, "model_version": version,
+        h, w = maps.gamma.shape
+        return json.dumps({"label_table": table.name, "resolution": max(h, w), "size": [w, h], "model_version": version,
                            "occluded_fraction": float(maps.occlusion.mean()),
                            "fractions": imaging.class_fractions(maps.gamma, table.classes),
                            "completed_png": b64(imaging.label_png(maps.gamma)),
@@ -187,12 +192,15 @@ class CompletionCodec:
 
 
 class FisnCodec:
-    """De-occlusion (the FISN bundle carries its completion model: one bundle is the whole chain). png: the
-    photo at its own size with the occluded face region replaced by the generator's output (the default);
-    raw: the generator's whole output at its size (the bundle's input size; ``resolution`` is not used);
-    mask: the occlusion mask at that size (0/255). The canary compares raw outputs: 1 − mean |a − b| / 255."""
+    """De-occlusion (the FISN bundle carries its completion model: one bundle is the whole chain). A photo's
+    faces are found (``locate``: no face → 422) and each is de-occluded in place
+    (``faceparse.deocclude.deocclude_photo``). png: the photo at its own size with the occluded pixels
+    replaced by the generator's output (the default); raw: the most confident face's whole generator output
+    at its size (the bundle's input size; ``resolution`` is not used); mask: the replaced pixels (0/255, the
+    photo's size). The canary compares raw outputs: 1 − mean |a − b| / 255."""
     formats = ("png", "raw", "mask")
     mirror_format = "raw"
+    locate = staticmethod(imaging.locate_faces)
 
     def warmup(self, model, x, resolution: int) -> None:
         from PIL import Image
@@ -200,21 +208,21 @@ class FisnCodec:
         from ..deocclude import Chain
 
         Chain.of(model).run([Image.new("RGB", (x.shape[-1], x.shape[-2]))], x)
+        warm_up()
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
-        import torch
+        from ..deocclude import Chain, deocclude_photo
 
-        from ..deocclude import Chain
-
-        answers = Chain.of(model, meta).run([it.image for it in items], torch.stack([it.tensor for it in items]))
+        chain = Chain.of(model, meta)
         outs = []
-        for it, ans in zip(items, answers):
+        for it in items:
+            ans = deocclude_photo(chain, it.image, detect=it.plan is not None, plan=it.plan)
             if it.options.format == "png":
                 outs.append((imaging.encode_png(ans.output), "image/png"))
             elif it.options.format == "raw":
-                outs.append((imaging.encode_png(ans.raw), "image/png"))
+                outs.append((imaging.encode_png(ans.faces[0].raw), "image/png"))
             else:
-                outs.append((imaging.encode_png(ans.maps.occlusion.astype(np.uint8) * 255), "image/png"))
+                outs.append((imaging.encode_png(ans.mask.astype(np.uint8) * 255), "image/png"))
         return outs
 
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..images import ImageError, read_image, read_label
+from ..photos import NoFaceError, plan_photo
 
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
 FORMATS = ("png", "overlay", "json")
@@ -172,3 +173,15 @@ def mean_iou(a: np.ndarray, b: np.ndarray, num_classes: int | None = None) -> fl
     union = cm.sum(0) + cm.sum(1) - np.diag(cm)
     present = union > 0
     return float((inter[present] / union[present]).mean()) if present.any() else 1.0
+
+
+def locate_faces(image, opts: Options, input_size: int, max_side: int):
+    """A served photo's faces (``faceparse.photos.plan_photo``; None with detection off): every stage that
+    answers in the photo's pixels finds them when the request is parsed, so a photo without a face is
+    refused with 422 like any other bad request."""
+    if not opts.detect:
+        return None
+    try:
+        return plan_photo(image, input_size, opts.resolution if opts.sized else None, max_side=max_side)
+    except NoFaceError as e:
+        raise RequestError(422, str(e)) from None

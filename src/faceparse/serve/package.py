@@ -71,7 +71,7 @@ def model_config_yaml(params: dict[str, Any]) -> dict[str, Any]:
             "max_pixels": int(s["max_pixels"]),
             "min_resolution": 64,
             "max_resolution": 1024,
-            "detect": bool(s.get("detect", True)),   # parser: find and align photos' faces by default
+            "detect": bool(s.get("detect", True)),   # every stage: find and frame photos' faces by default
         },
     }
 

@@ -168,7 +168,8 @@ def dump(obj: Any) -> str:
 
 
 def landmark_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
-    """A random MobileNetV3-Small ×0.25 landmark bundle (integral head)."""
+    """A random MobileNetV3-Small ×0.25 landmark bundle (integral head, one refinement look) framed as the
+    photo path frames a detected face."""
     import torch
 
     from ..bundle import save_bundle
@@ -176,8 +177,9 @@ def landmark_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     meta = {"stage": "landmarks", "num_points": 68, "input_size": input_size,
+            "framing": {"mode": "face", "jitter": 0.0, "eval_jitter": 0.0, "loose": 0.0},
             "model_config": {"preset": "small", "arch": "small", "width": 0.25, "num_points": 68, "dropout": 0.0,
-                             "head": "integral"}}
+                             "head": "integral", "refine": 1}}
     return save_bundle(directory, get_stage("landmarks").build_model(meta), meta)
 
 

@@ -20,17 +20,21 @@ from . import Info, Stage, write_table
 
 
 class PointsEvaluator:
-    """Collects predicted / true points (normalised) and visibility; gathers them across ranks."""
+    """Collects predicted / true points (normalised) and visibility; gathers them across ranks. ``framed``:
+    the split is given in the face framing (a detector-like crop), so the model looks once, as the photo
+    path asks of it (``MobileNetV3Landmarks.look``); else it runs whole, refinement included."""
 
-    def __init__(self, mean_shape):
+    def __init__(self, mean_shape, framed: bool = False):
         self.mean_shape = None if mean_shape is None else np.asarray(mean_shape, dtype=np.float64)
+        self.framed = framed
         self.pred, self.true, self.visible = [], [], []
 
     def update(self, model, batch, device, autocast) -> None:
         from ..training.loop import to_device
 
+        run = getattr(model, "look", model) if self.framed else model
         with autocast:
-            pred = model(to_device(batch["image"], device))
+            pred = run(to_device(batch["image"], device))
         self.pred.append(pred.float().cpu().numpy())
         self.true.append(batch["points"].numpy())
         self.visible.append(batch["visible"].numpy())
@@ -69,12 +73,15 @@ class LandmarkStage(Stage):
         return model_config(params)
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
-        meta: dict[str, Any] = {"num_points": 68}
+        """``framing`` (what frame the model is given: the whole image, or the photo path's face crop, with
+        the evaluation's detector-like jitter) and the training split's ``mean_shape`` in that frame."""
+        t = params.get("train") or {}
+        meta: dict[str, Any] = {"num_points": 68, "framing": framing_of(t)}
         if frames is not None:
             from ..training.landmark_dataset import mean_shape
 
-            size = int((params.get("train") or {}).get("input_size", 256))
-            meta["mean_shape"] = np.round(mean_shape(frames["train"], size), 6).tolist()
+            size = int(t.get("input_size", 256))
+            meta["mean_shape"] = np.round(mean_shape(frames["train"], size, meta["framing"]["mode"]), 6).tolist()
         return meta
 
     def build_model(self, meta):
@@ -108,8 +115,10 @@ class LandmarkStage(Stage):
         from ..training.landmark_dataset import LandmarkDataset
 
         aug = cfg.augment if cfg.augment.get("enabled", True) else None
-        return (LandmarkDataset(frames["train"], cfg.input_size, augment=aug, seed=cfg.seed),
-                LandmarkDataset(frames["val"], cfg.input_size))
+        fr = meta.get("framing") or framing_of({})
+        return (LandmarkDataset(frames["train"], cfg.input_size, augment=aug, seed=cfg.seed, framing=fr["mode"],
+                                jitter=fr["jitter"], loose=fr["loose"]),
+                eval_dataset(frames["val"], meta, cfg.input_size))
 
     def optimizers(self, model, cfg):
         return {"model": torch.optim.Adam(model.parameters(), lr=cfg.lr)}
@@ -139,7 +148,7 @@ class LandmarkStage(Stage):
         return ctx.step(((pred.float() - points) ** 2).sum(-1).mean())   # eq. 1: squared L2 per point
 
     def evaluator(self, meta, cfg):
-        return PointsEvaluator(meta.get("mean_shape"))
+        return PointsEvaluator(meta.get("mean_shape"), framed=is_face_framed(meta))
 
     def describe(self, val: dict[str, Any]) -> str:
         base = val.get("mean_shape_nme")
@@ -168,10 +177,8 @@ class LandmarkStage(Stage):
     # --- evaluation on a split ----------------------------------------------------------------------
     @torch.no_grad()
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
-        from ..training.landmark_dataset import LandmarkDataset
-
-        ds = LandmarkDataset(frame, int(meta.get("input_size", 256)))
-        ev = PointsEvaluator(meta.get("mean_shape"))
+        ds = eval_dataset(frame, meta, int(meta.get("input_size", 256)))
+        ev = PointsEvaluator(meta.get("mean_shape"), framed=is_face_framed(meta))
         bs = int(params["evaluate"].get("batch_size", 16))
         loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False)
         device = next(model.parameters()).device
@@ -180,7 +187,8 @@ class LandmarkStage(Stage):
             tick()
         ev.reduce()
         m = ev.compute()
-        return {**m, "input_size": int(meta.get("input_size", 256))}, {"arrays": ev.arrays}
+        return {**m, "input_size": int(meta.get("input_size", 256)),
+                "framing": (meta.get("framing") or framing_of({}))["mode"]}, {"arrays": ev.arrays}
 
     def write_reports(self, result, extras, params) -> list[Path]:
         """plots_dir/ced.csv (cumulative error distribution of per-image NME) and regions.csv."""
@@ -202,14 +210,35 @@ class LandmarkStage(Stage):
 
     # --- predict / serve -----------------------------------------------------------------------------
     @torch.no_grad()
-    def predict_images(self, model, meta, images: list) -> list[np.ndarray]:
-        """RGB PIL images → (68, 2) points in each image's own pixel coordinates."""
-        from ..models import preprocess
+    def predict_photo(self, model, meta, image, detect: bool = True, what: str = "the image"):
+        """An RGB PIL photo → ([(68, 2) points per face, most confident first, in the photo's pixels], plan):
+        the faces found and framed as the parser's are (``faceparse.photos``); NoFaceError when there is none.
+        A bundle trained on whole images (framing ``image``) is given the whole photo, as it was trained."""
+        from ..photos import locate_points, plan_photo
 
         size = int(meta.get("input_size", 256))
-        x = torch.stack([preprocess(im, size) for im in images])
-        pred = model(x).float().cpu().numpy()
-        return [p * np.array(im.size, dtype=np.float64) for p, im in zip(pred, images)]
+        plan = plan_photo(image, size, detect=detect and is_face_framed(meta), what=what)
+        return locate_points(model, image, plan, size), plan
+
+
+def framing_of(train: dict[str, Any]) -> dict[str, Any]:
+    """``landmarks.train``'s framing settings as a bundle records them (defaults: the whole image, no jitter)."""
+    mode = str(train.get("framing") or "image")
+    return {"mode": mode, "jitter": float(train.get("frame_jitter") or 0.0),
+            "eval_jitter": float(train.get("eval_frame_jitter") or 0.0), "loose": float(train.get("frame_loose") or 0.0)}
+
+
+def is_face_framed(meta: dict[str, Any]) -> bool:
+    """The bundle was trained on the photo path's face crops (else on whole images)."""
+    return (meta.get("framing") or {}).get("mode") == "face"
+
+
+def eval_dataset(frame, meta: dict[str, Any], input_size: int):
+    """A split as validation / evaluation sees it: the bundle's framing, its fixed detector-like jitter."""
+    from ..training.landmark_dataset import LandmarkDataset
+
+    fr = meta.get("framing") or framing_of({})
+    return LandmarkDataset(frame, input_size, framing=fr["mode"], jitter=fr["eval_jitter"])
 
 
 def markdown_table(result: dict[str, Any], regions: list[str]) -> str:
@@ -226,20 +255,31 @@ def markdown_table(result: dict[str, Any], regions: list[str]) -> str:
                                          pct(result.get("failure_rate_0.08"))]) + " |", ""])
 
 
-def points_json(points: np.ndarray, image_size: tuple[int, int], version: str = "") -> bytes:
-    return json.dumps({"points": np.round(points, 3).tolist(), "num_points": int(len(points)),
-                       "image_size": list(image_size), "convention": "iBUG 68, (x, y) pixels of the input image",
+def points_json(points: list[np.ndarray], image_size: tuple[int, int], version: str = "", plan=None) -> bytes:
+    """The answer for one photo: ``faces`` (each detected face's box, score and 68 points) and ``points``, the
+    most confident face's points (what one-face clients read)."""
+    faces = plan.faces if plan is not None else []
+    per_face = [{**(faces[k].to_dict() if k < len(faces) else {}), "points68": np.round(p, 3).tolist()}
+                for k, p in enumerate(points)]
+    return json.dumps({"points": np.round(points[0], 3).tolist(), "num_points": int(len(points[0])),
+                       "faces": per_face, "image_size": list(image_size),
+                       "convention": "iBUG 68, (x, y) pixels of the input image",
                        **({"model_version": version} if version else {})}).encode()
 
 
-def draw_points(image, points: np.ndarray, colour=(0, 255, 0)) -> np.ndarray:
-    """The photo with the points drawn (radius scaled with the image)."""
+def draw_points(image, points, colour=(0, 255, 0)) -> np.ndarray:
+    """The photo with the points drawn (one (68, 2) array, or a list of them: one per face; radius scaled
+    with the face, or with the image for a single array)."""
     import cv2
 
     out = np.ascontiguousarray(np.asarray(image.convert("RGB") if hasattr(image, "convert") else image).copy())
-    r = max(1, round(min(out.shape[:2]) / 128))
-    for x, y in points:
-        cv2.circle(out, (int(round(x)), int(round(y))), r, colour, -1, lineType=cv2.LINE_AA)
+    shapes = points if isinstance(points, list) else [points]
+    for pts in shapes:
+        pts = np.asarray(pts, dtype=np.float64)
+        span = np.ptp(pts, axis=0).max() if isinstance(points, list) else min(out.shape[:2])
+        r = max(1, round(span / 128))
+        for x, y in pts:
+            cv2.circle(out, (int(round(x)), int(round(y))), r, colour, -1, lineType=cv2.LINE_AA)
     return out
 
 

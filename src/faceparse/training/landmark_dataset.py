@@ -9,6 +9,14 @@ coordinates of the image's own resolution (the image spans [0, W]; see ``facepar
 them normalised (x / S, y / S). albumentations puts pixel centres on integers (its keypoint flip is
 x → W − 1 − x), so points are shifted by ``ALBU_OFFSET`` into its convention and back around each call.
 
+Framing (``framing``): ``image`` feeds the whole stored image; ``face`` feeds the crop the photo path
+takes of a detected face (``faceparse.align.placement`` of five points: eye centres, nose tip, mouth
+corners), here read off the true points with Gaussian noise of ``jitter`` × the inter-ocular distance — a
+detector's error, drawn per (seed, epoch, index) in training and fixed per index at evaluation — so the
+model learns the frame it is given at inference, not the synthetic images' own layout. A share ``loose`` of
+training frames is zoomed out and moved (``LOOSE_ZOOM``, ``LOOSE_SHIFT``): the first look the model's
+refinement pass starts from may be a whole image (``models.mobilenetv3.MobileNetV3Landmarks.refine``).
+
 No point leaves the image silently: a geometric draw (affine + flip) that puts any point outside [0, S) is
 redrawn with the next derived seed, up to ``GEOMETRIC_TRIES`` times, after which the sample keeps its
 geometry (photometric augmentation still applies).
@@ -21,14 +29,17 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..landmarks import ALBU_OFFSET, IBUG_FLIP, NUM_POINTS
+from ..align import face_crop, five_points, placement
+from ..landmarks import ALBU_OFFSET, IBUG_FLIP, NUM_POINTS, inter_ocular
 from ..models import preprocess
 from .dataset import EpochSeeded, _range, derive_seed
 
 GEOMETRIC_TRIES = 10
 AUGMENT_KEYS = {"enabled", "rotate", "scale", "shift", "brightness", "contrast", "saturation", "hue", "blur",
                 "flip", "p"}
-_GEO_TAG, _PHOTO_TAG = 0x6E0, 0xC01
+_GEO_TAG, _PHOTO_TAG, _FRAME_TAG = 0x6E0, 0xC01, 0xF4A
+FRAMINGS = ("image", "face")
+LOOSE_ZOOM, LOOSE_SHIFT = (1.0, 1.6), 0.08   # a loose frame: up to 1.6× as wide, moved ±8 % of its side
 
 
 def _prob(cfg: Mapping[str, Any], key: str, default: float) -> float:
@@ -123,7 +134,11 @@ class LandmarkDataset(EpochSeeded):
     """Items: ``image`` (3, S, S) float in [-1, 1], ``points`` (68, 2) float32 (x / S, y / S),
     ``visible`` (68,) bool (False where the sample's occlusion mask covers the point), ``index``."""
 
-    def __init__(self, frame, input_size: int, augment: Mapping[str, Any] | None = None, seed: int = 0):
+    def __init__(self, frame, input_size: int, augment: Mapping[str, Any] | None = None, seed: int = 0,
+                 framing: str = "image", jitter: float = 0.0, loose: float = 0.0):
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+        self.framing, self.jitter, self.loose = framing, float(jitter), float(loose)
         self.image_paths = [str(p) for p in frame["image_path"]]
         self.landmark_paths = list(frame["landmarks_path"])
         missing = [str(i) for i, p in zip(frame["id"], self.landmark_paths) if p is None]
@@ -139,14 +154,27 @@ class LandmarkDataset(EpochSeeded):
         self.seed = int(seed)
         self.epoch = 0
 
-    def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Unaugmented (image S × S uint8 RGB, points (68, 2) continuous pixels of it): for plots."""
+    def stored(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sample as stored (image uint8 RGB, points (68, 2) continuous pixels of it)."""
         from ..images import read_image
 
-        image = np.asarray(read_image(self.image_paths[i]), dtype=np.uint8)
-        wh = (image.shape[1], image.shape[0])
-        return resize_image(image, self.input_size), resize_points(load_points(self.landmark_paths[i]), wh,
-                                                                   self.input_size)
+        return np.asarray(read_image(self.image_paths[i]), dtype=np.uint8), load_points(self.landmark_paths[i])
+
+    def framed(self, i: int, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A stored sample in the model's frame: S × S uint8 RGB and its points in those pixels."""
+        if self.framing == "image":
+            wh = (image.shape[1], image.shape[0])
+            return resize_image(image, self.input_size), resize_points(points, wh, self.input_size)
+        rng = np.random.default_rng(derive_seed(self.seed, self.epoch, i, _FRAME_TAG))
+        five = five_points(points) + rng.normal(0.0, self.jitter * float(inter_ocular(points)), (5, 2))
+        pl = placement(five)
+        if rng.random() < self.loose:     # a loose frame, as a whole image or a poor detection gives
+            pl = pl.zoomed(rng.uniform(*LOOSE_ZOOM), rng.uniform(-LOOSE_SHIFT, LOOSE_SHIFT, 2))
+        return face_crop(image, pl, self.input_size), pl.points_to_crop(points, self.input_size).astype(np.float32)
+
+    def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unaugmented (image S × S uint8 RGB, points (68, 2) continuous pixels of it): for plots."""
+        return self.framed(i, *self.stored(i))
 
     def visible(self, i: int) -> np.ndarray:
         return visibility(load_points(self.landmark_paths[i]), self.mask_paths[i], self.sizes[i])
@@ -165,7 +193,8 @@ class LandmarkDataset(EpochSeeded):
         return image, points, visible
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image, points, visible = self.cached(i, lambda: (*self.raw(i), self.visible(i)))
+        image, points, visible = self.cached(i, lambda: (*self.stored(i), self.visible(i)))
+        image, points = self.framed(i, image, points)
         if self.augment is not None:
             image, points, visible = self._geometric(i, image, points, visible)
             self.augment[1].set_random_seed(derive_seed(self.seed, self.epoch, i, _PHOTO_TAG))
@@ -175,12 +204,20 @@ class LandmarkDataset(EpochSeeded):
                 "visible": torch.from_numpy(np.array(visible)), "index": i}
 
 
-def mean_shape(frame, input_size: int) -> np.ndarray:
-    """(68, 2) mean of the frame's points as the dataset gives them (normalised, unaugmented): the
-    baseline and ``MobileNetV3Landmarks.set_mean_shape``'s start. (With continuous coordinates the
-    normalised points do not depend on ``input_size``; it is taken for symmetry with the dataset.)"""
-    ds = LandmarkDataset(frame, input_size)
+def mean_shape(frame, input_size: int, framing: str = "image") -> np.ndarray:
+    """(68, 2) mean of the frame's points as the dataset gives them (normalised, unaugmented, framed without
+    jitter): the baseline and ``MobileNetV3Landmarks.set_mean_shape``'s start. (With continuous coordinates
+    the normalised points do not depend on ``input_size``; it is taken for symmetry with the dataset.)"""
+    ds = LandmarkDataset(frame, input_size, framing=framing)
     if len(ds) == 0:
         raise ValueError("mean_shape of an empty split")
-    pts = [resize_points(load_points(ds.landmark_paths[i]), ds.sizes[i], ds.input_size) for i in range(len(ds))]
+    pts = [framed_points(load_points(ds.landmark_paths[i]), ds.sizes[i], ds.input_size, framing)
+           for i in range(len(ds))]
     return (np.mean(pts, axis=0) / ds.input_size).astype(np.float32)
+
+
+def framed_points(points: np.ndarray, wh: tuple[int, int], size: int, framing: str) -> np.ndarray:
+    """A stored sample's points in the model's unjittered frame (``size``² pixels), without its image."""
+    if framing == "image":
+        return resize_points(points, wh, size)
+    return placement(five_points(points)).points_to_crop(points, size)

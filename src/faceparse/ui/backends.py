@@ -79,14 +79,16 @@ def no_face(message: str) -> dict[str, Any]:
     return {"status": "no_face", "message": _short(message)}
 
 
-def points_payload(points: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
-    return {"points": np.round(np.asarray(points, dtype=np.float64), 2).tolist(), "image_size": list(size)}
+def points_payload(points: list[np.ndarray], size: tuple[int, int]) -> dict[str, Any]:
+    """The most confident face's points (``points``) and every face's (``faces``), the photo's pixels."""
+    faces = [np.round(np.asarray(p, dtype=np.float64), 2).tolist() for p in points]
+    return {"points": faces[0], "faces": faces, "image_size": list(size)}
 
 
 def completion_payload(maps: dict[str, np.ndarray | None], missing: dict[str, str]) -> dict[str, Any]:
-    res = next(int(m.shape[1]) for m in maps.values() if m is not None)
+    shape = next(m.shape for m in maps.values() if m is not None)
     occ = maps.get("occlusion")
-    return {"resolution": res,
+    return {"resolution": int(max(shape)), "size": [int(shape[1]), int(shape[0])],
             "maps": {k: (labels_b64(v) if v is not None else None) for k, v in maps.items()},
             "missing": missing,
             "occluded_fraction": None if occ is None else round(float((occ > 0).mean()), 4)}
@@ -229,23 +231,30 @@ class InProcess:
         return ok(parser_payload(labels, faces_json(plan) if detect else None), self._source("parser"),
                   (time.perf_counter() - t0) * 1000)
 
-    def _landmarks(self, image) -> dict[str, Any]:
+    def _landmarks(self, image, detect: bool = True) -> dict[str, Any]:
+        """68 points per face found in the photo (framed as the parser's), in its pixels."""
+        from ..photos import NoFaceError
         from ..stages import get_stage
 
         net, meta = self.nets["landmarks"]
         t0 = time.perf_counter()
-        pts = get_stage("landmarks").predict_images(net, meta, [image])[0]
+        try:
+            pts, _ = get_stage("landmarks").predict_photo(net, meta, image, detect=detect, what="this photo")
+        except NoFaceError as e:
+            return no_face(str(e))
         return ok(points_payload(pts, image.size), self._source("landmarks"), (time.perf_counter() - t0) * 1000)
 
-    def _completion(self, image) -> dict[str, Any]:
-        from ..completion import Settings
-        from ..models import preprocess
-        from ..stages.completion import run_maps
+    def _completion(self, image, detect: bool = True) -> dict[str, Any]:
+        """Each face completed in place: maps of the photo's shape, long side ``completion_resolution``."""
+        from ..complete import complete_photo
+        from ..photos import NoFaceError
 
         net, meta = self.nets["completion"]
         t0 = time.perf_counter()
-        x = preprocess(image, int(meta.get("input_size", 256)))[None]
-        m = run_maps(net, Settings.from_dict(meta["model_config"]), x, self.completion_resolution)[0]
+        try:
+            m, _ = complete_photo(net, meta, image, self.completion_resolution, detect, what="this photo")
+        except NoFaceError as e:
+            return no_face(str(e))
         maps = {"alpha": m.alpha, "beta": m.beta, "gamma": m.gamma, "occlusion": m.occlusion.astype(np.uint8)}
         return ok(completion_payload(maps, {}), self._source("completion"), (time.perf_counter() - t0) * 1000)
 
@@ -262,8 +271,8 @@ class InProcess:
 
     def _analyze(self, image, resolution: int, detect: bool) -> dict[str, Any]:
         return {"parser": self._run("parser", lambda: self._parser(image, resolution, detect)),
-                "landmarks": self._run("landmarks", lambda: self._landmarks(image)),
-                "completion": self._run("completion", lambda: self._completion(image)), **_not_yet()}
+                "landmarks": self._run("landmarks", lambda: self._landmarks(image, detect)),
+                "completion": self._run("completion", lambda: self._completion(image, detect)), **_not_yet()}
 
     async def analyze(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
         return await asyncio.get_running_loop().run_in_executor(self.pool, self._analyze, image, resolution, detect)
@@ -379,6 +388,8 @@ class Endpoint:
                           "--serve-dir to use the server's own key file")
         if r.status_code == 404:
             return unavailable(f"this endpoint serves no model named {name!r} ({msg}); --{stage}-model names it")
+        if r.status_code == 422 and "no face" in msg:
+            return no_face(msg)
         if r.status_code < 500:
             return failed(f"the endpoint refused the photo (HTTP {r.status_code}): {msg}")
         return failed(f"the endpoint failed (HTTP {r.status_code}): {msg}")
@@ -389,14 +400,15 @@ class Endpoint:
 
         return self._call("parser", data, "png", resolution, lambda b: parser_payload(read_label_png(b)), detect)
 
-    def _landmarks(self, data: bytes, size: tuple[int, int]) -> dict[str, Any]:
+    def _landmarks(self, data: bytes, size: tuple[int, int], detect: bool = True) -> dict[str, Any]:
         def decode(b: bytes) -> dict[str, Any]:
             body = json.loads(b)
-            return points_payload(np.asarray(body["points"], dtype=np.float64), tuple(body.get("image_size") or size))
+            faces = [f["points68"] for f in body.get("faces") or []] or [body["points"]]
+            return points_payload([np.asarray(f, dtype=np.float64) for f in faces], tuple(body.get("image_size") or size))
 
-        return self._call("landmarks", data, "json", None, decode)
+        return self._call("landmarks", data, "json", None, decode, detect)
 
-    def _completion(self, data: bytes) -> dict[str, Any]:
+    def _completion(self, data: bytes, detect: bool = True) -> dict[str, Any]:
         from ..serve.imaging import read_label_png
 
         def decode(b: bytes) -> dict[str, Any]:
@@ -407,7 +419,7 @@ class Endpoint:
             return completion_payload({"alpha": None, "beta": None, "gamma": gamma, "occlusion": occ},
                                       {"alpha": why, "beta": why})
 
-        return self._call("completion", data, "json", self.completion_resolution, decode)
+        return self._call("completion", data, "json", self.completion_resolution, decode, detect)
 
     async def _in_pool(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -430,8 +442,8 @@ class Endpoint:
 
     async def analyze(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
         out = await self._gather({"parser": self._in_pool(self._parser, data, resolution, detect),
-                                  "landmarks": self._in_pool(self._landmarks, data, image.size),
-                                  "completion": self._in_pool(self._completion, data)})
+                                  "landmarks": self._in_pool(self._landmarks, data, image.size, detect),
+                                  "completion": self._in_pool(self._completion, data, detect)})
         return {**out, **_not_yet()}
 
     async def parse(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:

@@ -403,12 +403,15 @@ function renderPoints(st, image) {
   svg.textContent = "";
   svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
   if (st.status !== "ok") return;
-  const r = Math.max(1.5, Math.min(image.width, image.height) / 140);
-  for (const [x, y] of st.points) {
-    const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
-    c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r);
-    c.setAttribute("stroke-width", r / 3);
-    svg.append(c);
+  for (const face of st.faces || [st.points]) {
+    const xs = face.map((p) => p[0]);
+    const r = Math.max(1.5, (Math.max(...xs) - Math.min(...xs)) / 90);   // scaled with the face
+    for (const [x, y] of face) {
+      const c = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+      c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", r);
+      c.setAttribute("stroke-width", r / 3);
+      svg.append(c);
+    }
   }
 }
 
@@ -422,17 +425,19 @@ function renderLandmarkCard(st) {
     return;
   }
   const p = document.createElement("p");
-  p.textContent = `${st.points.length} points (iBUG 68), drawn on the photo above in the photo's own pixels.`;
+  const n = (st.faces || [st.points]).length;
+  p.textContent = `${n} face${n === 1 ? "" : "s"}, ${st.points.length} points each (iBUG 68), drawn on the photo ` +
+    "above in the photo's own pixels.";
   body.append(p);
   setSource(card.querySelector(".source"), st.source, st.model_ms);
 }
 
-function paintMap(canvas, b64, R, kind) {
+function paintMap(canvas, b64, W, H, kind) {
   const labels = decodeLabels(b64);
-  canvas.width = R; canvas.height = R;
-  if (state.photo) canvas.style.aspectRatio = `${state.photo.naturalWidth} / ${state.photo.naturalHeight}`;
+  canvas.width = W; canvas.height = H;
+  canvas.style.aspectRatio = `${W} / ${H}`;
   const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(R, R);
+  const img = ctx.createImageData(W, H);
   const d = img.data, pal = state.info.palette;
   for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
     const c = labels[i];
@@ -454,7 +459,8 @@ function renderCompletion(st) {
     const canvas = fig.querySelector("canvas");
     const why = fig.querySelector(".unavailable");
     if (st.maps[key]) {
-      paintMap(canvas, st.maps[key], st.resolution, key);
+      const [W, H] = st.size || [st.resolution, st.resolution];
+      paintMap(canvas, st.maps[key], W, H, key);
       canvas.hidden = false; why.hidden = true;
       fig.dataset.ready = "1";
     } else {
@@ -465,7 +471,8 @@ function renderCompletion(st) {
   }
   const p = document.createElement("p");
   p.className = "hint";
-  p.textContent = `${st.resolution} × ${st.resolution} px` +
+  const [W, H] = st.size || [st.resolution, st.resolution];
+  p.textContent = `${W} × ${H} px` +
     (st.occluded_fraction !== null ? ` · ${(100 * st.occluded_fraction).toFixed(1)}% of the map occluded` : "");
   body.append(p);
   setSource(card.querySelector(".source"), st.source, st.model_ms);
