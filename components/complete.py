@@ -11,9 +11,9 @@ from .base import COMPONENT
 @dsl.component(**COMPONENT)
 def complete(params_yaml: str, overrides: List[str], dataset: Input[Dataset], model: Input[Model],
              completed: Output[Dataset]) -> int:
-    """faceparse.complete.complete_dataset(params, dataset, completed, model=the completion bundle);
+    """faceparse.stages.completion.photo.complete_dataset(params, dataset, completed, model=the completion bundle);
     returns the number of samples completed."""
-    from faceparse.complete import complete_dataset
+    from faceparse.stages.completion.photo import complete_dataset
     from faceparse.kube import whole_params
 
     params = whole_params(params_yaml, overrides)

@@ -18,7 +18,7 @@ import faceparse
 from faceparse.align import apply
 from faceparse.photo_eval import nme_table, reference_points, score_landmarks
 from faceparse.serve.testing import group_photo
-from faceparse.stages.landmarks import draw_points
+from faceparse.stages.landmarks.photo import draw_points
 
 SIDE = 512   # pictures are written at most this large
 

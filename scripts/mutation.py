@@ -41,8 +41,7 @@ WORK = OUT / "work"
 class Target:
     path: str                   # the module, relative to the repo
     functions: tuple[str, ...]  # "name", "Class.method", "Class.*" or "*" (every function and method)
-    tests: tuple[str, ...]      # fast test files that must kill the mutants (missing files are skipped)
-    optional: bool = False      # a module that may not exist yet: skipped (with a note) when absent
+    tests: tuple[str, ...]      # fast test files that must kill the mutants (each must exist)
 
     @property
     def module(self) -> str:
@@ -65,7 +64,7 @@ TARGETS: tuple[Target, ...] = (
     Target("src/faceparse/registry.py", ("promote", "_version_by_alias", "_float_tag", "_registry_section"),
            ("tests/code/test_registry_units.py",)),
     Target("src/faceparse/stages/__init__.py", ("Stage.better",),   # the promotion's comparison, per stage
-           ("tests/code/test_registry_units.py",), optional=True),
+           ("tests/code/test_registry_units.py",)),
     Target("src/faceparse/serve/imaging.py",
            ("_text", "parse_options", "encode_png", "label_png", "overlay_png", "class_fractions",
             "read_label_png", "mean_iou", "RequestError.body"),
@@ -73,11 +72,11 @@ TARGETS: tuple[Target, ...] = (
     Target("src/faceparse/config.py", ("*",),
            ("tests/code/test_config.py", "tests/code/test_config_units.py")),
     Target("src/faceparse/schema.py", ("*",),
-           ("tests/code/test_schema.py", "tests/code/test_schema_units.py", "tests/code/test_config.py",
-            "tests/code/test_config_units.py"), optional=True),
-    # the canary's agreement between two versions' answers. Next: src/faceparse/landmarks.py (the landmark
+           ("tests/code/test_schema_units.py", "tests/code/test_config.py",
+            "tests/code/test_config_units.py")),
+    # the canary's agreement between two versions' answers. Next: src/faceparse/ibug68.py (the landmark
     # stage's metrics) — 2026-12-01 its tests killed 172/269 mutants (63.9 %): tests to add before it joins
-    Target("src/faceparse/serve/codecs.py", ("ParserCodec.agreement", "LandmarkCodec.agreement", "codec_for"),
+    Target("src/faceparse/serve/codecs.py", ("label_agreement", "points_agreement", "codec_for"),
            ("tests/code/test_codecs.py",)),
 )
 
@@ -94,9 +93,10 @@ _SIB = "siblings of a non-empty parent have exactly one more dotted part: the la
 _JSON_F64 = "JSON numbers parse to Python floats (ints are promoted by the norm and the division): float64 anyway"
 EQUIVALENT: dict[tuple[str, str], str] = {
     ("src/faceparse/serve/codecs.py",
-     'pa, pb = (np.asarray(json.loads(x)["points"], dtype=None) for x in (a, b))'): _JSON_F64,
-    ("src/faceparse/serve/codecs.py", 'pa, pb = (np.asarray(json.loads(x)["points"], ) for x in (a, b))'): _JSON_F64,
-    ("src/faceparse/serve/codecs.py", 'nme = float(np.linalg.norm(pa - pb, axis=+1).mean() / inter_ocular(pa))'):
+     'pa, pb = (np.asarray(json.loads(x)[key], dtype=None) for x in (a, b))'): _JSON_F64,
+    ("src/faceparse/serve/codecs.py", 'pa, pb = (np.asarray(json.loads(x)[key], ) for x in (a, b))'): _JSON_F64,
+    ("src/faceparse/serve/codecs.py",
+     'return max(0.0, 1.0 - float(np.linalg.norm(pa - pb, axis=+1).mean() / inter_ocular(pa)))'):
         "the points are (68, 2): axis +1 and axis -1 are the same axis",
     ("src/faceparse/serve/rollout.py",
      'if agree.get("failed", 1) >= 3 and agree["failed"] > 0.5 * (n_agree + agree["failed"]):'):
@@ -168,28 +168,24 @@ def defined_functions(path: Path) -> set[str]:
 
 
 def resolve_targets(names: list[str] | None) -> list[Target]:
-    chosen = []
+    """The configured targets (or those named); a target whose module, function or test file no longer
+    exists fails the run, naming it: a renamed test must not drop its mutants silently."""
+    chosen, problems = [], []
     for t in TARGETS:
         if names and t.short not in names and t.module not in names:
             continue
         src = REPO / t.path
         if not src.is_file():
-            if t.optional:
-                print(f"note: {t.path} does not exist (yet): skipped")
-                continue
-            raise SystemExit(f"mutation target {t.path} does not exist")
-        have = defined_functions(src)
-        keep = []
-        for f in t.functions:
-            if f == "*" or (f.endswith(".*") and any(h.startswith(f[:-1]) for h in have)) or f in have:
-                keep.append(f)
-            else:
-                print(f"warning: {t.path} has no function {f!r}: left out (update TARGETS)")
-        tests = tuple(x for x in t.tests if (REPO / x).is_file())
-        if not keep or not tests:
-            print(f"warning: {t.path}: {'no functions' if not keep else 'none of its tests exist'}: skipped")
+            problems.append(f"{t.path} does not exist")
             continue
-        chosen.append(Target(t.path, tuple(keep), tests, t.optional))
+        have = defined_functions(src)
+        problems += [f"{t.path} has no function {f!r}" for f in t.functions
+                     if not (f == "*" or (f.endswith(".*") and any(h.startswith(f[:-1]) for h in have)) or f in have)]
+        problems += [f"{t.path}: test file {x} does not exist" for x in t.tests if not (REPO / x).is_file()]
+        chosen.append(t)
+    if problems:
+        raise SystemExit("mutation targets out of date (update TARGETS in scripts/mutation.py):\n  "
+                         + "\n  ".join(problems))
     if not chosen:
         raise SystemExit("no mutation targets")
     return chosen

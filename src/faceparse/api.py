@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from .stages import bundle_stage
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
@@ -70,7 +71,7 @@ class Parser:
     def __init__(self, net, meta: dict[str, Any], source: str):
         from .labels import get_table
 
-        if str(meta.get("stage", "parser")) != "parser":
+        if bundle_stage(meta) != "parser":
             raise ValueError(f"{source} is a {meta['stage']} bundle, not a face parser")
         self.net, self.meta, self.source = net, meta, source
         self.table = get_table(meta["label_table"])
@@ -114,7 +115,7 @@ class LandmarkResult:
         """The points drawn over the photo."""
         from PIL import Image
 
-        from .stages.landmarks import draw_points
+        from .stages.landmarks.photo import draw_points
 
         return Image.fromarray(draw_points(self.image, self.points))
 
@@ -199,7 +200,7 @@ def load(model: str | os.PathLike | None = None, device: str | None = None,
     ref = shipped_ref(model)
     bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri)
     net, meta = load_bundle(bdir)
-    stage = str(meta.get("stage", "parser"))
+    stage = bundle_stage(meta)
     if stage not in LOADERS:
         raise ValueError(f"{ref} is a {stage} bundle: the Python API loads {' and '.join(LOADERS)} models; use "
                          f"`faceparse {'complete' if stage == 'completion' else 'deocclude' if stage == 'fisn' else 'reconstruct'}` for it")

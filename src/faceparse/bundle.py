@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from .stages import bundle_stage
 
 
 WEIGHTS, META = "weights.pt", "bundle.json"
@@ -20,7 +21,7 @@ def save_bundle(directory: str | os.PathLike, model: torch.nn.Module, meta: dict
     only once the new one is complete)."""
     from .stages import get_stage
 
-    stage = get_stage(meta.get("stage", "parser"))
+    stage = get_stage(bundle_stage(meta))
     for key in ("model_config", *stage.meta_keys):
         if key not in meta:
             raise ValueError(f"bundle meta of a {stage.name} model is missing {key!r}")
@@ -57,7 +58,7 @@ def load_bundle(directory: str | os.PathLike, map_location: str = "cpu",
     meta = read_meta(directory)
     from .stages import get_stage
 
-    model = get_stage(meta.get("stage", "parser")).build_model(meta)
+    model = get_stage(bundle_stage(meta)).build_model(meta)
     state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
     model.load_state_dict(state)
     model.eval()

@@ -8,6 +8,8 @@ import importlib
 
 import typer
 
+from .stages import stage_cli_modules
+
 app = typer.Typer(
     name="faceparse",
     help="Face parsing from data to endpoint: synthesise/ingest → validate → train → evaluate → "
@@ -34,11 +36,12 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
     own_process()  # this process is ours: big tensors kept in the heap, threads governed (faceparse.runtime)
 
 
-# Command groups, in pipeline order; each module's register(app) adds its commands.
-COMMAND_MODULES = ("data", "model", "train", "evaluate", "complete", "deocclude", "reconstruct", "serve", "ui")
+# Command groups, in pipeline order; each module's register(app) adds its commands. A stage's own verbs
+# (`complete`, `deocclude`, …) come from its package's `cli` module, after evaluation.
+COMMAND_MODULES = ("data", "model", "train", "evaluate", *stage_cli_modules(), "serve", "ui")
 
 for _name in COMMAND_MODULES:
-    importlib.import_module(f"faceparse.commands.{_name}").register(app)
+    importlib.import_module(_name if "." in _name else f"faceparse.commands.{_name}").register(app)
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from .schema import SchemaError, check_params
+
 DEFAULT_PARAMS = "params.yaml"
 
 
@@ -48,8 +50,6 @@ def load_params(path: str | os.PathLike | None = None, overrides: Iterable[str] 
 
 
 def _check(params: dict[str, Any], source: str) -> None:
-    from .schema import SchemaError, check_params
-
     try:
         check_params(params)
     except SchemaError as e:
@@ -121,13 +121,3 @@ def model_config(params: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} → {'a.b': 1}: for MLflow params and DVC-style reporting."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

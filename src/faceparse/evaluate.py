@@ -1,6 +1,6 @@
 """The `evaluate` step: a model bundle of any stage scored on a test split (quarantined ids left out).
 
-The stage computes its metrics (``Stage.evaluate_split``: parser — faceparse.stages.parser_eval, the
+The stage computes its metrics (``Stage.evaluate_split``: parser — faceparse.stages.parser.evaluate, the
 paper's metrics and multi-resolution table; landmarks — NME and friends) with its primary metric at the
 top level; this module resolves the bundle and the split, writes ``evaluate.metrics_file`` (the DVC
 metrics JSON, with the bundle / dataset hashes that `register` checks), asks the stage for its reports
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import ConfigError, section
+from .stages import bundle_stage
 
 
 
@@ -93,7 +94,7 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     data_dir = Path(dataset_dir if dataset_dir is not None else section(params, "data").get("dir", ""))
     bdir, binfo = resolve_bundle(bundle_ref, tracking_uri=tracking_uri(params) if bundle_ref.startswith("models:/") else None)
     model, meta = load_bundle(bdir, precision=precision)
-    stage = get_stage(meta.get("stage", "parser"))
+    stage = get_stage(bundle_stage(meta))
     if stage.name != params["stage"]:
         raise ValueError(f"{bundle_ref} is a {stage.name!r} model but the params are for the {params['stage']!r} "
                          f"stage: pass --stage {stage.name}")

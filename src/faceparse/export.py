@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
+from .stages import bundle_stage
 
 TOL_LOGIT = 1e-3        # max |logit_onnx - logit_torch|
 MIN_AGREEMENT = 0.999   # share of pixels with the same argmax label
@@ -74,7 +75,7 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, resolution: in
     check_out_size(int(resolution))
     bundle_dir, info = resolve_model(model, params)
     net, meta = load_bundle(bundle_dir)
-    if meta.get("stage", "parser") != "parser":
+    if bundle_stage(meta) != "parser":
         raise ValueError(f"ONNX export covers the parser; {model} is a {meta['stage']!r} model")
     size = int(meta.get("input_size", 256))
     wrapped = fixed_resolution(net, int(resolution))

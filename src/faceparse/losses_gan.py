@@ -1,7 +1,7 @@
 """FISN's losses (Zhao & Qi eq. 6–9): hinge GAN loss over a multiscale discriminator, feature matching (eq. 7)
 and a perceptual loss (eq. 8) on a frozen feature network; eq. 9 = L_GAN + 10·L_fm + 10·L_per.
 
-Discriminator outputs are :class:`faceparse.models.fisn.MultiscaleDiscriminator`'s: a list over scales of
+Discriminator outputs are :class:`faceparse.stages.fisn.network.MultiscaleDiscriminator`'s: a list over scales of
 lists of layer features whose last entry is the patch logits. Feature networks (no download anywhere):
 
 - ``VGG19Features.from_state_dict(path)``: torchvision's ``vgg19`` state dict (``features.N.weight``),

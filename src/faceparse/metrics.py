@@ -11,31 +11,49 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
 from .labels import LabelTable
 
 
 class Confusion:
-    """Accumulates a (C, C) matrix, rows = truth, cols = prediction."""
+    """Accumulates a (C, C) matrix, rows = truth, cols = prediction, from numpy arrays or torch tensors (counted
+    where they live, so a GPU's labels stay on it; no torch import here: the router scores agreement with it)."""
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
 
-    def update(self, pred, target) -> None:
-        pred = torch.as_tensor(pred).reshape(-1).long()
-        target = torch.as_tensor(target).reshape(-1).long()
+    def update(self, pred, target) -> "Confusion":
+        pred, target = _flat(pred), _flat(target)
         if pred.shape != target.shape:
-            raise ValueError(f"prediction and truth differ in size: {pred.numel()} vs {target.numel()}")
+            raise ValueError(f"prediction and truth differ in size: {pred.shape[0]} vs {target.shape[0]}")
         n = self.num_classes
         for name, t in (("prediction", pred), ("truth", target)):
-            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+            if t.shape[0] and (int(t.min()) < 0 or int(t.max()) >= n):
                 raise ValueError(f"{name} has class ids outside 0..{n - 1}")
-        self.matrix += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n).cpu().numpy()
+        idx = target * n + pred
+        counts = idx.bincount(minlength=n * n).cpu().numpy() if hasattr(idx, "bincount") else \
+            np.bincount(idx, minlength=n * n)
+        self.matrix += counts.reshape(n, n)
+        return self
 
     def merge(self, other: "Confusion") -> None:
         self.matrix += other.matrix
+
+    def present_miou(self) -> float | None:
+        """Mean IoU over the classes present in truth or prediction, background included (None: nothing
+        counted) — the agreement of two maps, and SPADE's semantic check."""
+        tp = np.diag(self.matrix).astype(np.float64)
+        union = self.matrix.sum(0) + self.matrix.sum(1) - np.diag(self.matrix)
+        present = union > 0
+        return float((tp[present] / union[present]).mean()) if present.any() else None
+
+
+def _flat(x):
+    """Class ids as one flat int64 vector: a torch tensor stays a tensor, anything else becomes numpy."""
+    if hasattr(x, "bincount"):
+        return x.reshape(-1).long()
+    return np.asarray(x).reshape(-1).astype(np.int64)
 
 
 def _ratio(num: float, den: float) -> float:

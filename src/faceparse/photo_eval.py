@@ -106,7 +106,7 @@ def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool
     """NME (over the reference's outer-eye-corner distance) of a :class:`faceparse.api.Landmarker` on each
     photo, by region, beside the baseline ``mean_shape_fit`` of the bundle's mean shape to the detector's five
     points; the mean over photos, and the model / baseline ratio."""
-    from .landmarks import REGIONS, point_errors
+    from .ibug68 import REGIONS, point_errors
 
     mean = np.asarray(landmarker.meta["mean_shape"], dtype=np.float64)
     rows = []
@@ -130,7 +130,7 @@ def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool
 
 def nme_table(result: dict[str, Any]) -> str:
     """Markdown: NME (% of the outer-eye-corner distance) per photo and region, the baseline, the mean."""
-    from .landmarks import REGIONS
+    from .ibug68 import REGIONS
 
     def pct(v):
         return "—" if v is None else f"{100 * v:.2f}"

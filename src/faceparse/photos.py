@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .specks import labels_from_logits
+from .stages import bundle_stage, get_stage
 
 CROP_MAX = 1024     # a face crop is read and decoded at most this large (bounded memory for huge faces)
 CROP_MIN = 16
@@ -127,7 +128,6 @@ CELEBA = Frame()
 # the 3D renders (faceparse.data.synth3d), measured on their true landmarks: the crop is 0.855 of the image,
 # its centre at y 0.397 — the regressor reads the face's scale and place as pose
 RENDERED = Frame(1.17, (0.0, 0.12))
-STAGE_FRAMES = {"recon3d": RENDERED}
 
 
 def frame_for(meta: dict[str, Any]) -> Frame:
@@ -135,7 +135,7 @@ def frame_for(meta: dict[str, Any]) -> Frame:
     f = meta.get("photo_frame")
     if f:
         return Frame(float(f["zoom"]), tuple(float(v) for v in f["shift"]))
-    return STAGE_FRAMES.get(str(meta.get("stage", "parser")), CELEBA)
+    return get_stage(bundle_stage(meta)).photo_frame or CELEBA
 
 
 def crop_placements(plan: Plan, image, frame: Frame = CELEBA) -> list:

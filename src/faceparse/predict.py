@@ -29,12 +29,11 @@ from typing import Any, Iterable, Sequence
 
 from .api import shipped_ref
 from .runtime import tick
+from .stages import bundle_stage, get_stage
 
-import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _GLOB_CHARS = set("*?[")
-PER_IMAGE_ABOVE = 1024  # output sizes above this are decoded one image at a time
 
 
 def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -104,10 +103,6 @@ def each_photo(paths: Sequence[Path], what: str, progress: bool, handle) -> list
     return results
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike, resolution: int | None = None,
             masks: bool = False, batch_size: int = 4, params: dict[str, Any] | None = None,
             progress: bool = True, device: str | None = None, detect: bool = True,
@@ -142,14 +137,13 @@ def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike,
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
     net, meta = load_bundle(bdir, precision=precision)
-    other = {"completion": "complete", "fisn": "deocclude", "recon3d": "reconstruct"}.get(str(meta.get("stage")))
-    if other:
-        raise ValueError(f"{model} is a {meta['stage']} bundle: use `faceparse {other} --model {model} IMAGES --out DIR`")
+    st = get_stage(bundle_stage(meta))
+    if st.info.verb:
+        raise ValueError(f"{model} is a {st.name} bundle: use `faceparse {st.info.verb} --model {model} IMAGES --out DIR`")
     net.to(int8_device(meta, device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run, write, what = (_landmark_steps(net, meta, out, detect) if meta.get("stage") == "landmarks"
-                        else _parser_steps(net, meta, out, resolution, masks, detect))
+    run, write, what = st.predict_steps(net, meta, out, resolution=resolution, masks=masks, detect=detect)
     stems = _stems(paths)
     results: list[dict[str, Any]] = []
     prog = Progress(TextColumn("[bold]predict[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -181,112 +175,3 @@ def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike,
         r.setdefault("model", info.get("uri"))
         r.setdefault("precision", meta.get("precision", "fp32"))
     return results
-
-
-def _parser_steps(net, meta, out: Path, resolution: int | None, masks: bool, detect: bool = True):
-    """(run: images → label maps (or NoFaceError), write: one result, what) for a parser bundle."""
-    from .labels import get_table
-    from .models import check_out_size
-
-    table = get_table(meta["label_table"])
-    palette = table.palette()
-    input_size = int(meta.get("input_size", 256))
-    if resolution is not None:
-        check_out_size(int(resolution))
-    flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)
-
-    def run(images, names):
-        return _parse_images(net, images, names, input_size, resolution, detect)
-
-    def write(path, stem, img, pred):
-        lab, plan = pred
-        return _write(out, path, stem, img, lab, flat_palette, table, masks, plan)
-
-    what = f"{resolution or input_size}×{resolution or input_size}" if not detect else "faces in photos"
-    return run, write, what
-
-
-def _parse_images(net, images, names, input_size: int, resolution: int | None, detect: bool) -> list:
-    """Per image (label map, plan), or the NoFaceError naming it. Photos parsed whole are batched by output
-    size (one image at a time above PER_IMAGE_ABOVE, bounding the logits); a photo's faces one by one."""
-    from .photos import NoFaceError, parse_planned, parse_whole, plan_photo
-
-    outs: list = []
-    for img, name in zip(images, names):
-        try:
-            outs.append(plan_photo(img, input_size, resolution, detect=detect, what=name))
-        except NoFaceError as e:
-            outs.append(e)
-    whole: dict[int, list[int]] = {}
-    for j, plan in enumerate(outs):
-        if not isinstance(plan, Exception) and plan.whole:
-            whole.setdefault(plan.size[0], []).append(j)
-    for res, js in whole.items():
-        groups = [js] if res <= PER_IMAGE_ABOVE else [[j] for j in js]
-        for g in groups:
-            for j, lab in zip(g, parse_whole(net, [images[j] for j in g], input_size, res)):
-                outs[j] = (lab, outs[j])
-    for j, plan in enumerate(outs):
-        if not isinstance(plan, (Exception, tuple)):
-            outs[j] = (parse_planned(net, images[j], plan, input_size), plan)
-    return outs
-
-
-def _landmark_steps(net, meta, out: Path, detect: bool = True):
-    """(run: photos → (68, 2) points per face in the photo's pixels, plan (or NoFaceError), write:
-    <stem>_points.json + <stem>_overlay.png, what)."""
-    from PIL import Image
-
-    from .photos import NoFaceError, faces_json
-    from .stages import get_stage
-    from .stages.landmarks import draw_points, points_json
-
-    stage = get_stage("landmarks")
-
-    def run(images, names):
-        outs: list = []
-        for img, name in zip(images, names):
-            try:
-                outs.append(stage.predict_photo(net, meta, img, detect=detect, what=name))
-            except NoFaceError as e:
-                outs.append(e)
-        return outs
-
-    def write(path, stem, img, pred):
-        pts, plan = pred
-        jp, ov = out / f"{stem}_points.json", out / f"{stem}_overlay.png"
-        jp.write_bytes(points_json(pts, img.size, plan=plan))
-        Image.fromarray(draw_points(img, pts)).save(ov)
-        return {"input": str(path), "ok": True, "points": str(jp), "overlay": str(ov), "num_points": len(pts[0]),
-                "faces": faces_json(plan)}
-
-    return run, write, "68 landmarks"
-
-
-def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, table, masks: bool,
-           plan) -> dict[str, Any]:
-    from PIL import Image
-
-    from .plots import overlay
-    from .photos import faces_json
-
-    label_path = out / f"{stem}_label.png"
-    lab = np.ascontiguousarray(lab, dtype=np.uint8)
-    h, w = lab.shape
-    lp = Image.frombytes("P", (w, h), lab.tobytes())
-    lp.putpalette(flat_palette)
-    lp.save(label_path)
-    base = np.asarray(img.resize((w, h), Image.BICUBIC) if img.size != (w, h) else img, dtype=np.uint8)
-    ov_path = out / f"{stem}_overlay.png"
-    Image.fromarray(np.asarray(overlay(base, lab, table.palette()), dtype=np.uint8)).save(ov_path)
-    entry: dict[str, Any] = {"input": str(path), "ok": True, "label": str(label_path), "overlay": str(ov_path),
-                             "resolution": max(w, h), "size": [w, h], "aligned": plan.whole,
-                             "faces": faces_json(plan),
-                             "classes": [table.classes[c] for c in np.unique(lab).tolist() if c < table.num_classes]}
-    if masks:
-        mdir = out / f"{stem}_masks"
-        mdir.mkdir(exist_ok=True)
-        for c, name in enumerate(table.classes):
-            Image.fromarray(((lab == c) * 255).astype(np.uint8)).save(mdir / f"{_safe(name)}.png")
-        entry["masks"] = str(mdir)
-    return entry

@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
+from .stages import bundle_stage
 
 CALIB_BATCH = 4
 
@@ -57,7 +58,7 @@ def quantize_bundle(model: str | os.PathLike, out: str | os.PathLike, calib: int
         uri = tracking_uri(params)
     bdir, _ = resolve_bundle(ref, tracking_uri=uri)
     net, meta = load_bundle(bdir, precision="fp32")
-    if meta.get("stage", "parser") != "parser":
+    if bundle_stage(meta) != "parser":
         raise ValueError(f"int8 covers the parser; {model} is a {meta['stage']!r} model")
     data = Path(data_dir or ((params or {}).get("data") or {}).get("dir") or "")
     if not str(data) or not (data / "dataset.json").is_file():

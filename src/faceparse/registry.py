@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import ConfigError, section
+from .stages import bundle_stage
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 REGISTERED_FILE = "metrics/registered.json"
@@ -185,7 +186,7 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     name = str(reg["model_name"])
     bdir = Path(bundle_dir if bundle_dir is not None else section(params, "train").get("bundle_dir", ""))
     meta = read_meta(bdir)
-    stage = get_stage(meta.get("stage", "parser"))
+    stage = get_stage(bundle_stage(meta))
     if not (bdir / WEIGHTS).is_file():
         raise FileNotFoundError(f"not a model bundle (no {WEIGHTS}): {bdir.resolve()}")
     sha = sha256_file(bdir / WEIGHTS)
@@ -500,7 +501,7 @@ def _checkpoint_to_bundle(ckpt: Path, dst: Path | None) -> Path:
                          "under 'model' and the bundle meta (model_config, stage, ...) under 'meta'")
     out = dst or (MODEL_CACHE / "checkpoints" / hashlib.sha256(str(ckpt.resolve()).encode()).hexdigest()[:12])
     _check_replaceable(Path(out))
-    model = get_stage(meta.get("stage", "parser")).build_model(meta)
+    model = get_stage(bundle_stage(meta)).build_model(meta)
     model.load_state_dict(state)
     save_bundle(out, model, {**meta, "source_checkpoint": str(ckpt.resolve())})
     return Path(out)

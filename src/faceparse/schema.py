@@ -9,23 +9,28 @@ form: the schema only checks, it never rewrites the dict the commands receive. K
 from __future__ import annotations
 
 import difflib
+import importlib
 import typing
+from functools import lru_cache
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from .stages import package_of, stage_names
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A params section: unknown keys are refused."""
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=False)
 
 
-class Splits(_Section):
+class Splits(Section):
     train: float
     val: float
     test: float
 
 
-class Synth(_Section):
+class Synth(Section):
     n: Optional[int] = None
     renders3d: Optional[int] = None     # rendered 3D faces added to the training split (faceparse.data.synth3d)
     seed: Optional[int] = None
@@ -34,13 +39,13 @@ class Synth(_Section):
     splits: Optional[Splits] = None
 
 
-class Ingest(_Section):
+class Ingest(Section):
     labelmaps_table: Optional[str] = None
     split_seed: Optional[int] = None
     splits: Optional[Splits] = None
 
 
-class Data(_Section):
+class Data(Section):
     source: Optional[str] = None
     raw_dir: Optional[str] = None
     dir: Optional[str] = None
@@ -50,14 +55,14 @@ class Data(_Section):
     ingest: Optional[Ingest] = None
 
 
-class Validate(_Section):
+class Validate(Section):
     out_dir: Optional[str] = None
     min_classes: Optional[int] = None
     max_background_fraction: Optional[float] = None
     min_face_fraction: Optional[float] = None
 
 
-class Preset(_Section):
+class Preset(Section):
     """One FP-LIIF architecture (``model.presets.<name>``); ``model.overrides`` takes any of these keys."""
     width: Optional[int] = None
     groups: Optional[list[int]] = None
@@ -70,19 +75,19 @@ class Preset(_Section):
     query_chunk: Optional[int] = None
 
 
-class Model(_Section):
+class Model(Section):
     preset: Optional[str] = None
     overrides: Optional[Preset] = None
     presets: Optional[dict[str, Preset]] = None
 
 
-class Loss(_Section):
+class Loss(Section):
     edge_weight: Optional[float] = None
     temperature: Optional[float] = None
     edge_kernel: Optional[int] = None
 
 
-class Augment(_Section):
+class Augment(Section):
     enabled: Optional[bool] = None
     rotate: Optional[float] = None
     shear: Optional[float] = None
@@ -97,7 +102,7 @@ class Augment(_Section):
     flip: Optional[float] = None        # landmarks: probability of a horizontal flip (iBUG index permutation)
 
 
-class Train(_Section):
+class Train(Section):
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -119,7 +124,7 @@ class Train(_Section):
     init: Optional[str] = None                # start from this bundle's weights (a stage name: its shipped model)
 
 
-class Evaluate(_Section):
+class Evaluate(Section):
     split: Optional[str] = None
     out_sizes: Optional[list[int]] = None
     metrics_file: Optional[str] = None
@@ -129,7 +134,7 @@ class Evaluate(_Section):
     batch_size: Optional[int] = None
 
 
-class Registry(_Section):
+class Registry(Section):
     model_name: Optional[str] = None
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
@@ -137,7 +142,7 @@ class Registry(_Section):
     registered_file: Optional[str] = None     # where `register` records the new version (kfp output)
 
 
-class Rollout(_Section):
+class Rollout(Section):
     router_port: Optional[int] = None
     percent: Optional[float] = None
     steps: Optional[list[float]] = None
@@ -154,7 +159,7 @@ class Rollout(_Section):
     drain_timeout_s: Optional[float] = None
 
 
-class Serve(_Section):
+class Serve(Section):
     inference_port: Optional[int] = None
     management_port: Optional[int] = None
     metrics_port: Optional[int] = None
@@ -167,179 +172,8 @@ class Serve(_Section):
     rollout: Optional[Rollout] = None
 
 
-class LandmarkPreset(_Section):
-    """A MobileNetV3 landmark regressor (``landmarks.model.presets.<name>``)."""
-    arch: Optional[Literal["large", "small"]] = None
-    width: Optional[float] = None
-    num_points: Optional[int] = None
-    dropout: Optional[float] = None
-    head: Optional[Literal["fc", "integral"]] = None
-    flip_test: Optional[bool] = None     # average with the mirrored image's prediction at inference
-    refine: Optional[int] = None         # inference: look again this many times at the face crop the points give
-
-
-class LandmarkTrain(Train):
-    framing: Optional[Literal["image", "face"]] = None   # face: the photo path's crop of the face (align.placement)
-    frame_jitter: Optional[float] = None       # σ of the five framing points' noise, × inter-ocular distance
-    eval_frame_jitter: Optional[float] = None  # the same at evaluation (fixed draws): a detector's error
-    frame_loose: Optional[float] = None        # share of training frames zoomed out / moved (a whole image)
-
-
-class LandmarkModel(_Section):
-    preset: Optional[str] = None
-    overrides: Optional[LandmarkPreset] = None
-    presets: Optional[dict[str, LandmarkPreset]] = None
-
-
-class LandmarkStage(_Section):
-    """``landmarks:``: whole sections that replace the top-level ones for the landmark stage."""
-    model: Optional[LandmarkModel] = None
-    train: Optional[LandmarkTrain] = None
-    evaluate: Optional[Evaluate] = None
-    registry: Optional[Registry] = None
-
-
-class CompletionModel(_Section):
-    """Algorithm 1's settings (``completion.model``; faceparse.completion.Settings)."""
-    preset: Optional[str] = None
-    reading: Optional[Literal["sequential", "literal"]] = None
-    mouth_is_feature: Optional[bool] = None
-    brow_band: Optional[float] = None
-
-
-class Compose(_Section):
-    parser: Optional[str] = None
-    landmarks: Optional[str] = None
-
-
-class CompletionStage(_Section):
-    """``completion:``: the map-completion stage's sections (nothing trained: ``train.bundle_dir`` only)."""
-    model: Optional[CompletionModel] = None
-    compose: Optional[Compose] = None
-    train: Optional[Train] = None
-    evaluate: Optional[Evaluate] = None
-    registry: Optional[Registry] = None
-    dataset_out: Optional[str] = None
-
-
-class FisnGenerator(_Section):
-    """faceparse.models.fisn.FISNGenerator's keyword arguments (``fisn.model.overrides.generator``)."""
-    ngf: Optional[int] = None
-    n_down: Optional[int] = None
-    n_res: Optional[int] = None
-    style_dim: Optional[int] = None
-    style_ch: Optional[int] = None
-    spade_hidden: Optional[int] = None
-
-
-class FisnDiscriminator(_Section):
-    ndf: Optional[int] = None
-    n_layers: Optional[int] = None
-    num_d: Optional[int] = None
-    spectral: Optional[bool] = None
-
-
-class FisnOverrides(_Section):
-    generator: Optional[FisnGenerator] = None
-    discriminator: Optional[FisnDiscriminator] = None
-
-
-class FisnModel(_Section):
-    """``fisn.model``: a preset of faceparse.models.fisn.PRESETS (tiny | paper) and overrides of it."""
-    preset: Optional[str] = None
-    overrides: Optional[FisnOverrides] = None
-    erase_occluded: Optional[bool] = None   # the generator sees the occluded region as mid-grey
-
-
-class FisnLoss(_Section):
-    """``fisn.loss``: eq. 9's weights and the perceptual network (parser | parser:REF | vgg19:PATH)."""
-    perceptual: Optional[str] = None
-    w_gan: Optional[float] = None
-    w_fm: Optional[float] = None
-    w_per: Optional[float] = None
-    w_l1: Optional[float] = None
-    w_hole: Optional[float] = None
-
-
-class FisnTrain(Train):
-    mode: Optional[Literal["supervised", "paper"]] = None
-    occluded_only: Optional[bool] = None      # train on the occluded faces only
-
-
-class FisnEvaluate(Evaluate):
-    maps: Optional[Literal["truth", "predicted"]] = None
-
-
-class FisnCarry(_Section):
-    """``fisn.carry``: the completion bundle the FISN bundle carries (null: none) and register's record of it."""
-    completion: Optional[str] = None
-    registered_file: Optional[str] = None
-
-
-class FisnStage(_Section):
-    """``fisn:``: the de-occlusion generator's sections."""
-    model: Optional[FisnModel] = None
-    loss: Optional[FisnLoss] = None
-    train: Optional[FisnTrain] = None
-    evaluate: Optional[FisnEvaluate] = None
-    registry: Optional[Registry] = None
-    carry: Optional[FisnCarry] = None
-
-
-class Synth3d(_Section):
-    """``recon3d.data.synth3d``: the synthetic 3D set (faceparse.data.synth3d)."""
-    n: Optional[int] = None
-    seed: Optional[int] = None
-    occlusion_prob: Optional[float] = None
-    test_occlusion_prob: Optional[float] = None
-    splits: Optional[Splits] = None
-
-
-class Recon3dData(Data):
-    synth3d: Optional[Synth3d] = None
-
-
-class Recon3dModel(_Section):
-    """``recon3d.model``: a ResNet preset of faceparse.models.resnet.PRESETS and the face model's sizes."""
-    preset: Optional[str] = None
-    overrides: Optional[dict[str, Any]] = None
-    n_id: Optional[int] = None
-    n_exp: Optional[int] = None
-    n_albedo: Optional[int] = None
-    head_scale: Optional[dict[str, float]] = None
-
-
-class Recon3dLoss(_Section):
-    """``recon3d.loss``: eq. 16's weights (faceparse.face3d.loss)."""
-    w_lmk: Optional[float] = None
-    w_pix: Optional[float] = None
-    w_reg: Optional[float] = None
-    w_id: Optional[float] = None
-    w_exp: Optional[float] = None
-    w_face: Optional[float] = None
-    w_shape: Optional[float] = None
-    face_net: Optional[str] = None
-    face_net_size: Optional[int] = None
-    attention: Optional[Literal["face", "features"]] = None
-    attention_low: Optional[float] = None
-
-
-class Recon3dEvaluate(Evaluate):
-    deocclude: Optional[str] = None
-    deocclude_registered: Optional[str] = None
-
-
-class Recon3dStage(_Section):
-    """``recon3d:``: the 3D reconstruction stage's sections (its own data: the synthetic 3D set)."""
-    data: Optional[Recon3dData] = None
-    model: Optional[Recon3dModel] = None
-    loss: Optional[Recon3dLoss] = None
-    train: Optional[Train] = None
-    evaluate: Optional[Recon3dEvaluate] = None
-    registry: Optional[Registry] = None
-
-
-class Params(_Section):
+class BaseParams(Section):
+    """The top level of params.yaml without the stages' own sections (the parser's: the top level itself)."""
     stage: Optional[str] = None
     data: Optional[Data] = None
     validate_: Optional[Validate] = Field(None, alias="validate")   # `validate` is a BaseModel method
@@ -349,52 +183,40 @@ class Params(_Section):
     evaluate: Optional[Evaluate] = None
     registry: Optional[Registry] = None
     serve: Optional[Serve] = None
-    landmarks: Optional[LandmarkStage] = None
-    completion: Optional[CompletionStage] = None
-    fisn: Optional[FisnStage] = None
-    recon3d: Optional[Recon3dStage] = None
 
 
-class LandmarkParams(Params):
-    """Params resolved for the landmark stage (``faceparse.stages.for_stage``, e.g. the file a torchrun
-    worker or a kfp step reads): its model section is the landmark regressor's."""
-    model: Optional[LandmarkModel] = None
-    train: Optional[LandmarkTrain] = None
+def stage_sections() -> dict[str, tuple[type[Section], type[BaseParams]]]:
+    """name → (its params section, the params resolved for it), for every registered stage whose package
+    has a ``params`` module (pydantic only: checking params never imports a stage's model)."""
+    out = {}
+    for name in stage_names():
+        try:
+            module = importlib.import_module(f"{package_of(name)}.params")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package_of(name)}.params":
+                raise
+            continue
+        out[name] = (module.SECTION, module.RESOLVED)
+    return out
 
 
-class CompletionParams(Params):
-    """Params resolved for the completion stage: its model section holds Algorithm 1's settings."""
-    model: Optional[CompletionModel] = None
-    compose: Optional[Compose] = None
-    dataset_out: Optional[str] = None
+def params_model() -> type[BaseParams]:
+    """The whole params.yaml: the top level plus one optional section per registered stage."""
+    return _params_model(tuple(stage_names()))
 
 
-class FisnParams(Params):
-    """Params resolved for the fisn stage: its model / loss / train / evaluate sections and ``carry``."""
-    model: Optional[FisnModel] = None
-    loss: Optional[FisnLoss] = None
-    train: Optional[FisnTrain] = None
-    evaluate: Optional[FisnEvaluate] = None
-    carry: Optional[FisnCarry] = None
+@lru_cache(maxsize=8)
+def _params_model(names: tuple[str, ...]) -> type[BaseParams]:
+    fields: dict[str, Any] = {n: (Optional[sec], None) for n, (sec, _) in stage_sections().items()}
+    return create_model("Params", __base__=BaseParams, **fields)
 
 
-class Recon3dParams(Params):
-    """Params resolved for the recon3d stage: its data / model / loss / evaluate sections."""
-    data: Optional[Recon3dData] = None
-    model: Optional[Recon3dModel] = None
-    loss: Optional[Recon3dLoss] = None
-    evaluate: Optional[Recon3dEvaluate] = None
-
-
-def schema_for(params: dict[str, Any]) -> type[Params]:
+def schema_for(params: dict[str, Any]) -> type[BaseParams]:
     stage = params.get("stage")
-    if stage in RESOLVED and stage not in params:   # for_stage output: the stage's sections at the top
-        return RESOLVED[stage]
-    return Params
-
-
-RESOLVED: dict[str, type[Params]] = {"landmarks": LandmarkParams, "completion": CompletionParams, "fisn": FisnParams,
-                                     "recon3d": Recon3dParams}
+    sections = stage_sections()
+    if stage in sections and stage not in params:   # for_stage output: the stage's sections at the top
+        return sections[stage][1]
+    return params_model()
 
 
 class SchemaError(ValueError):
@@ -418,7 +240,7 @@ def _describe(err: dict[str, Any]) -> list[str]:
     if err["type"] != "extra_forbidden":
         return [f"{'.'.join(loc)}: {err['msg'].lower()} (got {err.get('input')!r})"]
     # an unknown section: name each key inside it, so `trian.epochs` can point at `train.epochs`
-    leaves = flatten(err["input"], ".".join(loc) + ".") if isinstance(err["input"], dict) and err["input"] else \
+    leaves = flatten(err["input"], ".".join(loc) + ".", keep_empty=True) if isinstance(err["input"], dict) and err["input"] else \
         {".".join(loc): None}
     out = []
     for key in leaves:
@@ -429,11 +251,13 @@ def _describe(err: dict[str, Any]) -> list[str]:
     return out
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "", keep_empty: bool = False) -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'a.b': 1} (MLflow params, key checks); an empty mapping is a leaf of its own only
+    with ``keep_empty``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
+        if isinstance(v, dict) and (v or not keep_empty):
+            out.update(flatten(v, f"{prefix}{k}.", keep_empty))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -477,9 +301,10 @@ def _is_map(annotation: Any) -> bool:
     return typing.get_origin(annotation) is dict or any(_is_map(a) for a in typing.get_args(annotation))
 
 
-def known_keys(model: type[BaseModel] = Params, prefix: str = "") -> list[str]:
+def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
     """Every dotted key of the schema; entries of a map section (model.presets) appear as ``<name>``."""
     out = []
+    model = model or params_model()
     for n, f in model.model_fields.items():
         key = prefix + (f.alias or n)
         sub = _section_type(f.annotation)

@@ -5,7 +5,7 @@ process or `torchrun` DDP, tracked in MLflow.
 
 The loop is the stage's: it builds the model, datasets, named optimisers / schedulers and does one
 training step per batch (parser: Adam, StepLR, EdgeAwareCE over sampled query pixels — Sarkar et al.
-2023; see faceparse.stages.parser). This module owns what every stage shares, in named steps
+2023; see faceparse.stages.parser.stage). This module owns what every stage shares, in named steps
 (``_build`` → ``_restore`` → ``_loaders`` → ``_start_tracking`` → per epoch ``_train_epoch`` /
 ``_validate`` / ``_checkpoint`` → ``_finish``).
 
@@ -42,9 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ConfigError, flatten, section
+from .config import ConfigError, section
+from .schema import flatten
 from .runtime import tick
 from .training.loop import TrainContext, nan_to_none, plain
+from .stages import bundle_stage
 
 
 @dataclass
@@ -299,7 +301,7 @@ def _initial_weights(model, ref: str, stage: str, params: dict[str, Any]) -> Non
     src = shipped_ref(ref)
     bdir, _ = resolve_bundle(src, tracking_uri=tracking_uri(params) if str(src).startswith("models:/") else None)
     net, meta = load_bundle(bdir)
-    if str(meta.get("stage", "parser")) != stage:
+    if bundle_stage(meta) != stage:
         raise ConfigError(f"params: train.init={ref!r} is a {meta.get('stage', 'parser')} model, not a {stage} one")
     try:
         model.load_state_dict(net.state_dict())

@@ -3,7 +3,7 @@ the occlusion mask; the benchmark's region scores against a hand count."""
 import numpy as np
 import pytest
 
-from faceparse.completion import MaskIoU, RegionScores, Settings, complete, occlusion_mask, plus
+from faceparse.stages.completion.algorithm import MaskIoU, RegionScores, Settings, complete, occlusion_mask, plus
 from faceparse.labels import CELEBAMASK_HQ
 
 C = CELEBAMASK_HQ.index

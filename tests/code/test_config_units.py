@@ -1,8 +1,9 @@
 """Fast unit tests of faceparse.config, the one loader of params.yaml (`make mutation`)."""
 import pytest
 
-from faceparse.config import (ConfigError, apply_overrides, deep_merge, find_params, flatten, load_params,
-                              model_config, require, section, set_key)
+from faceparse.config import (ConfigError, apply_overrides, deep_merge, find_params, load_params, model_config,
+                              require, section, set_key)
+from faceparse.schema import flatten
 
 PRESETS = {"tiny": {"width": 8, "norm": "batch"}, "paper": {"width": 64, "norm": "instance"}}
 

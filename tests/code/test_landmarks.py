@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from faceparse.data.synth import generate_sample
-from faceparse.landmarks import (ALBU_OFFSET, IBUG_FLIP, REGIONS, auc_failure, flip_points, inter_ocular,
+from faceparse.ibug68 import (ALBU_OFFSET, IBUG_FLIP, REGIONS, auc_failure, flip_points, inter_ocular,
                                  landmark_metrics)
 
 # image-left halves of each symmetric group (the subject's right side)

@@ -13,7 +13,7 @@ from PIL import Image
 from faceparse.align import Placement, apply, five_points, placement, similarity_fit, to_crop, to_photo
 from faceparse.bundle import load_bundle, read_meta, save_bundle
 from faceparse.config import load_params
-from faceparse.models.mobilenetv3 import face_frame
+from faceparse.stages.landmarks.network import face_frame
 from faceparse.photos import NoFaceError, Plan, crop_placements, paste_image, paste_maps, plan_photo
 from faceparse.serve.testing import completion_bundle, faceless_photos, group_photo, landmark_bundle
 from faceparse.stages import get_stage
@@ -78,7 +78,7 @@ def test_the_models_torch_framing_is_the_photo_paths(dlib):
 def test_refinement_maps_its_second_look_back_to_the_input(dlib, monkeypatch):
     """A model that always answers shape S in whatever it is shown: one refinement look answers S placed by
     the crop that S's own five points give (the cascade's geometry, checked against numpy's placement)."""
-    from faceparse.models.mobilenetv3 import build_landmark_model
+    from faceparse.stages.landmarks.network import build_landmark_model
 
     shape = dlib["3.jpg"] / 1024
     model = build_landmark_model({"arch": "small", "width": 0.25, "head": "integral", "refine": 1}).eval()
@@ -138,7 +138,7 @@ def test_every_stage_says_no_face_on_a_faceless_photo(tmp_path):
 
 
 def test_completion_of_a_group_photo_has_the_photos_shape(tmp_path, group, repo_root):
-    from faceparse.complete import complete_photo
+    from faceparse.stages.completion.photo import complete_photo
 
     img, _ = group
     bdir = completion_bundle(tmp_path, load_params(repo_root / "params.yaml", ["registry.tracking_uri=null"]))
@@ -152,7 +152,7 @@ def test_completion_of_a_group_photo_has_the_photos_shape(tmp_path, group, repo_
 
 
 def test_deocclusion_of_a_photo_keeps_its_size_and_unmasked_pixels(tmp_path, group, repo_root):
-    from faceparse.deocclude import Chain, deocclude_photo
+    from faceparse.stages.fisn.photo import Chain, deocclude_photo
     from faceparse.stages import get_stage as stage
 
     img, _ = group
@@ -173,7 +173,7 @@ def test_deocclusion_of_a_photo_keeps_its_size_and_unmasked_pixels(tmp_path, gro
 
 def test_reconstruction_of_a_photo_lands_on_its_faces(tmp_path, group):
     from faceparse.face3d.io import landmarks_in_photo
-    from faceparse.reconstruct import reconstruct_photo
+    from faceparse.stages.recon3d.photo import reconstruct_photo
 
     img, _ = group
     st = get_stage("recon3d")

@@ -80,5 +80,5 @@ def test_every_bad_key_is_reported():
 
 def test_flatten_nested_sections():
     assert flatten({"x": 1}) == {"x": 1}
-    assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": {}, "f": None}, "p.") == {
+    assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": {}, "f": None}, "p.", keep_empty=True) == {
         "p.a.b": 1, "p.a.c.d": [2], "p.e": {}, "p.f": None}

@@ -21,7 +21,7 @@ def test_unknown_stage_and_double_registration_are_refused():
     with pytest.raises(ValueError, match="unknown model stage 'reconstruct3d'"):
         get_stage("reconstruct3d")
     with pytest.raises(ValueError, match="already registered"):
-        register_stage("parser", "faceparse.stages.parser")
+        register_stage("parser", "faceparse.stages.parser.stage")
 
 
 def test_a_stage_section_replaces_the_top_level_sections_for_that_stage():

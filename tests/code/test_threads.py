@@ -58,19 +58,11 @@ def test_entry_points_drop_to_the_free_cores_beside_a_busy_process(setup, repo_r
     assert threads_after(setup, busy=True, repo_root=repo_root) == runtime.available_cpus() - 1
 
 
-def others_load(seconds: float = 1.0) -> float:
-    """Cores other processes use right now (as the governor measures it)."""
-    a = runtime._cpu_sample()
-    time.sleep(seconds)
-    b = runtime._cpu_sample()
-    return ((b[1] - a[1]) - (b[2] - a[2])) / (b[0] - a[0])
-
-
 @needs_two
-def test_quiet_machine_keeps_every_core_and_library_use_is_left_alone(repo_root):
-    if others_load() > 0.3:
-        pytest.skip("the machine is not quiet: another process is using a core")
-    assert threads_after("cli", busy=False, repo_root=repo_root) == runtime.available_cpus()
+def test_library_use_is_left_alone_and_an_explicit_setting_wins(repo_root):
+    """Independent of the machine's load, so it never skips. What a quiet machine gets (every core) is the
+    governor's decision on a measured load (test_governor_sets_threads_from_the_others_cpu_use below) and is
+    measured end to end by scripts/bench_shared_cpu.py (its quiet runs print their thread count)."""
     untouched = threads_after("library", busy=True, repo_root=repo_root)
     assert untouched == threads_after("library", busy=False, repo_root=repo_root) >= 2
     assert threads_after("cli", busy=True, repo_root=repo_root, OMP_NUM_THREADS="2") == 2      # pinned

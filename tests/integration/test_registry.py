@@ -201,7 +201,7 @@ def test_evaluate_logs_test_metrics_to_the_training_run(env, mlflow_server, tmp_
     from mlflow import MlflowClient
 
     from faceparse.evaluate import log_to_mlflow
-    from faceparse.stages.parser_eval import mlflow_metrics
+    from faceparse.stages.parser.evaluate import mlflow_metrics
     from faceparse.tracking import get_or_create_experiment
 
     _, _, params = env

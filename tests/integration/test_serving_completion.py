@@ -27,10 +27,10 @@ def served(tmp_path_factory, repo_root):
 
 def expected(bundle, photo: bytes, resolution: int):
     from faceparse.bundle import load_bundle
-    from faceparse.completion import Settings
+    from faceparse.stages.completion.algorithm import Settings
     from faceparse.images import read_image
     from faceparse.models import preprocess
-    from faceparse.stages.completion import run_maps
+    from faceparse.stages.completion.maps import run_maps
 
     model, meta = load_bundle(bundle)
     x = preprocess(read_image(photo), int(meta["input_size"])).unsqueeze(0)

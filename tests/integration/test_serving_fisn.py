@@ -48,7 +48,7 @@ def served(tmp_path_factory, repo_root):
 
 def expected(bundle, photo: bytes):
     from faceparse.bundle import load_bundle
-    from faceparse.deocclude import Chain
+    from faceparse.stages.fisn.photo import Chain
     from faceparse.images import read_image
 
     model, meta = load_bundle(bundle)

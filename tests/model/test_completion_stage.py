@@ -66,7 +66,7 @@ def test_compose_refuses_a_model_of_the_wrong_stage(setup, repo_root):
 
 def test_evaluate_reports_the_benchmark_and_its_scores_check_out(setup, repo_root):
     from faceparse.bundle import load_bundle
-    from faceparse.completion import Settings, plus
+    from faceparse.stages.completion.algorithm import Settings, plus
     from faceparse.data.manifest import load_split
     from faceparse.evaluate import evaluate
     from faceparse.landmark_map import draw_map

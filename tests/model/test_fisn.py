@@ -1,4 +1,4 @@
-"""FISN (faceparse.models.fisn, faceparse.losses_gan): SEANNorm by hand, shapes, no norm layers, one GAN
+"""FISN (faceparse.stages.fisn.network, faceparse.losses_gan): SEANNorm by hand, shapes, no norm layers, one GAN
 step, hinge / feature-matching / perceptual losses, VGG-19 weights loading."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from faceparse.losses_gan import (FrozenFeatures, ParserEncoderFeatures, PerceptualLoss, VGG19Features,
                                   d_hinge_loss, feature_matching_loss, g_hinge_loss, generator_loss,
                                   perceptual_network)
-from faceparse.models.fisn import (PRESETS, FISNGenerator, MultiscaleDiscriminator, SEANNorm, one_hot,
+from faceparse.stages.fisn.network import (PRESETS, FISNGenerator, MultiscaleDiscriminator, SEANNorm, one_hot,
                                    region_pool)
 
 SMALL_G = {"ngf": 8, "n_down": 2, "n_res": 4, "style_dim": 8, "spade_hidden": 8}

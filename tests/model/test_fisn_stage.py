@@ -53,7 +53,7 @@ def params_for(root: Path, out: Path, *extra: str) -> dict:
 def test_one_gan_step_changes_generator_and_discriminator(setup):
     from faceparse.data.manifest import load_split
     from faceparse.training.distributed import setup as dd_setup
-    from faceparse.training.fisn_dataset import FisnDataset
+    from faceparse.stages.fisn.dataset import FisnDataset
     from faceparse.training.loop import TrainContext
 
     st = get_stage("fisn")
@@ -131,8 +131,8 @@ def test_evaluate_writes_the_benchmark(setup, maps):
 
 
 def test_psnr_and_ssim_by_hand():
-    from faceparse.stages.fisn import psnr
-    from faceparse.stages.fisn_eval import region_ssim
+    from faceparse.stages.fisn.model import psnr
+    from faceparse.stages.fisn.evaluate import region_ssim
 
     a = np.zeros((8, 8, 3), np.uint8)
     b = a.copy()
@@ -148,7 +148,7 @@ def test_psnr_and_ssim_by_hand():
 
 
 def test_the_answer_is_the_photo_with_the_generator_output_pasted_into_the_mask():
-    from faceparse.deocclude import paste
+    from faceparse.stages.fisn.photo import paste
 
     photo = np.full((8, 12, 3), 200, np.uint8)                # W 12 × H 8, generator at 4²
     raw = np.zeros((4, 4, 3), np.uint8)

@@ -8,9 +8,9 @@ from PIL import Image
 
 from faceparse.data.manifest import load_split
 from faceparse.data.synth import generate_sample, write_dataset
-from faceparse.landmarks import IBUG_FLIP, flip_points
+from faceparse.ibug68 import IBUG_FLIP, flip_points
 from faceparse.models import preprocess
-from faceparse.training.landmark_dataset import LandmarkDataset, mean_shape
+from faceparse.stages.landmarks.dataset import LandmarkDataset, mean_shape
 
 S = 64
 STRONG = {"rotate": 30, "scale": [0.8, 1.2], "shift": 0.1, "brightness": [0.7, 1.3], "contrast": [0.7, 1.3],

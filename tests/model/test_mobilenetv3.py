@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from faceparse.models.mobilenetv3 import (LANDMARK_PRESETS, MobileNetV3Landmarks, build_landmark_model, classifier,
+from faceparse.stages.landmarks.network import (LANDMARK_PRESETS, MobileNetV3Landmarks, build_landmark_model, classifier,
                                           make_divisible)
 
 
@@ -77,7 +77,7 @@ def test_bad_config_and_input_are_refused():
 def test_flip_test_prediction_is_mirror_equivariant():
     """With flip testing the prediction for the mirrored image is exactly the mirrored, l/r re-indexed
     prediction for the original (and training-mode output is the plain one)."""
-    from faceparse.landmarks import IBUG_FLIP
+    from faceparse.ibug68 import IBUG_FLIP
 
     torch.manual_seed(0)
     m = build_landmark_model({"arch": "small", "width": 0.25, "head": "integral", "flip_test": True}).eval()

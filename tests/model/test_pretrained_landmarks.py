@@ -45,8 +45,8 @@ def test_on_fixed_synthetic_faces_it_stays_near_its_card(landmarks, tmp_path):
     """40 painted faces of another seed, framed as at evaluation (fixed detector-like noise): NME 0.0408."""
     from faceparse.data.manifest import read_manifest
     from faceparse.data.prepare import synthesize
-    from faceparse.landmarks import landmark_metrics
-    from faceparse.stages.landmarks import eval_dataset
+    from faceparse.ibug68 import landmark_metrics
+    from faceparse.stages.landmarks.stage import eval_dataset
 
     data = synthesize(tmp_path / "synth", 160, {"n": 40, "seed": 20261207, "occlusion_prob": 0.6}, progress=False)
     frame = read_manifest(data)

@@ -70,7 +70,7 @@ def test_one_training_step_changes_the_network(setup):
     from faceparse.data.manifest import load_split
     from faceparse.training.distributed import setup as dd_setup
     from faceparse.training.loop import TrainContext
-    from faceparse.training.recon3d_dataset import Recon3dDataset
+    from faceparse.stages.recon3d.dataset import Recon3dDataset
 
     st = get_stage("recon3d")
     p = params_for(setup, setup / "step")

@@ -16,7 +16,7 @@ and line, so that ingest can quarantine the sample.
 Coordinates: 300-W annotations were made in Matlab and are 1-based (the top-left pixel's centre is (1, 1)).
 ``read_pts`` returns them as written; ``one_based=True`` subtracts 1, giving 0-based pixel-centre
 coordinates (the cv2 / albumentations convention: pixel i's centre at i). The project's stored landmarks use
-continuous coordinates (pixel i spans [i, i + 1], see ``faceparse.landmarks``), so a 300-W file becomes
+continuous coordinates (pixel i spans [i, i + 1], see ``faceparse.ibug68``), so a 300-W file becomes
 ``read_pts(path, one_based=True) + 0.5`` — that is what the adapter should store, and what ``crop_to_face``
 expects.
 """

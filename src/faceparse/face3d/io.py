@@ -1,5 +1,5 @@
 """What a reconstruction answers: the coefficients (JSON), the mesh (OBJ with per-vertex colours) and the
-render over the photo. Shared by `faceparse reconstruct`, serving (faceparse.serve.codec_recon3d) and the
+render over the photo. Shared by `faceparse reconstruct`, serving (faceparse.stages.recon3d.codec) and the
 evaluation's contact sheet."""
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .fpliif import FPLIIF
 from .liif import LIIFDecoder, ensemble_geometry, make_coord
+from ..stages import bundle_stage
 
 PRECISIONS = ("fp32", "int8")
 QMAX = 127           # activation levels (7 bits, see the module docstring)
@@ -146,7 +147,7 @@ def apply_precision(model, meta: dict[str, Any], precision: str):
     """The bundle's model in ``precision``: fp32 as built; int8 from the calibration the bundle records."""
     if check_precision(precision) == "fp32":
         return model
-    if meta.get("stage", "parser") != "parser":
+    if bundle_stage(meta) != "parser":
         raise ValueError(f"int8 covers the parser; this is a {meta['stage']!r} bundle")
     if not meta.get("int8"):
         raise ValueError("this bundle was not calibrated for int8: make an int8 bundle with "

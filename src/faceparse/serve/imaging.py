@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..images import ImageError, read_image, read_label
+from ..metrics import Confusion
 from ..photos import NoFaceError, plan_photo
 
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
@@ -163,16 +164,12 @@ def read_label_png(data: bytes) -> np.ndarray:
 
 
 def mean_iou(a: np.ndarray, b: np.ndarray, num_classes: int | None = None) -> float:
-    """Mean IoU over the classes present in either map (agreement between two predictions)."""
+    """Mean IoU over the classes present in either map (agreement between two predictions; 1.0 when empty)."""
     if a.shape != b.shape:
         raise ValueError(f"label maps differ in shape: {a.shape} vs {b.shape}")
     n = int(num_classes or (max(int(a.max(initial=0)), int(b.max(initial=0))) + 1))
-    idx = a.astype(np.int64).ravel() * n + b.astype(np.int64).ravel()
-    cm = np.bincount(idx, minlength=n * n).reshape(n, n)
-    inter = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
-    present = union > 0
-    return float((inter[present] / union[present]).mean()) if present.any() else 1.0
+    miou = Confusion(n).update(b, a).present_miou()
+    return 1.0 if miou is None else miou
 
 
 def locate_faces(image, opts: Options, input_size: int, max_side: int):

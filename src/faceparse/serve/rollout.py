@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ..config import ConfigError
 from .client import Client, ServeError, ready_workers
 from .rollout_state import read_rollout, write_rollout
+from ..stages import bundle_stage
 
 DEFAULTS = {
     "router_port": 8483, "percent": 10, "steps": [10, 50], "mirror_fraction": 0.2,
@@ -128,7 +129,7 @@ def start_rollout(params: dict[str, Any], model: str, percent: float | None = No
 
     new = write_rollout(rd, model=name, stable=str(stable), canary=version, percent=pct,
                         mirror=float(ro["mirror_fraction"]), phase="canary", source=str(model),
-                        stage=str(read_meta(bundle).get("stage", "parser")))   # the router's agreement measure
+                        stage=bundle_stage(read_meta(bundle)))   # the router's agreement measure
     wait_applied(st, cl, new["generation"])
     return {"model": name, "stable": str(stable), "canary": version, "percent": pct, "mar": str(mar),
             "register_s": round(time.monotonic() - t0, 2), "router": st["router"]["url"],

@@ -12,13 +12,15 @@ the parser uses the top-level sections as they are (``for_stage``). ``registry.t
 from __future__ import annotations
 
 import importlib
+import math
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-# name → module defining `STAGE` (imported on first use: `faceparse stages` stays light)
-_MODULES: dict[str, str] = {"parser": "faceparse.stages.parser", "landmarks": "faceparse.stages.landmarks",
-                           "completion": "faceparse.stages.completion", "fisn": "faceparse.stages.fisn",
-                           "recon3d": "faceparse.stages.recon3d"}
+# name → the stage's package; its `stage` module defines `STAGE` (imported on first use: `faceparse stages`
+# stays light), its optional `cli` module adds the stage's own verbs, its optional `codec` module `CODEC`
+_PACKAGES: dict[str, str] = {name: f"faceparse.stages.{name}" for name in
+                             ("parser", "landmarks", "completion", "fisn", "recon3d")}
 # where every stage's runs and models go: a stage section that leaves these out (or null) inherits them,
 # so `--set registry.tracking_uri=...` moves all stages together
 INHERITED = (("registry", "tracking_uri"), ("registry", "experiment"))
@@ -35,25 +37,23 @@ class Info:
     model_name: str = ""      # default registry name
     outputs: str = ""         # what predict / the endpoint answer
     metric_label: str = ""    # the primary metric in prose ("mean F1")
+    verb: str = ""            # the stage's own photo command when `faceparse predict` does not answer for it
 
 
 class Stage:
-    """The contract. Hooks take the stage's own params (``for_stage(params, name)``).
+    """The contract between a stage and the shared path: one object per stage (its package's ``stage.STAGE``).
 
-    model: ``model_config(params)``, ``data_meta(info, params)`` (what the dataset fixes: classes, points),
-    ``build_model(meta)`` from bundle meta, ``report(meta, input_size)`` (params / MACs for MLflow).
-    training: ``datasets(params, frames, meta, cfg)`` → (train, val); ``optimizers(model, params)`` and
-    ``schedulers(optimizers, params)`` as named dicts (a GAN has two of each); ``step_module(model)`` (what
-    DDP wraps); ``train_step(ctx, batch)`` (forward, backward, optimiser steps; returns the batch loss);
-    ``evaluator(meta)`` (update / reduce across ranks / compute → flat metrics) for validation.
-    evaluation: ``evaluate_split(model, meta, frame, params, progress)`` → result with the primary metric at
-    the top level, then ``write_reports(result, params)``.
-    serving / predict: ``predict_batch(model, meta, images, resolution)`` → outputs, ``write_prediction``;
-    the handler's ``encode`` and the canary's ``agreement`` (see faceparse.serve.codecs)."""
+    Hooks take the stage's own params (``for_stage(params, name)``) and the bundle meta its model is rebuilt
+    from. Every stage implements the model and evaluation hooks; a trainable stage (``info.trainable``) the
+    training hooks too; a stage that answers photos in the CLI / API, ``predict_photo``. The serving side
+    (formats, encoding, the canary's agreement) is the package's ``codec`` module; extra verbs its ``cli``
+    module; its params section its ``params`` module.
+    """
 
     info: Info
     meta_keys: tuple[str, ...] = ()   # bundle.json keys (besides model_config) its model is rebuilt from
     baseline_metrics: tuple[str, ...] = ()   # registered beside the primary metric (e.g. mean_shape_nme)
+    photo_frame: Any = None   # the faceparse.photos.Frame a detected face is cropped with (None: CelebA-HQ's)
 
     # --- identity ------------------------------------------------------------------------------------
     @property
@@ -68,8 +68,100 @@ class Stage:
         """Is ``a`` better than ``b`` by more than ``margin``, in this stage's direction?"""
         return a > b + margin if self.info.direction == "max" else a < b - margin
 
-    def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
+    def _missing(self, hook: str):
+        return NotImplementedError(f"stage {self.name!r} does not implement {hook}")
+
+    # --- model (every stage) -------------------------------------------------------------------------
+    def model_config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The architecture, from params (refusing a bad one before any work): bundle meta ``model_config``."""
+        raise self._missing("model_config")
+
+    def build_model(self, meta: dict[str, Any]) -> Any:
+        """The untrained network (a torch Module) that bundle meta describes; weights are loaded into it."""
+        raise self._missing("build_model")
+
+    def model_report(self, mcfg: dict[str, Any], input_size: int) -> dict[str, Any]:
+        """Parameters and MACs of the architecture ``mcfg`` at ``input_size`` (`faceparse model-report`)."""
         raise ValueError(f"stage {self.name!r} has no network of its own to report: see the stages it composes")
+
+    # --- training (trainable stages; faceparse.train runs them in this order) --------------------------
+    def data_meta(self, info: dict[str, Any], params: dict[str, Any], frames=None) -> dict[str, Any]:
+        """What the dataset fixes in the bundle meta (label table, classes, points, framing)."""
+        raise self._missing("data_meta")
+
+    def datasets(self, params: dict[str, Any], frames, meta: dict[str, Any], cfg) -> tuple[Any, Any]:
+        """(train, val) torch datasets from the manifest's split frames."""
+        raise self._missing("datasets")
+
+    def report(self, meta: dict[str, Any], input_size: int) -> dict[str, Any]:
+        """MLflow params describing the model (sizes, MACs)."""
+        return {}
+
+    def run_name(self, mcfg: dict[str, Any]) -> str:
+        """The MLflow run's name."""
+        return f"{self.name}-{mcfg.get('preset', 'custom')}"
+
+    def optimizers(self, model, cfg) -> dict[str, Any]:
+        """Named optimisers (a GAN has two), checkpointed and restored by name."""
+        raise self._missing("optimizers")
+
+    def schedulers(self, optimizers: dict[str, Any], cfg) -> dict[str, Any]:
+        """Named LR schedulers, one per optimiser name."""
+        raise self._missing("schedulers")
+
+    def step_module(self, model, dd=None):
+        """The module DDP wraps (the model, or model + discriminator)."""
+        return model
+
+    def prepare(self, ctx) -> None:
+        """Once before the first epoch (losses that need the model, carried weights)."""
+
+    def train_step(self, ctx, batch):
+        """Forward, backward, optimiser steps on one batch; returns the batch loss (a tensor)."""
+        raise self._missing("train_step")
+
+    def evaluator(self, meta: dict[str, Any], cfg):
+        """Validation: an object with ``update(model, batch, device, autocast)``, ``reduce(dd)`` (across
+        ranks) and ``compute()`` → flat metrics holding ``primary_metric``."""
+        raise self._missing("evaluator")
+
+    def describe(self, val: dict[str, Any]) -> str:
+        """One line of validation metrics for the epoch log."""
+        return f"{self.primary_metric} {val.get(self.primary_metric)}"
+
+    def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
+        """The validation metrics written into bundle.json."""
+        return dict(val)
+
+    def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
+        """After training: plots / samples logged to MLflow; returns extra MLflow metrics."""
+        return {}
+
+    # --- evaluation (every stage) ----------------------------------------------------------------------
+    def evaluate_split(self, model, meta: dict[str, Any], frame, data_dir, params: dict[str, Any],
+                       progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(result with ``primary_metric`` at its top level, extras for the reports) on one split's frame."""
+        raise self._missing("evaluate_split")
+
+    def write_reports(self, result: dict[str, Any], extras: dict[str, Any], params: dict[str, Any]) -> list:
+        """Plots and the markdown table of an evaluation; returns the files written."""
+        return []
+
+    def mlflow_metrics(self, result: dict[str, Any]) -> dict[str, float]:
+        """The evaluation's metrics as MLflow logs them: the finite numbers at its top level, ``test_``-named."""
+        return {f"test_{k}": float(v) for k, v in result.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+    # --- photos ----------------------------------------------------------------------------------------
+    def predict_steps(self, net, meta: dict[str, Any], out, resolution: int | None = None, masks: bool = False,
+                      detect: bool = True):
+        """`faceparse predict`: (run: photos, names → answers (or NoFaceError each), write: one answer's
+        files → its result dict, what: the progress bar's words)."""
+        raise self._missing("predict_steps")
+
+    def predict_photo(self, model, meta: dict[str, Any], image, detect: bool = True, what: str = "the image"):
+        """A photo's answer in its own pixels (faces found, aligned, warped back; NoFaceError without one)."""
+        raise self._missing("predict_photo")
 
 
 def plots_dir(evaluate: dict[str, Any]):
@@ -94,25 +186,35 @@ def write_table(evaluate: dict[str, Any], text: str) -> list:
 
 
 def stage_names() -> list[str]:
-    return list(_MODULES)
+    return list(_PACKAGES)
 
 
-def _module_of(name: str) -> str:
+def package_of(name: str) -> str:
     try:
-        return _MODULES[name]
+        return _PACKAGES[name]
     except KeyError:
-        raise ValueError(f"unknown model stage {name!r}; known: {sorted(_MODULES)} (params `stage`, --stage)") from None
+        raise ValueError(f"unknown model stage {name!r}; known: {sorted(_PACKAGES)} (params `stage`, --stage)") from None
 
 
 def get_stage(name: str) -> Stage:
-    return importlib.import_module(_module_of(name)).STAGE
+    return importlib.import_module(f"{package_of(name)}.stage").STAGE
 
 
-def register_stage(name: str, module: str) -> None:
-    """Add a stage defined in ``module`` (which must define ``STAGE``)."""
-    if name in _MODULES:
+def stage_cli_modules() -> list[str]:
+    """The registered stages' ``cli`` modules (those that have one), in registration order."""
+    return [f"{package_of(n)}.cli" for n in _PACKAGES if importlib.util.find_spec(f"{package_of(n)}.cli")]
+
+
+def register_stage(name: str, package: str) -> None:
+    """Add a stage from its ``package`` (whose ``stage`` module defines ``STAGE``)."""
+    if name in _PACKAGES:
         raise ValueError(f"stage {name!r} is already registered")
-    _MODULES[name] = module
+    _PACKAGES[name] = package
+
+
+def bundle_stage(meta: dict[str, Any]) -> str:
+    """The stage a bundle's meta names (bundles written before there were stages are the parser's)."""
+    return str(meta.get("stage") or "parser")
 
 
 def stage_of(params: dict[str, Any]) -> Stage:
@@ -125,8 +227,8 @@ def for_stage(params: dict[str, Any], name: str | None = None) -> dict[str, Any]
     import copy
 
     name = str(name or params.get("stage") or "parser")
-    _module_of(name)  # unknown → ValueError naming the known ones (without importing the stage: torch)
-    out = {k: copy.deepcopy(v) for k, v in params.items() if k not in _MODULES}
+    package_of(name)  # unknown → ValueError naming the known ones (without importing the stage: torch)
+    out = {k: copy.deepcopy(v) for k, v in params.items() if k not in _PACKAGES}
     own = params.get(name) or {}
     if not isinstance(own, dict):
         raise ValueError(f"params: section {name!r} must be a mapping")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..labels import get_table
+from ..stages import bundle_stage
 
 STAGES = ("parser", "landmarks", "completion")
 NOT_YET = {
@@ -172,7 +173,7 @@ class InProcess:
         uri = tracking_uri(for_stage(self.raw, stage)) if str(ref).startswith(("models:/", "runs:/")) else None
         bdir, info = resolve_bundle(ref, tracking_uri=uri)
         net, meta = load_bundle(bdir)
-        if str(meta.get("stage", "parser")) != stage:
+        if bundle_stage(meta) != stage:
             raise ValueError(f"it is a {meta.get('stage', 'parser')!r} model, not a {stage!r} one")
         version = info.get("uri") if info.get("version") else self._local_version(stage, Path(bdir))
         return net.eval(), meta, version
@@ -195,7 +196,7 @@ class InProcess:
         return f"unregistered (weights sha256 {sha[:12]})"
 
     def _load_completion(self, **refs):
-        from ..complete import load_completion
+        from ..stages.completion.photo import load_completion
 
         net, meta = load_completion(self.raw, **refs)
         parts = meta.get("composes") or {}
@@ -246,7 +247,7 @@ class InProcess:
 
     def _completion(self, image, detect: bool = True) -> dict[str, Any]:
         """Each face completed in place: maps of the photo's shape, long side ``completion_resolution``."""
-        from ..complete import complete_photo
+        from ..stages.completion.photo import complete_photo
         from ..photos import NoFaceError
 
         net, meta = self.nets["completion"]

@@ -1,0 +1,88 @@
+"""`faceparse compose` (a composed stage's bundle from the models it composes) and `faceparse complete`
+(map completion on photos or a whole dataset)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ...commands.common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
+
+ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("compose")
+    @friendly_errors
+    def compose_cmd(
+        parser: Optional[str] = typer.Option(None, "--parser", help=f"parser model (default: completion.compose.parser): {ModelRef}"),
+        landmarks: Optional[str] = typer.Option(None, "--landmarks",
+                                                help=f"landmark model (default: completion.compose.landmarks): {ModelRef}"),
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+        stage: Optional[str] = typer.Option("completion", "--stage", help="the composed stage (`faceparse stages`: trainable no)"),
+    ):
+        """Bundle a stage that trains nothing (map completion) from the models it composes.
+
+        Writes <stage>.train.bundle_dir: both models' weights and metas, Algorithm 1's settings
+        (completion.model) and where each model came from (its registry version when `register` recorded
+        the same weights). Evaluate, register, promote and serve it like any other stage."""
+        from ...config import load_params
+        from .. import get_stage
+
+        st = get_stage(stage or "completion")
+        if st.info.trainable or not hasattr(st, "compose"):
+            raise ValueError(f"stage {st.name!r} is trained, not composed: use `faceparse train --stage {st.name}`")
+        res = st.compose(load_params(params, set_ or []), {"parser": parser, "landmarks": landmarks})
+        parts = ", ".join(f"{k} {v.get('model_uri') or v['ref']}" for k, v in res["composes"].items())
+        console.print(f"[green]composed[/] {res['bundle']} ({st.name}): {parts}", soft_wrap=True)
+        emit_json({"bundle": res["bundle"], "stage": st.name, "composes": res["composes"],
+                   "model_config": res["model_config"]})
+
+    @app.command("complete")
+    @friendly_errors
+    def complete_cmd(
+        images: Optional[List[str]] = typer.Argument(None, help="photos: files, folders or glob patterns"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (photos: required; "
+                                           "--dataset: default completion.dataset_out)"),
+        dataset: Optional[Path] = typer.Option(None, "--dataset", help="complete every sample of this canonical "
+                                               "dataset instead (completed/ + occlusion/ for the next stage)"),
+        model: Optional[str] = typer.Option(None, "--model", "-m", help=f"a completion bundle: {ModelRef}"),
+        parser: Optional[str] = typer.Option(None, "--parser", help="parser model (default: its registry champion)"),
+        landmarks: Optional[str] = typer.Option(None, "--landmarks",
+                                                help="landmark model (default: its registry champion)"),
+        resolution: Optional[int] = typer.Option(None, "--resolution", "-r",
+                                                 help="long side of the maps (default: the photo's own; an aligned "
+                                                      "face or --no-detect: the bundle's input size)"),
+        detect: bool = DetectOpt,
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        params: Optional[Path] = ParamsOpt,
+        set_: Optional[List[str]] = SetOpt,
+    ):
+        """Complete face-parsing maps hidden by occluders (Zhao & Qi's Algorithm 1).
+
+        Per photo: the parser's map M_alpha, the map drawn from the 68 landmarks M_beta, the completed map
+        M_gamma, the occlusion mask (face in M_gamma, not in M_alpha) and a contact sheet of all of them —
+        each face found, framed and completed in place, the maps of the photo's shape. Exit 1 when a photo
+        could not be read or holds no face (the others are still written)."""
+        from .photo import complete_dataset, complete_images
+        from ...config import load_params
+
+        p = load_params(params, set_ or [])   # whole: each composed stage's registry section is read
+        if dataset is not None:
+            if images:
+                raise ValueError("give photos or --dataset, not both")
+            res = complete_dataset(p, dataset, out, model, parser, landmarks, progress=not quiet)
+            console.print(f"[green]completed[/] {res['count']} samples of {dataset} → {res['out']}", soft_wrap=True)
+            emit_json(res)
+            return
+        if not images or out is None:
+            raise ValueError("give photos and --out DIR (or --dataset DIR)")
+        res = complete_images(p, images, out, model, parser, landmarks, resolution, progress=not quiet,
+                              detect=detect)
+        ok = [r for r in res if r["ok"]]
+        console.print(f"[green]completed[/] {len(ok)}/{len(res)} images → {out}", soft_wrap=True)
+        emit_json(res)
+        if len(ok) < len(res):
+            raise typer.Exit(1)

@@ -1,0 +1,101 @@
+"""The completion stage's adapter: composition, evaluation and reports on the one path."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ...bundle import WEIGHTS, load_bundle, save_bundle
+from .algorithm import Settings
+from ...hashing import sha256_file
+from ...registry import resolve_bundle
+from ...tracking import tracking_uri
+from .. import Info, Stage, bundle_stage, for_stage, get_stage
+from .evaluate import evaluate_completion, write_completion_reports
+from .maps import CompletionModel
+
+
+class CompletionStage(Stage):
+    info = Info("completion", "map completion (Algorithm 1): parser map + landmark-drawn map → the face "
+                "without its occluder, and the occlusion mask", "f1_occluded_gamma", "max", trainable=False,
+                model_name="faceparse-completion", outputs="completed map PNG | occlusion mask PNG | contact sheet "
+                "PNG | JSON", metric_label="F1 inside the occluded region", verb="complete")
+    meta_keys = ("parser", "landmarks", "label_table")
+    baseline_metrics = ("f1_occluded_alpha", "f1_face_alpha", "f1_face_gamma", "occlusion_iou")
+
+    # --- model ---------------------------------------------------------------------------------------
+    def model_config(self, params) -> dict[str, Any]:
+        cfg = dict(params.get("model") or {})
+        Settings.from_dict(cfg)   # refuse a bad reading before any work
+        return {"preset": "algorithm1", **cfg}
+
+    def build_model(self, meta) -> CompletionModel:
+        parser = get_stage("parser").build_model(meta["parser"])
+        landmarks = get_stage("landmarks").build_model(meta["landmarks"])
+        return CompletionModel(parser, landmarks, int(meta["landmarks"].get("input_size", 256)))
+
+    def settings(self, meta):
+        return Settings.from_dict(meta["model_config"])
+
+    # --- composition (instead of training) -----------------------------------------------------------
+    def assemble(self, raw_params: dict[str, Any], refs: dict[str, str] | None = None):
+        """(CompletionModel, bundle meta) from the composed models: ``refs`` {parser, landmarks} (bundle dirs
+        or ``models:/`` URIs), default params ``completion.compose``. ``raw_params``: the whole params (each
+        composed stage's registered file is read from its own section)."""
+        params = for_stage(raw_params, self.name)
+        refs = {**(params.get("compose") or {}), **{k: v for k, v in (refs or {}).items() if v}}
+        parts, metas, nets = {}, {}, {}
+        for name in ("parser", "landmarks"):
+            bdir, info = _resolve(params, name, refs.get(name))
+            nets[name], meta = load_bundle(bdir)
+            if bundle_stage(meta) != name:
+                raise ValueError(f"{refs[name]} is a {meta.get('stage', 'parser')!r} model, not a {name!r} one "
+                                 f"(completion.compose.{name} / --{name})")
+            metas[name] = {k: v for k, v in meta.items() if k not in ("mlflow_run_id", "metrics")}
+            parts[name] = _provenance(for_stage(raw_params, name), refs[name], bdir, info)
+        if metas["parser"].get("label_table") != "celebamask-hq":
+            raise ValueError("map completion draws CelebAMask-HQ classes: the parser must use that label table, "
+                             f"not {metas['parser'].get('label_table')!r}")
+        model = CompletionModel(nets["parser"], nets["landmarks"], int(metas["landmarks"].get("input_size", 256)))
+        meta = {"stage": self.name, "model_config": self.model_config(params), "label_table": "celebamask-hq",
+                "input_size": int(metas["parser"].get("input_size", 256)), "parser": metas["parser"],
+                "landmarks": metas["landmarks"], "composes": parts}
+        return model.eval(), meta
+
+    def compose(self, raw_params: dict[str, Any], refs: dict[str, str] | None = None) -> dict[str, Any]:
+        """Write the bundle of the composed models (``completion.train.bundle_dir``); returns its meta."""
+        model, meta = self.assemble(raw_params, refs)
+        out = Path(str(for_stage(raw_params, self.name)["train"].get("bundle_dir") or "artifacts/completion/model"))
+        save_bundle(out, model, meta)
+        return {"bundle": str(out), **meta}
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        return evaluate_completion(model, self.settings(meta), int(meta.get("input_size", 256)), frame,
+                                   Path(data_dir), params, progress)
+
+    def write_reports(self, result, extras, params) -> list[Path]:
+        return write_completion_reports(result, extras, params)
+
+
+def _resolve(params, name: str, ref: str | None):
+    if not ref:
+        raise ValueError(f"params: completion.compose.{name} is not set (a bundle dir or models:/ URI)")
+    ref = str(ref)
+    return resolve_bundle(ref, tracking_uri=tracking_uri(params) if ref.startswith(("models:/", "runs:/")) else None)
+
+
+def _provenance(own: dict[str, Any], ref: str, bdir: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Where a composed model came from: its reference, weights hash, and registry version (a local bundle
+    dir gets the version `register` recorded for the same weights, when there is one)."""
+    sha = sha256_file(Path(bdir) / WEIGHTS)
+    out = {"ref": str(ref), "bundle_sha256": sha, "model_uri": info.get("uri") if info.get("version") else None}
+    reg = Path(str((own.get("registry") or {}).get("registered_file") or ""))
+    if out["model_uri"] is None and reg.is_file():
+        rec = json.loads(reg.read_text())
+        if rec.get("bundle_sha256") == sha:
+            out["model_uri"] = rec.get("uri")
+    return out
+
+
+STAGE = CompletionStage()

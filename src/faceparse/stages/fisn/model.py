@@ -1,0 +1,128 @@
+"""The FISN stage's model on the one loop: generator + carried completion model, the GAN step, region PSNR."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+BETAS = (0.0, 0.9)
+LOSS_DEFAULTS = {"perceptual": "parser", "w_gan": 1.0, "w_fm": 10.0, "w_per": 10.0, "w_l1": 0.0, "w_hole": 0.0}
+
+
+def erase_occluded(image: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The image with the occlusion mask the maps imply (a face class in the target map, none in the source
+    map) set to 0 (mid-grey): the generator input when ``model_config.erase_occluded``."""
+    from ..completion.algorithm import Settings
+
+    face = torch.as_tensor(Settings().face_ids().astype(np.int64), device=image.device)
+    mask = torch.isin(target, face) & ~torch.isin(source, face)
+    return image.masked_fill(mask.unsqueeze(1), 0.0)
+
+
+def generate(generator: nn.Module, image, source, target, erase: bool) -> torch.Tensor:
+    return generator(erase_occluded(image, source, target) if erase else image, source, target)
+
+
+class FisnModel(nn.Module):
+    """generator + discriminator (+ the carried completion model): one state dict, one bundle.
+    forward(image, source_map, target_map) → the generator's image in [−1, 1]."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, completion: nn.Module | None = None,
+                 erase: bool = False):
+        super().__init__()
+        self.generator, self.discriminator, self.completion, self.erase = generator, discriminator, completion, erase
+        if completion is not None:
+            completion.requires_grad_(False)
+
+    def forward(self, image: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return generate(self.generator, image, source, target, self.erase)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.completion is not None:
+            self.completion.train(False)   # frozen: its batch norms keep their statistics
+        return self
+
+
+class GanStep(nn.Module):
+    """What DDP wraps: forward("D", ...) → discriminator loss; forward("G", ...) → (generator loss, parts)."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, erase: bool = False):
+        super().__init__()
+        self.generator, self.discriminator, self.erase = generator, discriminator, erase
+
+    def forward(self, mode: str, image, source, target, real, perceptual=None, weights=None, zero_unused=False,
+                region=None):
+        from ...losses_gan import d_hinge_loss, generator_loss
+
+        if mode == "D":
+            with torch.no_grad():
+                fake = generate(self.generator, image, source, target, self.erase)
+            loss = d_hinge_loss(self.discriminator(real, target), self.discriminator(fake.detach(), target))
+            if zero_unused:
+                loss = loss + 0.0 * sum(p.sum() for p in self.generator.parameters())
+            return loss, {}
+        w = weights or LOSS_DEFAULTS
+        fake = generate(self.generator, image, source, target, self.erase)
+        d_fake = self.discriminator(fake, target)
+        with torch.no_grad():
+            d_real = self.discriminator(real, target)
+        total, parts = generator_loss(d_fake, d_real, fake.float(), real, perceptual, float(w["w_gan"]),
+                                      float(w["w_fm"]), float(w["w_per"]))
+        if float(w.get("w_l1", 0.0)):
+            parts["l1"] = nn.functional.l1_loss(fake.float(), real)
+            total = total + float(w["w_l1"]) * parts["l1"]
+            parts["l1"] = parts["l1"].detach()
+        if float(w.get("w_hole", 0.0)) and region is not None:
+            # L1 inside the occluded face region, per pixel of it (0 for a batch without one)
+            m = region.unsqueeze(1).to(fake.dtype)
+            parts["hole"] = ((fake.float() - real).abs() * m).sum() / (3 * m.sum()).clamp_min(1.0)
+            total = total + float(w["w_hole"]) * parts["hole"]
+            parts["hole"] = parts["hole"].detach()
+        return total, parts
+
+
+class RegionPSNR:
+    """Validation: per-image PSNR inside the occluded face region (generator output and the input as it is,
+    against the clean image), averaged over the images that have such a region; summed across ranks."""
+
+    def __init__(self):
+        self.sums = torch.zeros(3, dtype=torch.float64)   # Σ psnr_out, Σ psnr_input, n
+        self.total: torch.Tensor | None = None
+
+    def update(self, model, batch, device, autocast) -> None:
+        from ...training.loop import to_device
+
+        with autocast:
+            out = model(to_device(batch["image"], device), batch["source"].to(device), batch["target"].to(device))
+        out = to_uint8(out.float().cpu())
+        image, real = to_uint8(batch["image"]), to_uint8(batch["real"])
+        for o, i, r, reg in zip(out, image, real, batch["region"].numpy()):
+            if reg.any():
+                self.sums += torch.tensor([psnr(o, r, reg), psnr(i, r, reg), 1.0], dtype=torch.float64)
+
+    def reduce(self, dd) -> None:
+        from ...training.distributed import all_reduce_sum
+
+        self.total = all_reduce_sum(self.sums.clone(), dd)
+
+    def compute(self) -> dict[str, Any]:
+        s_out, s_in, n = (float(v) for v in self.total)
+        return {"psnr_out": s_out / n if n else float("nan"), "psnr_input": s_in / n if n else float("nan"),
+                "n_occluded_images": int(n)}
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [−1, 1] → (B, H, W, 3) uint8."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None, peak: float = 255.0) -> float:
+    """PSNR (dB) of uint8 images over ``region``'s pixels (all channels); 100 dB when identical there."""
+    d = a.astype(np.float64) - b.astype(np.float64)
+    if region is not None:
+        d = d[region]
+    mse = float(np.mean(d * d)) if d.size else float("nan")
+    return 100.0 if mse == 0 else 10.0 * float(np.log10(peak * peak / mse))

@@ -1,0 +1,283 @@
+"""The FISN stage's adapter: model, data, GAN training hooks, evaluation and reports on the one path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import Info, Stage, bundle_stage
+from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
+from .model import BETAS, LOSS_DEFAULTS, FisnModel, GanStep, RegionPSNR, to_uint8
+
+
+class FisnStage(Stage):
+    info = Info("fisn", "FISN de-occlusion GAN guided by the completed map (its bundle carries the completion "
+                "model: the whole chain)", "psnr_out", "max",
+                model_name="faceparse-fisn", outputs="de-occluded face PNG | raw generator output PNG | occlusion mask PNG",
+                metric_label="PSNR (dB) inside the occluded region", verb="deocclude")
+    row_metrics = ("psnr_out", "psnr_input")
+    meta_keys = ("num_classes", "label_table")
+    baseline_metrics = ("psnr_input", "psnr_inpaint", "ssim_out", "ssim_input", "ssim_inpaint", "parser_miou")
+
+    # --- model ---------------------------------------------------------------------------------------
+    def model_config(self, params) -> dict[str, Any]:
+        from .network import PRESETS
+
+        m = dict(params.get("model") or {})
+        name = str(m.get("preset") or "tiny")
+        if name not in PRESETS:
+            raise ValueError(f"unknown FISN preset {name!r}; known: {sorted(PRESETS)} (fisn.model.preset)")
+        over = dict(m.get("overrides") or {})
+        unknown = set(over) - {"generator", "discriminator"}
+        if unknown:
+            raise ValueError(f"fisn.model.overrides: unknown sections {sorted(unknown)} (generator, discriminator)")
+        return {"preset": name, "generator": {**PRESETS[name]["generator"], **(over.get("generator") or {})},
+                "discriminator": {**PRESETS[name]["discriminator"], **(over.get("discriminator") or {})},
+                "erase_occluded": bool(m.get("erase_occluded", False))}
+
+    def data_meta(self, info, params, frames=None) -> dict[str, Any]:
+        """num_classes / label_table (CelebAMask-HQ: the maps' face classes), the carried completion model
+        (its meta and where it came from) and the perceptual network."""
+        from ...labels import get_table
+
+        table = get_table(str(info.get("label_table") or "celebamask-hq"))
+        if table.name != "celebamask-hq":
+            raise ValueError(f"the de-occlusion generator is guided by CelebAMask-HQ maps; the dataset uses {table.name!r}")
+        meta: dict[str, Any] = {"num_classes": table.num_classes, "label_table": table.name,
+                                "train_mode": str((params.get("train") or {}).get("mode") or "supervised")}
+        carried = carried_completion(params)
+        if carried is not None:
+            meta["completion"], meta["carries"] = carried[1], {"completion": carried[2]}
+        meta["perceptual"] = perceptual_source(params, meta)
+        return meta
+
+    def build_model(self, meta) -> FisnModel:
+        from .network import FISNGenerator, MultiscaleDiscriminator
+
+        cfg, n = meta["model_config"], int(meta["num_classes"])
+        gen = FISNGenerator(n, **cfg["generator"])
+        disc = MultiscaleDiscriminator(n, **cfg["discriminator"])
+        comp = None
+        if meta.get("completion"):
+            from .. import get_stage
+
+            comp = get_stage("completion").build_model(meta["completion"])
+        model = FisnModel(gen, disc, comp, erase=bool(cfg.get("erase_occluded", False)))
+        # what running the chain needs besides weights (serving's warm-up sees the model only)
+        model.chain_info = {"input_size": int(meta.get("input_size", 64)), "completion": None if comp is None else
+                            {"model_config": meta["completion"]["model_config"],
+                             "input_size": int(meta["completion"].get("input_size", 256))}}
+        return model
+
+    def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from .network import FISNGenerator, MultiscaleDiscriminator
+
+        out: dict[str, Any] = {}
+        with torch.device("meta"):
+            gen, disc = FISNGenerator(19, **mcfg["generator"]), MultiscaleDiscriminator(19, **mcfg["discriminator"])
+            image = torch.zeros(1, 3, input_size, input_size)
+            seg = torch.zeros(1, input_size, input_size, dtype=torch.long)
+        for key, net, args in (("generator", gen, (image, seg, seg)), ("discriminator", disc, (image, seg))):
+            with FlopCounterMode(display=False) as fc:
+                net(*args)
+            out[key] = {"params": sum(p.numel() for p in net.parameters()),
+                        "gmacs": {str(input_size): fc.get_total_flops() / 2e9}}
+        return out
+
+    def report(self, meta, input_size: int) -> dict[str, Any]:
+        rep = self.model_report(meta["model_config"], input_size)
+        return {"report.params": rep["generator"]["params"], f"report.gmacs_{input_size}": rep["generator"]["gmacs"][str(input_size)],
+                "report.discriminator_params": rep["discriminator"]["params"],
+                f"report.discriminator_gmacs_{input_size}": rep["discriminator"]["gmacs"][str(input_size)],
+                "report.perceptual": meta.get("perceptual"),
+                "report.carries_completion": (meta.get("carries") or {}).get("completion", {}).get("model_uri")
+                or (meta.get("carries") or {}).get("completion", {}).get("ref")}
+
+    def run_name(self, mcfg) -> str:
+        return f"train-fisn-{mcfg['preset']}"
+
+    # --- training ------------------------------------------------------------------------------------
+    def datasets(self, params, frames, meta, cfg):
+        from .dataset import FisnDataset
+
+        root = Path(str(params["data"]["dir"])).resolve()
+        t = params.get("train") or {}
+        mode = str(t.get("mode") or "supervised")
+        train = FisnDataset(frames["train"], root, cfg.input_size, mode=mode, seed=cfg.seed,
+                            occluded_only=bool(t.get("occluded_only", False)))
+        if len(train) == 0:
+            raise ValueError(f"{root}: no occluded training face (clean/<id>.jpg) for fisn.train.occluded_only")
+        val = FisnDataset(frames["val"], root, cfg.input_size, mode="supervised", occluded_only=True)
+        if mode == "supervised" and not (root / "clean").is_dir():
+            raise ValueError(f"{root}: fisn.train.mode=supervised needs clean/ (the synthetic data writes it); "
+                             "use mode=paper on data without occlusion ground truth")
+        return train, val
+
+    def optimizers(self, model, cfg) -> dict[str, torch.optim.Optimizer]:
+        return {"G": torch.optim.Adam(model.generator.parameters(), lr=cfg.lr, betas=BETAS),
+                "D": torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr, betas=BETAS)}
+
+    def schedulers(self, optimizers, cfg) -> dict[str, Any]:
+        return {k: torch.optim.lr_scheduler.StepLR(o, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+                for k, o in optimizers.items()}
+
+    def step_module(self, model, dd=None):
+        return GanStep(model.generator, model.discriminator, model.erase)
+
+    def prepare(self, ctx) -> None:
+        """The carried completion model's weights, the perceptual network and the loss weights."""
+        from ...losses_gan import PerceptualLoss
+
+        if ctx.model.completion is not None:
+            load_carried(ctx.model, ctx.params)
+        loss = {**LOSS_DEFAULTS, **(ctx.params.get("loss") or {})}
+        net = perceptual_network_for(str(loss["perceptual"]), ctx.model, ctx.params)
+        ctx.state["perceptual"] = PerceptualLoss(net).to(ctx.dd.device)
+        ctx.state["weights"] = {k: float(v) for k, v in loss.items() if k.startswith("w_")}
+        ctx.state["tally"] = {}
+
+    def train_step(self, ctx, batch) -> torch.Tensor:
+        from ...training.loop import to_device
+
+        dev = ctx.dd.device
+        image, real = to_device(batch["image"], dev), to_device(batch["real"], dev)
+        source = batch["source"].to(dev, non_blocking=True)
+        target = batch["target"].to(dev, non_blocking=True)
+        with ctx.autocast():
+            d_loss, _ = ctx.step_module("D", image, source, target, real, zero_unused=ctx.dd.world_size > 1)
+        ctx.step(d_loss.float(), "D")
+        with ctx.autocast():
+            g_loss, parts = ctx.step_module("G", image, source, target, real, perceptual=ctx.state["perceptual"],
+                                            weights=ctx.state["weights"],
+                                            region=batch["region"].to(dev, non_blocking=True) if "region" in batch else None)
+        loss = ctx.step(g_loss.float(), "G")
+        tally = ctx.state["tally"]
+        for k, v in {"d_loss": d_loss.detach(), **{f"g_{k}": v for k, v in parts.items()}}.items():
+            tally[k] = tally.get(k, 0.0) + float(v)
+        tally["steps"] = tally.get("steps", 0) + 1
+        return loss
+
+    def evaluator(self, meta, cfg):
+        return RegionPSNR()
+
+    def describe(self, val: dict[str, Any]) -> str:
+        return (f"val PSNR in the occluded region {val['psnr_out']:.2f} dB (input {val['psnr_input']:.2f} dB, "
+                f"{val['n_occluded_images']} faces)")
+
+    def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
+        return {"split": "val", **val}
+
+    @torch.no_grad()
+    def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
+        """val_fisn.png (input | target map | output | clean, first validation faces); the loss parts'
+        means over the run's steps (this process's, since its start or resume) to log."""
+        model.eval()
+        rows = []
+        for i in range(min(4, len(val_ds))):
+            item, raw = val_ds[i], val_ds.raw(i)
+            with ctx.autocast():
+                o = model(item["image"][None].to(ctx.dd.device), item["source"][None].to(ctx.dd.device),
+                          item["target"][None].to(ctx.dd.device))
+            rows.append({"input": raw["image"], "map": raw["complete"], "output": to_uint8(o.float().cpu())[0],
+                         "clean": raw["clean"], "title": val_ds.ids[i]})
+        if rows:
+            contact_sheet(rows, out / "val_fisn.png")
+        tally = dict(ctx.state.get("tally") or {})
+        steps = tally.pop("steps", 0)
+        return {f"train_mean_{k}": v / steps for k, v in tally.items()} if steps else {}
+
+    # --- evaluation on a split ----------------------------------------------------------------------
+    def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        return evaluate_fisn(model, meta, frame, Path(data_dir), params, progress)
+
+    def write_reports(self, result, extras, params) -> list[Path]:
+        return write_fisn_reports(result, extras, params)
+
+
+# --------------------------------------------------------------------------- the carried completion model
+def carried_completion(params) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(bundle dir, its meta, provenance) of ``fisn.carry.completion``, or None when it is null.
+    Provenance: the reference, the weights' sha256 and the registry version (``models:/`` URIs say it;
+    a bundle dir gets the version ``fisn.carry.registered_file`` records for the same weights)."""
+    import json
+
+    from ...bundle import WEIGHTS, read_meta
+    from ...hashing import sha256_file
+    from ...registry import resolve_bundle
+    from ...tracking import tracking_uri
+
+    carry = dict(params.get("carry") or {})
+    ref = carry.get("completion")
+    if not ref:
+        return None
+    ref = str(ref)
+    bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri(params) if ref.startswith(("models:/", "runs:/")) else None)
+    meta = read_meta(bdir)
+    if meta.get("stage") != "completion":
+        raise ValueError(f"fisn.carry.completion: {ref} is a {meta.get('stage', 'parser')!r} bundle, not a "
+                         "completion one (`faceparse compose --stage completion` makes it)")
+    sha = sha256_file(Path(bdir) / WEIGHTS)
+    prov = {"ref": ref, "bundle_sha256": sha, "model_uri": info.get("uri") if info.get("version") else None}
+    reg = Path(str(carry.get("registered_file") or ""))
+    if prov["model_uri"] is None and str(reg) not in ("", ".") and reg.is_file():
+        rec = json.loads(reg.read_text())
+        if rec.get("bundle_sha256") == sha:
+            prov["model_uri"] = rec.get("uri")
+    prov["composes"] = meta.get("composes")
+    return str(bdir), {k: v for k, v in meta.items() if k not in ("mlflow_run_id", "metrics")}, prov
+
+
+def load_carried(model: FisnModel, params) -> None:
+    """Copy the carried completion bundle's weights into ``model.completion`` (the same bundle data_meta read)."""
+    carried = carried_completion(params)
+    if carried is None:
+        raise ValueError("the model carries a completion model but fisn.carry.completion is null")
+    state = torch.load(Path(carried[0]) / "weights.pt", map_location="cpu", weights_only=True)
+    model.completion.load_state_dict(state)
+
+
+def perceptual_source(params, meta) -> str:
+    """What ``fisn.loss.perceptual`` names, resolved to something a reader can find again."""
+    spec = str({**LOSS_DEFAULTS, **(params.get("loss") or {})}["perceptual"])
+    kind, _, ref = spec.partition(":")
+    if kind == "vgg19":
+        if not ref:
+            raise ValueError("fisn.loss.perceptual: vgg19 needs a weights file (vgg19:PATH); nothing is downloaded")
+        from ...hashing import sha256_file
+
+        return f"vgg19:{ref} (sha256 {sha256_file(ref)[:12]})" if Path(ref).is_file() else f"vgg19:{ref}"
+    if kind != "parser":
+        raise ValueError(f"fisn.loss.perceptual must be parser, parser:REF or vgg19:PATH, got {spec!r}")
+    if ref:
+        return f"parser encoder: {ref}"
+    carries = (meta.get("carries") or {}).get("completion")
+    if carries is None:
+        raise ValueError("fisn.loss.perceptual: parser uses the parser of the carried completion model, but "
+                         "fisn.carry.completion is null: name a parser (parser:REF) or VGG-19 weights (vgg19:PATH)")
+    parser = (carries.get("composes") or {}).get("parser") or {}
+    return f"parser encoder: {parser.get('model_uri') or parser.get('ref')} (carried in {carries.get('model_uri') or carries['ref']})"
+
+
+def perceptual_network_for(spec: str, model: FisnModel, params):
+    from ...losses_gan import perceptual_network
+
+    kind, _, ref = spec.partition(":")
+    if kind != "parser":
+        return perceptual_network(spec)
+    if not ref:
+        return perceptual_network("parser", model.completion.parser)
+    from ...bundle import load_bundle
+    from ...registry import resolve_bundle
+    from ...tracking import tracking_uri
+
+    bdir, _ = resolve_bundle(ref, tracking_uri=tracking_uri(params) if ref.startswith(("models:/", "runs:/")) else None)
+    parser, meta = load_bundle(bdir)
+    if bundle_stage(meta) != "parser":
+        raise ValueError(f"fisn.loss.perceptual: {ref} is a {meta.get('stage')!r} model, not a parser")
+    return perceptual_network("parser", parser)
+
+
+STAGE = FisnStage()

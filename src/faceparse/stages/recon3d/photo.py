@@ -1,0 +1,110 @@
+"""`faceparse reconstruct`: 3D faces from photos with the recon3d stage's model, optionally de-occluded first.
+
+Model: ``model`` (default ``models:/<recon3d.registry.model_name>@champion``; a bundle dir too). With
+``deocclude``, each photo first goes through the de-occlusion chain (landmarks → parser → Algorithm 1 → FISN,
+faceparse.stages.fisn.photo) of ``fisn`` (default: the fisn stage's registry champion), as Zhao & Qi feed the
+regressor I_out.
+
+Per photo ``<stem>`` in ``out_dir``: ``<stem>.obj`` — the mesh (cm, per-vertex shaded colours);
+``_coeffs.json`` — identity, expression, albedo, SH, pose (f, angles in degrees too) and the 68 projected
+landmark vertices in the photo's pixels; ``_overlay.png`` — the render over the photo (at its own size);
+``_deoccluded.png`` — what the regressor saw, when de-occluded. ``reconstruct.json``: the models' references,
+registry versions and weights hashes, and one entry per photo.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def load_recon3d(params: dict[str, Any], model: str | None = None):
+    """(network, meta, version entry) of ``model`` (default: the recon3d registry champion)."""
+    from ...bundle import WEIGHTS, load_bundle
+    from ...hashing import sha256_file
+    from ...registry import resolve_bundle
+    from .. import for_stage
+    from ...tracking import tracking_uri
+
+    own = for_stage(params, "recon3d")
+    ref = str(model or f"models:/{own['registry']['model_name']}@champion")
+    bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri(own) if ref.startswith(("models:/", "runs:/")) else None)
+    net, meta = load_bundle(bdir)
+    if meta.get("stage") != "recon3d":
+        raise ValueError(f"{ref} is a {meta.get('stage', 'parser')!r} model, not a 3D reconstruction (recon3d) one")
+    return net, meta, {"ref": ref, "model_uri": info.get("uri") if info.get("version") else None,
+                       "version": info.get("version"), "bundle_sha256": sha256_file(Path(bdir) / WEIGHTS)}
+
+
+def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
+                       deocclude: bool = False, fisn: str | None = None, progress: bool = True,
+                       detect: bool = True) -> dict[str, Any]:
+    """Reconstruct every input photo; {"models", "results": [{"input", "ok", files...} | {"ok": False, "error"}]},
+    also written to ``out_dir/reconstruct.json``."""
+    from ...predict import each_photo, expand_inputs
+
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise ValueError(f"no input images found in {inputs}")
+    net, meta, entry = load_recon3d(params, model)
+    versions: dict[str, Any] = {"recon3d": entry}
+    chain = None
+    if deocclude:
+        from ..fisn.photo import load_chain
+
+        chain, chain_versions = load_chain(params, fisn)
+        versions.update(chain_versions)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = each_photo(paths, "reconstruct", progress,
+                         lambda path, stem, img: _write_one(out, stem, path, img, net, meta, chain, entry, detect))
+    record = {"models": versions, "deoccluded": bool(deocclude), "results": results}
+    (out / "reconstruct.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def reconstruct_photo(net, meta: dict[str, Any], img, plan):
+    """(coefficients (N, K), Render at the input size, placements) of each face of ``plan`` (a photo's faces,
+    or the whole image), cropped as the 3D training faces were framed (``photos.frame_for``)."""
+    from ...face3d.io import reconstruct
+    from ...photos import crop_batch, frame_for
+
+    pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
+    y, rend = reconstruct(net, x)
+    return y, rend, pls
+
+
+def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, detect: bool = True) -> dict[str, Any]:
+    """The most confident face's mesh and coefficients (landmarks in the photo's pixels), every face's render
+    over the photo (de-occluded first with ``chain``). No face: named, nothing written."""
+    from PIL import Image
+
+    from ...face3d.io import coeffs_json, landmarks_in_photo, mesh_obj, overlay_faces
+    from ...log import console
+    from ...photos import NoFaceError, faces_json, paint_order, plan_photo
+
+    size = int(meta.get("input_size", 128))
+    try:
+        plan = plan_photo(img, size, detect=detect, what=str(path))
+    except NoFaceError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return {"input": str(path), "ok": False, "error": str(e), "no_face": True}
+    files = {"obj": out / f"{stem}.obj", "coeffs": out / f"{stem}_coeffs.json", "overlay": out / f"{stem}_overlay.png"}
+    photo = img
+    if chain is not None:
+        from ..fisn.photo import deocclude_photo
+
+        photo = Image.fromarray(deocclude_photo(chain, img, detect, what=str(path)).output)
+        files["deoccluded"] = out / f"{stem}_deoccluded.png"
+        photo.save(files["deoccluded"])
+    y, rend, pls = reconstruct_photo(net, meta, photo, plan)
+    version = str(entry.get("model_uri") or entry["ref"])
+    files["obj"].write_text(mesh_obj(net.face, rend, 0, f"faceparse recon3d: {version}\nsource: {path}"))
+    files["coeffs"].write_bytes(coeffs_json(net.face, y[0], landmarks_in_photo(rend, 0, pls[0], size), img.size, version))
+    Image.fromarray(overlay_faces(np.asarray(photo.convert("RGB")), rend.image, rend.mask, pls,
+                                  paint_order(plan))).save(files["overlay"])
+    return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
+            "faces": faces_json(plan)}

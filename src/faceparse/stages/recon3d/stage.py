@@ -1,0 +1,156 @@
+"""The recon3d stage's adapter: model, data, training hooks, evaluation and reports on the one path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...photos import RENDERED
+from .. import Info, Stage
+from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
+from .scoring import MeshEvaluator
+
+
+class Recon3dStage(Stage):
+    info = Info("recon3d", "3D face reconstruction: ResNet → ICT-FaceKit coefficients (identity, expression, albedo, "
+                "SH light, pose), differentiable renderer", "p90_mm_clean", "min", model_name="faceparse-recon3d",
+                outputs="coefficients JSON | mesh OBJ (vertex colours) | render overlay PNG",
+                metric_label="90th-percentile vertex error (mm) on clean inputs", verb="reconstruct")
+    row_metrics = ("p90_mm", "mean_mm", "lmk_nme")
+    meta_keys = ("face_model",)
+    photo_frame = RENDERED    # a photo's face is cropped as the 3D renders frame theirs
+    baseline_metrics = ("p90_mm_mean_face", "mean_mm_clean", "p90_mm_occluded", "p90_mm_deoccluded", "lmk_nme")
+
+    # --- model ---------------------------------------------------------------------------------------
+    def model_config(self, params) -> dict[str, Any]:
+        from ...models.resnet import PRESETS
+
+        m = dict(params.get("model") or {})
+        name = str(m.get("preset") or "small")
+        if name not in PRESETS:
+            raise ValueError(f"unknown recon3d preset {name!r}; known: {sorted(PRESETS)} (recon3d.model.preset)")
+        over = dict(m.get("overrides") or {})
+        unknown = set(over) - {"block", "layers", "width", "grid"}
+        if unknown:
+            raise ValueError(f"recon3d.model.overrides: unknown keys {sorted(unknown)} (block, layers, width, grid)")
+        face = {k: int(m.get(k, d)) for k, d in (("n_id", 100), ("n_exp", 53), ("n_albedo", 16))}
+        scale = {str(k): float(v) for k, v in dict(m.get("head_scale") or {}).items()}
+        return {"preset": name, **PRESETS[name], **over, **face, **({"head_scale": scale} if scale else {})}
+
+    def data_meta(self, info, params, frames=None) -> dict[str, Any]:
+        from ...face3d.model import asset_sha256
+
+        sha = asset_sha256()
+        if info.get("face_model_sha256") not in (None, sha):
+            raise ValueError("the dataset was rendered with another face model file (dataset.json face_model_sha256)")
+        loss = dict(params.get("loss") or {})
+        return {"face_model": {"name": "ict-facekit", "sha256": sha, "license": "MIT"},
+                "face_feature_loss": f"on: {loss['face_net']}" if loss.get("face_net") else
+                "off (no face-recognition weights offline; recon3d.loss.face_net names a TorchScript file)"}
+
+    def build_model(self, meta):
+        from ...face3d.net import Recon3dNet
+
+        return Recon3dNet({k: v for k, v in meta["model_config"].items() if k != "preset"}, int(meta.get("input_size", 128)))
+
+    def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from ...models import count_params
+        from ...models.resnet import build_resnet
+
+        net = build_resnet(mcfg, 1)
+        n_out = self.build_model({"model_config": mcfg, "input_size": input_size}).face.num_coeffs
+        with torch.device("meta"), FlopCounterMode(display=False) as fc:
+            net.to("meta")(torch.zeros(1, 3, input_size, input_size, device="meta"))
+        return {"params": count_params(net) + net.fc.in_features * (n_out - 1) + n_out - 1, "num_coeffs": n_out,
+                "gmacs": {str(input_size): fc.get_total_flops() / 2e9}}
+
+    def report(self, meta, input_size: int) -> dict[str, Any]:
+        rep = self.model_report(meta["model_config"], input_size)
+        return {"report.params": rep["params"], f"report.gmacs_{input_size}": rep["gmacs"][str(input_size)],
+                "report.num_coeffs": rep["num_coeffs"], "report.face_feature_loss": meta.get("face_feature_loss"),
+                "report.face_model_sha256": meta["face_model"]["sha256"]}
+
+    def run_name(self, mcfg) -> str:
+        return f"train-recon3d-{mcfg['preset']}"
+
+    # --- training ------------------------------------------------------------------------------------
+    def datasets(self, params, frames, meta, cfg):
+        from .dataset import Recon3dDataset
+
+        return Recon3dDataset(frames["train"], cfg.input_size), Recon3dDataset(frames["val"], cfg.input_size)
+
+    def optimizers(self, model, cfg):
+        return {"model": torch.optim.Adam(model.backbone.parameters(), lr=cfg.lr)}
+
+    def schedulers(self, optimizers, cfg):
+        return {"model": torch.optim.lr_scheduler.StepLR(optimizers["model"], step_size=cfg.lr_step, gamma=cfg.lr_gamma)}
+
+    def step_module(self, model, dd=None):
+        if dd is not None and dd.world_size > 1:
+            from ...training.sync_bn import sync_batchnorm
+
+            sync_batchnorm(model, dd.device)
+        return model
+
+    def prepare(self, ctx) -> None:
+        from ...face3d.loss import DEFAULTS, FaceFeatureLoss
+
+        loss = {**DEFAULTS, **(ctx.params.get("loss") or {})}
+        ctx.state["weights"] = loss
+        ctx.state["face_loss"] = (FaceFeatureLoss(loss["face_net"], int(loss["face_net_size"])).to(ctx.dd.device)
+                                  if loss.get("face_net") else None)
+        ctx.state["tally"] = {}
+
+    def train_step(self, ctx, batch) -> torch.Tensor:
+        from ...face3d.loss import total_loss
+        from ...training.loop import to_device
+
+        dev = ctx.dd.device
+        x = to_device(batch["image"], dev)
+        with ctx.autocast():
+            y = ctx.step_module(x)
+        y = y.float()
+        out = ctx.model.render(y, x.shape[-1])
+        loss, parts = total_loss(ctx.state["weights"], ctx.model.face.split(y), out, (x.float() + 1) / 2,
+                                 batch["points"].to(dev), batch["parse"].to(dev), x.shape[-1], ctx.state["face_loss"],
+                                 (ctx.model.face, batch["coeffs"].to(dev)) if batch["coeffs"].numel() else None)
+        tally = ctx.state["tally"]
+        for k, v in parts.items():
+            tally[k] = tally.get(k, 0.0) + float(v)
+        tally["steps"] = tally.get("steps", 0) + 1
+        return ctx.step(loss)
+
+    def evaluator(self, meta, cfg):
+        return MeshEvaluator()
+
+    def describe(self, val: dict[str, Any]) -> str:
+        return (f"val p90 {val['p90_mm']:.2f} mm, mean {val['mean_mm']:.2f} mm (mean face p90 "
+                f"{val['p90_mm_mean_face']:.2f} mm), landmark NME {val['lmk_nme']:.4f}")
+
+    def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
+        return {"split": "val", **val}
+
+    @torch.no_grad()
+    def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
+        """val_recon3d.png (input | render over it, the first validation faces); the loss parts' means."""
+        model.eval()
+        k = min(4, len(val_ds))
+        if k:
+            x = torch.stack([val_ds[i]["image"] for i in range(k)]).to(ctx.dd.device)
+            sheet(model, x, [val_ds.ids[i] for i in range(k)], out / "val_recon3d.png")
+        tally = dict(ctx.state.get("tally") or {})
+        steps = tally.pop("steps", 0)
+        return {f"train_mean_loss_{k}": v / steps for k, v in tally.items()} if steps else {}
+
+    # --- evaluation / serving ------------------------------------------------------------------------
+    def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        return evaluate_recon3d(model, meta, frame, Path(data_dir), params, progress)
+
+    def write_reports(self, result, extras, params) -> list[Path]:
+        return write_recon3d_reports(result, extras, params)
+
+
+STAGE = Recon3dStage()
