@@ -233,11 +233,12 @@ def _train(params: dict[str, Any], stage, cfg: TrainConfig, dd, resume: bool, pr
         with (bar if bar is not None else contextlib.nullcontext()):
             for epoch in range(start_epoch, cfg.epochs):
                 sampler.set_epoch(epoch)
-                train_ds.set_epoch(epoch)
+                if hasattr(train_ds, "set_epoch"):   # the augmentation's draws follow the epoch (exact resume)
+                    train_ds.set_epoch(epoch)
                 stats = _train_epoch(ctx, stage, train_loader, epoch, bar)
                 val, evaluator = _validate(ctx, stage, val_loader)
                 row = plain({"epoch": epoch + 1, "train_loss": stats["train_loss"],
-                             **{f"val_{m}": val[m] for m in stage.row_metrics}, "lr": stats["lr"],
+                             **{f"val_{m}": val[m] for m in stage.val_metrics()}, "lr": stats["lr"],
                              "images_per_s": stats["images_per_s"], "epoch_seconds": time.perf_counter() - stats["t0"]})
                 history.append(row)
                 if dd.is_main:
@@ -481,7 +482,7 @@ def _keep_best(ctx: TrainContext, stage, history, val, evaluator, val_loader):
     epoch (FISN: 20.6, 16.5, 18.5 dB), and the last epoch is not the one to ship."""
     from .training import checkpoint as ckpt
 
-    best = best_epoch(history, stage.row_metrics[0], stage.info.direction)
+    best = best_epoch(history, stage.val_metrics()[0], stage.info.direction)
     ctx.meta["kept_epoch"] = best or (history[-1]["epoch"] if history else None)
     if best is None or best == history[-1]["epoch"]:
         return val, evaluator

@@ -94,6 +94,8 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     open_page(pg, page_server.url)
     assert "models in this process" in pg.inner_text("#mode")
     assert "finds the faces in a photo" in pg.inner_text("#face-note") and pg.is_checked("#detect")
+    assert pg.evaluate("[...document.querySelectorAll('#stage-list li')].map((li) => li.dataset.stage)") == \
+        ["parser", "landmarks", "completion", "fisn", "recon3d"]        # every registered stage, listed
     pg.set_input_files("#file", str(real_samples / "0.jpg"))
     wait_ready(pg)
     pg.screenshot(path=str(tmp_path / "photo.png"), full_page=True)

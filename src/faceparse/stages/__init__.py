@@ -12,8 +12,9 @@ the parser uses the top-level sections as they are (``for_stage``). ``registry.t
 from __future__ import annotations
 
 import importlib
-import math
+import importlib.metadata
 import importlib.util
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from typing import Any
 # stays light), its optional `cli` module adds the stage's own verbs, its optional `codec` module `CODEC`
 _PACKAGES: dict[str, str] = {name: f"faceparse.stages.{name}" for name in
                              ("parser", "landmarks", "completion", "fisn", "recon3d")}
+ENTRY_POINTS = "faceparse.stages"   # an installed package adds a stage: `name = "its_package"` in this group
 # where every stage's runs and models go: a stage section that leaves these out (or null) inherits them,
 # so `--set registry.tracking_uri=...` moves all stages together
 INHERITED = (("registry", "tracking_uri"), ("registry", "experiment"))
@@ -54,6 +56,7 @@ class Stage:
     meta_keys: tuple[str, ...] = ()   # bundle.json keys (besides model_config) its model is rebuilt from
     baseline_metrics: tuple[str, ...] = ()   # registered beside the primary metric (e.g. mean_shape_nme)
     photo_frame: Any = None   # the faceparse.photos.Frame a detected face is cropped with (None: CelebA-HQ's)
+    row_metrics: tuple[str, ...] = ()   # validation metrics in each epoch's row (default: the primary metric)
 
     # --- identity ------------------------------------------------------------------------------------
     @property
@@ -63,6 +66,10 @@ class Stage:
     @property
     def primary_metric(self) -> str:
         return self.info.primary_metric
+
+    def val_metrics(self) -> tuple[str, ...]:
+        """The validation metrics each epoch logs; the first one picks the best epoch (``keep: best``)."""
+        return self.row_metrics or (self.primary_metric,)
 
     def better(self, a: float, b: float, margin: float = 0.0) -> bool:
         """Is ``a`` better than ``b`` by more than ``margin``, in this stage's direction?"""
@@ -90,7 +97,8 @@ class Stage:
         raise self._missing("data_meta")
 
     def datasets(self, params: dict[str, Any], frames, meta: dict[str, Any], cfg) -> tuple[Any, Any]:
-        """(train, val) torch datasets from the manifest's split frames."""
+        """(train, val) torch datasets from the manifest's split frames; a train dataset with
+        ``set_epoch(epoch)`` is told each epoch (its augmentation then resumes exactly)."""
         raise self._missing("datasets")
 
     def report(self, meta: dict[str, Any], input_size: int) -> dict[str, Any]:
@@ -186,10 +194,24 @@ def write_table(evaluate: dict[str, Any], text: str) -> list:
 
 
 def stage_names() -> list[str]:
+    _discover()
     return list(_PACKAGES)
 
 
+def _discover() -> None:
+    """Stages other installed packages declare (entry point group ``faceparse.stages``: name → package), once."""
+    if _DISCOVERED:
+        return
+    _DISCOVERED.append(True)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        _PACKAGES.setdefault(ep.name, ep.value)
+
+
+_DISCOVERED: list[bool] = []
+
+
 def package_of(name: str) -> str:
+    _discover()
     try:
         return _PACKAGES[name]
     except KeyError:
@@ -202,7 +224,7 @@ def get_stage(name: str) -> Stage:
 
 def stage_cli_modules() -> list[str]:
     """The registered stages' ``cli`` modules (those that have one), in registration order."""
-    return [f"{package_of(n)}.cli" for n in _PACKAGES if importlib.util.find_spec(f"{package_of(n)}.cli")]
+    return [f"{package_of(n)}.cli" for n in stage_names() if importlib.util.find_spec(f"{package_of(n)}.cli")]
 
 
 def register_stage(name: str, package: str) -> None:

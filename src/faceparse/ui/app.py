@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..serve import imaging
+from ..stages import describe
 from .backends import FACE_DETECTION, EndpointDown
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ class PageServer:
             "resolution": {"min": imaging.MIN_RESOLUTION, "max": imaging.MAX_RESOLUTION,
                            "default": self.default_resolution, "step": 32},
             "max_upload_bytes": self.max_upload, "max_pixels": self.max_pixels,
-            "face_detection": {"available": True, "message": FACE_DETECTION}})
+            "face_detection": {"available": True, "message": FACE_DETECTION},
+            "registered": describe()})     # every stage on the one path, this page's cards or not
 
     async def sample_list(self, request):
         from aiohttp import web

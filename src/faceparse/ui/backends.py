@@ -33,9 +33,8 @@ NOT_YET = {
     "reconstruction": "not on this page yet: `faceparse reconstruct PHOTOS --out DIR` or the faceparse-recon3d "
                       "endpoint gives the 3D face (mesh, coefficients, render)",
 }
-FACE_DETECTION = ("The parser finds the faces in a photo (MTCNN), parses each one aligned and lays the map back on "
-                  "the photo (boxes drawn in-process); a photo without a face is answered as such. The landmark "
-                  "and completion stages read the photo as an aligned face crop.")
+FACE_DETECTION = ("Each stage here finds the faces in a photo (MTCNN), reads each one aligned and lays its answer back "
+                  "on the photo (boxes drawn in-process); a photo without a face is answered as such.")
 COMPLETION_RESOLUTION = 256
 MESSAGE_CHARS = 400
 

@@ -91,6 +91,7 @@ async function init() {
   }
   $("#limit").textContent = mb(info.max_upload_bytes);
   $("#face-note").textContent = info.face_detection.message;
+  listStages(info.registered);
   const r = $("#resolution");
   r.min = info.resolution.min; r.max = info.resolution.max; r.step = info.resolution.step;
   r.value = info.resolution.default;
@@ -100,6 +101,19 @@ async function init() {
   loadSamples();
   wire();
   setState("idle");
+}
+
+function listStages(stages) {
+  // every registered stage (faceparse stages): what it answers and the metric its promotion compares
+  const list = $("#stage-list");
+  list.replaceChildren(...stages.map((st) => {
+    const li = document.createElement("li");
+    li.dataset.stage = st.name;
+    const name = document.createElement("strong");
+    name.textContent = st.name;
+    li.append(name, ` — ${st.summary} (${st.outputs}; ${st.primary_metric}, ${st.direction === "max" ? "higher" : "lower"} is better)`);
+    return li;
+  }));
 }
 
 function wire() {
