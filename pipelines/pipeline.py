@@ -18,7 +18,9 @@ Every stage goes through the same components (``stage=`` names it) and the same 
 gates follow each stage's metric direction: parser test mean F1 ≥ ``min_mean_f1``, landmark test NME ≤
 ``max_nme``, completion F1 inside the occluded region ≥ ``min_completion_f1``, FISN PSNR gain inside the
 occluded region over the occluded input as it is (psnr_out − psnr_input, dB) ≥ ``min_fisn_psnr_gain``,
-3D test p90 vertex error on clean inputs (mm) ≤ ``max_recon3d_p90_mm``.
+3D test p90 vertex error on clean inputs (mm) ≤ ``max_recon3d_p90_mm``. Beyond these thresholds (which
+default to letting every model through), ``promote`` holds each challenger to its stage's floor against a
+trivial baseline (params ``registry.floor``; faceparse.stages.Floor), the first model too.
 
 Parameters default from params.yaml at compile time: ``params_yaml`` IS the file's text (the single
 source; every component re-reads it through faceparse.config.load_params), ``overrides`` are

@@ -65,6 +65,17 @@ def _nanmean(values) -> float:
     return float(np.mean(vals)) if vals else math.nan
 
 
+def constant_f1(matrix: np.ndarray, table: LabelTable, cls: str = "skin") -> float:
+    """Mean F1 (as ``scores`` takes it) of the trivial parser that answers ``cls`` at every pixel, on the truth
+    this confusion matrix counted: the floor a trained parser must clear by a margin."""
+    if cls not in table.classes:
+        return math.nan
+    m = np.asarray(matrix, dtype=np.float64)
+    constant = np.zeros_like(m)
+    constant[:, table.index(cls)] = m.sum(1)
+    return scores(constant, table)["mean_f1"]
+
+
 def scores(matrix: np.ndarray, table: LabelTable) -> dict[str, Any]:
     """Per-class F1 / IoU, mean F1 / mIoU over non-background classes, pixel accuracy, merged groups."""
     m = np.asarray(matrix, dtype=np.float64)

@@ -314,11 +314,14 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
         c_f1 = _float_tag(chal, key)
         k_f1 = _float_tag(champ, key) if champ is not None else None
         promoted = False
+        floor = stage.floor_problem({k: _float_tag(chal, k) for k in chal.tags}, reg)
         if champ is not None and champ.version == chal.version:
             decision, reason = "already-champion", f"challenger v{chal.version} is already the champion"
         elif c_f1 is None:
             decision, reason = "rejected", (f"challenger v{chal.version} has no test {label} (tag {key}): "
                                             "evaluate it and register again")
+        elif floor:
+            decision, reason = "rejected", f"challenger v{chal.version} {floor}"
         elif champ is None:
             promoted, decision = True, "promoted"
             reason = f"first model: no champion yet (challenger v{chal.version} test {label} {c_f1:.4f})"

@@ -139,6 +139,7 @@ class Registry(Section):
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
     promote_margin: Optional[float] = None
+    floor: Optional[float] = None             # the stage's floor against its trivial baseline (null: off)
     registered_file: Optional[str] = None     # where `register` records the new version (kfp output)
 
 

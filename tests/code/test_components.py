@@ -307,7 +307,11 @@ def test_evaluate_register_promote_package_components(work, dataset, validated, 
     assert (reg.name, reg.version, reg.model_uri) == ("faceparse-fpliif", "1", "models:/faceparse-fpliif/1")
     assert Path(registered.path).is_file() and registered.metadata["alias"] == "challenger"
 
-    assert c.promote.python_func(params_yaml=PARAMS_YAML, overrides=overrides, challenger_version="1") is True
+    # untrained, it does not clear the parser's floor (3x the mean F1 of answering skin everywhere): not promoted,
+    # first model or not; with the floor off (registry.floor: null) it is
+    assert c.promote.python_func(params_yaml=PARAMS_YAML, overrides=overrides, challenger_version="1") is False
+    assert c.promote.python_func(params_yaml=PARAMS_YAML, overrides=overrides + ["registry.floor=null"],
+                                 challenger_version="1") is True
 
     mar = art(Model, tmp_path, "model.mar")
     name = c.package.python_func(params_yaml=PARAMS_YAML, overrides=overrides, model_uri=reg.model_uri, mar=mar)

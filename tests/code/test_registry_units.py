@@ -232,3 +232,35 @@ def test_float_tag_and_version_by_alias():
     assert registry._version_by_alias(c, NAME, "champion").version == "3"
     c.aliases = None                                         # a model with no alias at all
     assert registry._version_by_alias(c, NAME, "champion") is None
+
+
+@pytest.mark.parametrize("stage, primary, baseline, floor_param, promoted, reason", [
+    # parser: mean F1 ≥ 3 × the constant-skin parser's (0.1 → 0.3)
+    ("parser", {"mean_f1": "0.35"}, {"constant_skin_f1": "0.1"}, {}, True, None),
+    ("parser", {"mean_f1": "0.25"}, {"constant_skin_f1": "0.1"}, {}, False,
+     "challenger v1 test mean F1 0.2500 does not clear its floor 0.3000 (constant_skin_f1 0.1000 × 3; "
+     "registry.floor)"),
+    # landmarks: NME below 0.6 × the mean shape's
+    ("landmarks", {"nme": "0.5"}, {"mean_shape_nme": "1.0"}, {}, True, None),
+    ("landmarks", {"nme": "0.625"}, {"mean_shape_nme": "1.0"}, {}, False,
+     "challenger v1 test NME 0.6250 does not clear its floor 0.6000 (mean_shape_nme 1.0000 × 0.6; registry.floor)"),
+    ("landmarks", {"nme": "0.625"}, {"mean_shape_nme": "1.0"}, {"floor": 0.75}, True, None),   # set in params
+    ("landmarks", {"nme": "0.95"}, {"mean_shape_nme": "1.0"}, {"floor": None}, True, None),    # turned off
+    # fisn: 2 dB over the occluded input; completion: M_γ above M_α
+    ("fisn", {"psnr_out": "17.5"}, {"psnr_input": "15.0"}, {}, True, None),
+    ("fisn", {"psnr_out": "16.5"}, {"psnr_input": "15.0"}, {}, False,
+     "challenger v1 test PSNR (dB) inside the occluded region 16.5000 does not clear its floor 17.0000 "
+     "(psnr_input 15.0000 ± 2; registry.floor)"),
+    ("completion", {"f1_occluded_gamma": "0.25"}, {"f1_occluded_alpha": "0.25"}, {}, False,
+     "challenger v1 test F1 inside the occluded region 0.2500 does not clear its floor 0.2500 "
+     "(f1_occluded_alpha 0.2500 ± 0; registry.floor)"),
+    ("parser", {"mean_f1": "0.01"}, {}, {}, True, None),     # no baseline measured: nothing to hold it to
+])
+def test_a_first_model_below_its_floor_is_not_promoted(monkeypatch, stage, primary, baseline, floor_param,
+                                                        promoted, reason):
+    c = FakeClient({"1": {**primary, **baseline}}, {"challenger": "1"})
+    monkeypatch.setattr(registry, "client_for", lambda params: (c, URI))
+    out = promote({"stage": stage, "registry": {"model_name": NAME, "promote_margin": 0.0, **floor_param}})
+    assert out["promoted"] is promoted and ("champion" in c.aliases) is promoted
+    if reason:
+        assert out["decision"] == "rejected" and out["reason"] == reason

@@ -30,7 +30,10 @@ SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_si
          "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
          "landmarks.train.epochs=1", "landmarks.train.batch_size=4", "fisn.train.epochs=1", "fisn.train.batch_size=4",
          "recon3d.data.synth3d.n=8", "recon3d.data.size=48", "recon3d.train.input_size=48", "recon3d.train.epochs=1",
-         "recon3d.train.batch_size=4", "recon3d.model.overrides.width=8"]
+         "recon3d.train.batch_size=4", "recon3d.model.overrides.width=8",
+         # 1-epoch models do not clear the promotion floors (registry.floor): off here
+         "registry.floor=null", "landmarks.registry.floor=null", "completion.registry.floor=null",
+         "fisn.registry.floor=null"]
 STEPS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package"}
 # the landmark stage's tasks: the same components, numbered by kfp
 LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote", "package")}

@@ -37,6 +37,9 @@ OPTIONAL_TINY = {  # the same for model stages whose section exists in this chec
     "fisn.train.epochs": 2,
     "recon3d.data.synth3d.n": 12, "recon3d.data.size": 64, "recon3d.train.epochs": 1, "recon3d.train.input_size": 64,
     "recon3d.train.batch_size": 4,
+    # models this small (1-2 epochs on 24 faces) do not clear the promotion floors the real `make run`'s models
+    # clear (registry.floor; measured in docs/results.md): off here, or nothing after the parser is promoted
+    "landmarks.registry.floor": None, "completion.registry.floor": None, "fisn.registry.floor": None,
 }
 
 

@@ -42,6 +42,16 @@ class Info:
     verb: str = ""            # the stage's own photo command when `faceparse predict` does not answer for it
 
 
+@dataclass(frozen=True)
+class Floor:
+    """What a model must beat to be promoted: its test primary metric against a trivial baseline measured on
+    the same split, ``baseline × factor`` ("times") or ``baseline ± margin`` ("plus", in the stage's
+    direction). params ``registry.floor`` sets the factor / margin; ``registry.floor: null`` turns it off."""
+    baseline: str      # the evaluation's baseline metric (registered beside the primary one)
+    kind: str          # "times" | "plus"
+    default: float
+
+
 class Stage:
     """The contract between a stage and the shared path: one object per stage (its package's ``stage.STAGE``).
 
@@ -57,6 +67,7 @@ class Stage:
     baseline_metrics: tuple[str, ...] = ()   # registered beside the primary metric (e.g. mean_shape_nme)
     photo_frame: Any = None   # the faceparse.photos.Frame a detected face is cropped with (None: CelebA-HQ's)
     row_metrics: tuple[str, ...] = ()   # validation metrics in each epoch's row (default: the primary metric)
+    floor: Floor | None = None         # the trivial baseline a model must beat to be promoted
 
     # --- identity ------------------------------------------------------------------------------------
     @property
@@ -74,6 +85,30 @@ class Stage:
     def better(self, a: float, b: float, margin: float = 0.0) -> bool:
         """Is ``a`` better than ``b`` by more than ``margin``, in this stage's direction?"""
         return a > b + margin if self.info.direction == "max" else a < b - margin
+
+    def floor_bound(self, metrics: dict[str, Any], registry: dict[str, Any]) -> float | None:
+        """The value the primary metric must beat (None: no floor, turned off, or no baseline measured)."""
+        rule = self.floor
+        if rule is None or ("floor" in registry and registry["floor"] is None):
+            return None
+        base = metrics.get(rule.baseline)
+        if not isinstance(base, (int, float)) or not math.isfinite(base):
+            return None
+        f = float(registry.get("floor", rule.default))
+        if rule.kind == "times":
+            return base * f
+        return base + f if self.info.direction == "max" else base - f
+
+    def floor_problem(self, metrics: dict[str, Any], registry: dict[str, Any]) -> str | None:
+        """None when ``metrics`` clear this stage's floor, else why not (in words, with the figures)."""
+        bound, value = self.floor_bound(metrics, registry), metrics.get(self.primary_metric)
+        if bound is None or value is None or self.better(float(value), bound):
+            return None
+        rule = self.floor
+        f = float(registry.get("floor", rule.default))
+        how = f"{rule.baseline} {metrics[rule.baseline]:.4f} {'×' if rule.kind == 'times' else '±'} {f:g}"
+        return (f"test {self.info.metric_label or self.primary_metric} {float(value):.4f} does not clear its floor "
+                f"{bound:.4f} ({how}; registry.floor)")
 
     def _missing(self, hook: str):
         return NotImplementedError(f"stage {self.name!r} does not implement {hook}")

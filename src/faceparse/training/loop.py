@@ -41,6 +41,19 @@ class TrainContext:
     def autocast(self):
         return autocast(self.dd.device)
 
+    def tally(self, parts: dict[str, Any]) -> None:
+        """Add one step's loss parts to the run's running sums (``tally_means`` reads them)."""
+        sums = self.state.setdefault("tally", {})
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        sums["steps"] = sums.get("steps", 0) + 1
+
+    def tally_means(self, prefix: str) -> dict[str, float]:
+        """The loss parts' means over the steps tallied, named ``<prefix><part>`` (MLflow metrics)."""
+        sums = dict(self.state.get("tally") or {})
+        steps = sums.pop("steps", 0)
+        return {f"{prefix}{k}": v / steps for k, v in sums.items()} if steps else {}
+
     def step(self, loss: torch.Tensor, optimizer: str = "model") -> torch.Tensor:
         """Backward ``loss`` into the named optimiser's parameters and step it; returns the loss."""
         opt = self.optimizers[optimizer]

@@ -10,7 +10,7 @@ from .algorithm import Settings
 from ...hashing import sha256_file
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
-from .. import Info, Stage, bundle_stage, for_stage, get_stage
+from .. import Floor, Info, Stage, bundle_stage, for_stage, get_stage
 from .evaluate import evaluate_completion, write_completion_reports
 from .maps import CompletionModel
 
@@ -21,6 +21,7 @@ class CompletionStage(Stage):
                 model_name="faceparse-completion", outputs="completed map PNG | occlusion mask PNG | contact sheet "
                 "PNG | JSON", metric_label="F1 inside the occluded region", verb="complete")
     meta_keys = ("parser", "landmarks", "label_table")
+    floor = Floor("f1_occluded_alpha", "plus", 0.0)  # M_γ above the parser's own map M_α
     baseline_metrics = ("f1_occluded_alpha", "f1_face_alpha", "f1_face_gamma", "occlusion_iou")
 
     # --- model ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .. import Info, Stage, bundle_stage
+from .. import Floor, Info, Stage, bundle_stage
 from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
 from .model import BETAS, LOSS_DEFAULTS, FisnModel, GanStep, RegionPSNR, to_uint8
 
@@ -18,6 +18,7 @@ class FisnStage(Stage):
                 metric_label="PSNR (dB) inside the occluded region", verb="deocclude")
     row_metrics = ("psnr_out", "psnr_input")
     meta_keys = ("num_classes", "label_table")
+    floor = Floor("psnr_input", "plus", 2.0)          # 2 dB over the occluded photo as it is
     baseline_metrics = ("psnr_input", "psnr_inpaint", "ssim_out", "ssim_input", "ssim_inpaint", "parser_miou")
 
     # --- model ---------------------------------------------------------------------------------------
@@ -154,10 +155,7 @@ class FisnStage(Stage):
                                             weights=ctx.state["weights"],
                                             region=batch["region"].to(dev, non_blocking=True) if "region" in batch else None)
         loss = ctx.step(g_loss.float(), "G")
-        tally = ctx.state["tally"]
-        for k, v in {"d_loss": d_loss.detach(), **{f"g_{k}": v for k, v in parts.items()}}.items():
-            tally[k] = tally.get(k, 0.0) + float(v)
-        tally["steps"] = tally.get("steps", 0) + 1
+        ctx.tally({"d_loss": d_loss.detach(), **{f"g_{k}": v for k, v in parts.items()}})
         return loss
 
     def evaluator(self, meta, cfg):
@@ -185,9 +183,7 @@ class FisnStage(Stage):
                          "clean": raw["clean"], "title": val_ds.ids[i]})
         if rows:
             contact_sheet(rows, out / "val_fisn.png")
-        tally = dict(ctx.state.get("tally") or {})
-        steps = tally.pop("steps", 0)
-        return {f"train_mean_{k}": v / steps for k, v in tally.items()} if steps else {}
+        return ctx.tally_means("train_mean_")
 
     # --- evaluation on a split ----------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):

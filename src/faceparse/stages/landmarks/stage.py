@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ...runtime import tick
-from .. import Info, Stage, write_table
+from .. import Floor, Info, Stage, write_table
 from .photo import draw_points, predict_steps
 
 
@@ -58,6 +58,7 @@ class LandmarkStage(Stage):
                 model_name="faceparse-landmarks", outputs="points JSON | overlay PNG", metric_label="NME")
     row_metrics = ("nme", "auc_0.08")
     meta_keys = ("num_points",)
+    floor = Floor("mean_shape_nme", "times", 0.6)     # 0.6× the mean training shape's NME
     baseline_metrics = ("mean_shape_nme", "nme_occluded", "nme_visible", "auc_0.08", "failure_rate_0.08")
 
     # --- model ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ...config import ConfigError
+from ...metrics import Confusion, constant_f1, scores
 from ...runtime import tick
 
 GT_UPSAMPLING = "nearest"      # ground truth at outputs above the reference resolution
@@ -61,7 +62,6 @@ def confusions_at_sizes(model, batches: Iterable[tuple[Any, Any]], num_classes: 
     import torch
     import torch.nn.functional as F
 
-    from ...metrics import Confusion
     from ...models import make_coord
 
     sizes = sorted(set(int(s) for s in out_sizes) | {ref})
@@ -95,7 +95,6 @@ def evaluate_parser(model, meta, df, data_dir: Path, params: dict[str, Any], pro
     from ...log import console
     from ...data.manifest import read_info
     from ...labels import get_table
-    from ...metrics import scores
 
     ev = params["evaluate"]
     for key in ("out_sizes", "plots_dir", "table_file"):
@@ -139,6 +138,7 @@ def evaluate_parser(model, meta, df, data_dir: Path, params: dict[str, Any], pro
         multires[str(s)] = {"mean_f1": sc["mean_f1"], "miou": sc["miou"], "pixel_acc": sc["pixel_acc"]}
     result = {
         "mean_f1": main["mean_f1"], "miou": main["miou"], "pixel_acc": main["pixel_acc"],
+        "constant_skin_f1": constant_f1(conf[ref].matrix, table),   # the trivial baseline: skin everywhere
         "per_class_f1": main["f1"], "per_class_iou": main["iou"],
         **({"groups_f1": main["groups_f1"]} if "groups_f1" in main else {}),
         "multires": multires, "label_table": table.name, "resolution": ref, "input_size": input_size,

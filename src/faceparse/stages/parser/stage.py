@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import Info, Stage
+from .. import Floor, Info, Stage
 from .photo import predict_steps
 
 
@@ -56,6 +56,8 @@ class ParserStage(Stage):
                 metric_label="mean F1")
     row_metrics = ("mean_f1", "miou", "pixel_acc")
     meta_keys = ("num_classes", "label_table")
+    baseline_metrics = ("constant_skin_f1",)
+    floor = Floor("constant_skin_f1", "times", 3.0)    # 3× the parser that answers skin everywhere
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
