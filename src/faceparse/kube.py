@@ -16,7 +16,7 @@ step, three places to run it.
 For both cluster launchers the dataset reaches the pods through S3 (staged by the component) or a PVC; the
 model bundle and the training result come back through S3. All end in the same place:
 ``faceparse.train.train(params)`` (the contract's step function) running under torchrun, which sets RANK /
-WORLD_SIZE / LOCAL_RANK for it. In a pod, ``python -m faceparse.kube worker --stage s3://…`` fetches the
+WORLD_SIZE / LOCAL_RANK for it. In a pod, ``python -m faceparse.kube worker --staged s3://…`` fetches the
 staged inputs, runs torchrun with the PET_* (/ MASTER_*) environment the operator sets, and (node rank 0)
 uploads the bundle.
 
@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from . import __version__
-from .config import ConfigError, load_params, set_key  # noqa: F401 (set_key: components/prepare.py)
+from .config import load_params, set_key  # noqa: F401 (set_key: components/prepare.py)
 
 LAUNCHERS = ("local", "pytorchjob", "trainjob")
 
@@ -307,7 +307,7 @@ def stage_uri(settings: Mapping[str, Any], name: str) -> str:
 
 # The pod pieces both cluster launchers share: the same command, env, volumes, resources, scheduling.
 def _worker_command(s: Mapping[str, Any], stage: str) -> list[str]:
-    command = ["python", "-m", "faceparse.kube", "worker", "--stage", stage]
+    command = ["python", "-m", "faceparse.kube", "worker", "--staged", stage]
     if s.get("data_pvc"):
         command += ["--data-dir", f"{DATA_MOUNT}/{str(s['data_pvc_path']).strip('/')}"]
     return command
@@ -924,29 +924,29 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--params", required=True)
     t.add_argument("--result", required=True)
     w = sub.add_parser("worker", help="a PyTorchJob / TrainJob pod: fetch inputs, torchrun, upload outputs")
-    w.add_argument("--stage", required=True, help="s3:// prefix the pipeline staged the inputs under")
+    w.add_argument("--staged", required=True, help="s3:// prefix the pipeline staged the inputs under (not a model stage)")
     w.add_argument("--data-dir", default=None, help="dataset already mounted here (PVC): do not fetch it")
     w.add_argument("--workdir", default=None)
     r = sub.add_parser("render", help="print a manifest for the given settings (YAML): the PyTorchJob, the "
                                       "TrainJob, or the ClusterTrainingRuntime TrainJobs reference")
     r.add_argument("--kind", choices=("pytorchjob", "trainjob", "runtime"), default="pytorchjob")
     r.add_argument("--name", default="faceparse-train")
-    r.add_argument("--stage", default=None)
+    r.add_argument("--staged", default=None, help="s3:// staging prefix (default: staging_uri/NAME)")
     r.add_argument("--settings", default=None, help="YAML/JSON file of pytorchjob / trainjob settings (overrides)")
     a = ap.parse_args(argv)
     if a.cmd == "train":
         return _train_entry(a.params, a.result)
     if a.cmd == "worker":
-        return worker_main(a.stage, data_dir=a.data_dir, workdir=a.workdir)
+        return worker_main(a.staged, data_dir=a.data_dir, workdir=a.workdir)
     settings = yaml.safe_load(Path(a.settings).read_text()) if a.settings else None
     if a.kind == "runtime":
         manifest = build_trainingruntime(**dict(settings or {}))
     elif a.kind == "trainjob":
         s = trainjob_settings(settings)
-        manifest = build_trainjob(s, a.name, a.stage or stage_uri(s, a.name))
+        manifest = build_trainjob(s, a.name, a.staged or stage_uri(s, a.name))
     else:
         s = settings_with_defaults(settings)
-        manifest = build_pytorchjob(s, a.name, a.stage or stage_uri(s, a.name))
+        manifest = build_pytorchjob(s, a.name, a.staged or stage_uri(s, a.name))
     sys.stdout.write(render_yaml(manifest))
     return 0
 

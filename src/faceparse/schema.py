@@ -156,7 +156,7 @@ class Rollout(Section):
     max_client_error_delta: Optional[float] = None
     max_latency_ratio: Optional[float] = None
     latency_slack_ms: Optional[float] = None
-    min_agreement_miou: Optional[float] = None
+    min_agreement: Optional[float] = None     # null: the served stage codec's own
     drain_timeout_s: Optional[float] = None
 
 

@@ -18,7 +18,7 @@ MODEL, STABLE, CANARY = "faceparse-fpliif", "1", "2"
 # Explicit thresholds (not params.yaml's, which may be retuned): what each gate is judged against below.
 RO = rollout.rollout_params({"serve": {"rollout": {
     "min_requests": 30, "min_mirrored": 5, "max_error_rate": 0.01, "max_client_error_delta": 0.01,
-    "max_latency_ratio": 1.5, "latency_slack_ms": 5.0, "min_agreement_miou": 0.8}}})
+    "max_latency_ratio": 1.5, "latency_slack_ms": 5.0, "min_agreement": 0.8}}})
 
 
 def make_router(tmp_path, percent: float, canary: str | None = CANARY, mirror: float = 0.3, seed: int = 0) -> Router:
@@ -97,7 +97,7 @@ def snapshot(tmp_path, stable=(), canary=(), mirrored=()):
         for status, ms in reqs:
             r.stats.setdefault(version, Stats()).add(status, ms)
     for live, other in mirrored:
-        r.agreement.append({"live": STABLE, "other": CANARY, "iou": _iou(label_png(live), label_png(other)),
+        r.agreement.append({"live": STABLE, "other": CANARY, "agreement": _iou(label_png(live), label_png(other)),
                             "status": 200})
     return r.snapshot(), rollout.read_rollout(tmp_path)
 
@@ -117,7 +117,7 @@ def judge(tmp_path, **kw):
 def test_healthy_challenger_passes_every_gate(tmp_path):
     a = judge(tmp_path, stable=ok(), canary=ok(), mirrored=SAME)
     assert (a["verdict"], a["failures"], a["waiting"]) == ("promote", [], [])
-    assert a["checks"]["agreement_miou"] == 1.0 and a["checks"]["client_error_delta"] == 0
+    assert a["checks"]["agreement"] == 1.0 and a["checks"]["client_error_delta"] == 0
     assert a["checks"]["p95_ratio"] == pytest.approx(1.0)
 
 
@@ -125,13 +125,13 @@ def test_agreement_gate(tmp_path):
     # a challenger answering other labels (every class shifted by one) but as fast and error-free
     a = judge(tmp_path, stable=ok(), canary=ok(), mirrored=[(A, (A + 1) % 19)] * 6)
     assert a["verdict"] == "rollback" and len(a["failures"]) == 1, a["failures"]
-    assert a["failures"][0].startswith("agreement mIoU 0.000 < 0.8")
+    assert a["failures"][0].startswith("agreement 0.000 < 0.8 (label maps: mean IoU)")
     # at the threshold exactly: 4 identical + 1 disjoint comparison = mean IoU 0.8 → not a failure
     a = judge(tmp_path, stable=ok(), canary=ok(), mirrored=[(A, A)] * 4 + [(A, (A + 1) % 19)])
-    assert a["verdict"] == "promote" and a["checks"]["agreement_miou"] == pytest.approx(0.8)
+    assert a["verdict"] == "promote" and a["checks"]["agreement"] == pytest.approx(0.8)
     # 7/12 per comparison: below 0.8
     a = judge(tmp_path, stable=ok(), canary=ok(), mirrored=[(A, B)] * 5)
-    assert a["verdict"] == "rollback" and a["checks"]["agreement_miou"] == pytest.approx(7 / 12)
+    assert a["verdict"] == "rollback" and a["checks"]["agreement"] == pytest.approx(7 / 12)
 
 
 def test_latency_gate(tmp_path):

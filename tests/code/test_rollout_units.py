@@ -3,10 +3,11 @@ rollout thresholds' validation (`rollout_params`); no server (`make mutation`)."
 import pytest
 
 from faceparse.config import ConfigError
+from faceparse.serve.codecs import codec_for
 from faceparse.serve.rollout import DEFAULTS, judge, rollout_params
 
 RO = rollout_params({})   # DEFAULTS: min_requests 30, min_mirrored 5, max_error_rate 0.01, max_client_error_delta
-#                           0.01, max_latency_ratio 1.5, latency_slack_ms 5, min_agreement_miou 0.8
+#                           0.01, max_latency_ratio 1.5, latency_slack_ms 5, min_agreement null (the parser codec: 0.8)
 STATE = {"model": "m", "stable": 1, "canary": 2, "percent": 10, "mirror": 0.2}
 
 
@@ -24,19 +25,20 @@ def snap(stable=None, canary=None, agreement=None, generation=7):
     return {"generation": generation, "versions": versions, "agreement": agreement}
 
 
-GOOD_AGREE = {"n": 5, "failed": 0, "dropped": 0, "mean_iou": 0.9, "min_iou": 0.85}
+GOOD_AGREE = {"n": 5, "failed": 0, "dropped": 0, "mean": 0.9, "min": 0.85}
 
 
 def test_healthy_canary_is_promoted_with_every_check_recorded():
     d = judge(RO, STATE, snap(arm(), arm(p95=12.0), GOOD_AGREE))
     assert d["verdict"] == "promote" and d["failures"] == [] and d["waiting"] == []
     assert d["checks"] == {"canary_error_rate": 0.0, "client_error_delta": 0.0, "p95_ratio": 1.2,
-                           "agreement_miou": 0.9}
+                           "agreement": 0.9}
     assert (d["model"], d["percent"], d["generation"]) == ("m", 10, 7)
     assert d["stable"]["version"] == "1" and d["canary"]["version"] == "2" and d["canary"]["p95_ms"] == 12.0
     assert d["agreement"] == GOOD_AGREE
     assert d["thresholds"] == {"max_error_rate": 0.01, "max_client_error_delta": 0.01, "max_latency_ratio": 1.5,
-                               "min_agreement_miou": 0.8, "min_requests": 30, "min_mirrored": 5}
+                               "min_agreement": None, "min_requests": 30, "min_mirrored": 5}
+    assert d["min_agreement"] == 0.8        # null in params: the parser codec's own floor
 
 
 def test_too_few_requests_waits_per_arm_and_exact_minimum_is_enough():
@@ -49,7 +51,7 @@ def test_too_few_requests_waits_per_arm_and_exact_minimum_is_enough():
     d = judge(RO, STATE, snap(agreement=GOOD_AGREE))
     assert d["verdict"] == "wait"
     assert d["waiting"] == ["stable has 0/30 requests", "canary has 0/30 requests"]
-    assert d["checks"] == {"agreement_miou": 0.9}
+    assert d["checks"] == {"agreement": 0.9}
     assert d["stable"] == {"n": 0, "errors": 0, "client_errors": 0, "error_rate": None, "client_error_rate": None,
                            "p50_ms": None, "p95_ms": None, "p99_ms": None, "version": "1"}
 
@@ -109,27 +111,27 @@ def test_agreement_gate():
     def decide(agree, mirror=0.2, ro=RO):
         return judge(ro, {**STATE, "mirror": mirror}, snap(arm(), arm(), agree))
 
-    d = decide({"n": 4, "failed": 0, "mean_iou": 0.95})
+    d = decide({"n": 4, "failed": 0, "mean": 0.95})
     assert d["verdict"] == "wait" and d["waiting"] == ["4/5 mirrored requests compared"]
-    assert "agreement_miou" not in d["checks"]
-    assert decide({"n": 5, "failed": 0, "mean_iou": 0.8})["verdict"] == "promote"     # exactly the minimum
-    d = decide({"n": 5, "failed": 0, "mean_iou": 0.79})
-    assert d["verdict"] == "rollback" and d["failures"] == ["agreement mIoU 0.790 < 0.8"]
-    assert d["checks"]["agreement_miou"] == 0.79
+    assert "agreement" not in d["checks"]
+    assert decide({"n": 5, "failed": 0, "mean": 0.8})["verdict"] == "promote"     # exactly the minimum
+    d = decide({"n": 5, "failed": 0, "mean": 0.79})
+    assert d["verdict"] == "rollback" and d["failures"] == ["agreement 0.790 < 0.8 (label maps: mean IoU)"]
+    assert d["checks"]["agreement"] == 0.79
     # no mirroring configured (or no minimum): agreement is not required
     assert decide(None, mirror=0)["verdict"] == "promote"
     assert decide(None, mirror=None)["verdict"] == "promote"
     assert decide({}, ro={**RO, "min_mirrored": 0})["verdict"] == "promote"
-    assert decide({"n": None, "failed": 0, "mean_iou": None})["waiting"] == ["0/5 mirrored requests compared"]
+    assert decide({"n": None, "failed": 0, "mean": None})["waiting"] == ["0/5 mirrored requests compared"]
     # a minimum of one comparison is still a minimum
-    d = decide({"n": 0, "failed": 0, "mean_iou": None}, ro={**RO, "min_mirrored": 1})
+    d = decide({"n": 0, "failed": 0, "mean": None}, ro={**RO, "min_mirrored": 1})
     assert d["verdict"] == "wait" and d["waiting"] == ["0/1 mirrored requests compared"]
-    assert decide({"n": 1, "failed": 0, "mean_iou": 0.5}, ro={**RO, "min_mirrored": 1})["verdict"] == "rollback"
+    assert decide({"n": 1, "failed": 0, "mean": 0.5}, ro={**RO, "min_mirrored": 1})["verdict"] == "rollback"
 
 
 def test_failed_mirrors_gate():
     def decide(n, failed):
-        return judge(RO, STATE, snap(arm(), arm(), {"n": n, "failed": failed, "mean_iou": 0.9 if n else None}))
+        return judge(RO, STATE, snap(arm(), arm(), {"n": n, "failed": failed, "mean": 0.9 if n else None}))
 
     msg = "3 mirrored requests failed on the other version"
     assert decide(2, 3)["failures"] == [msg]                # 3 > 0.5 · 5
@@ -139,16 +141,16 @@ def test_failed_mirrors_gate():
     assert decide(0, 3)["failures"] == [msg]
     assert decide(5, 4)["failures"] == [] and decide(5, 4)["verdict"] == "promote"
     assert decide(5, 6)["failures"] == ["6 mirrored requests failed on the other version"]
-    d = judge(RO, STATE, snap(arm(), arm(), {"n": 5, "mean_iou": 0.9}))   # no "failed" key
+    d = judge(RO, STATE, snap(arm(), arm(), {"n": 5, "mean": 0.9}))   # no "failed" key
     assert d["verdict"] == "promote"
 
 
 def test_every_failure_is_listed():
     d = judge(RO, STATE, snap(arm(), arm(errors=3, client_errors=3, p95=30.0), {"n": 5, "failed": 6,
-                                                                                 "mean_iou": 0.5}))
+                                                                                 "mean": 0.5}))
     assert d["verdict"] == "rollback"
     assert d["failures"] == ["canary error rate 10.0% > 1.0% (3/30)", "canary 4xx rate exceeds stable's by 10.0%",
-                             "canary p95 30.0 ms > 1.5× stable 10.0 ms", "agreement mIoU 0.500 < 0.8",
+                             "canary p95 30.0 ms > 1.5× stable 10.0 ms", "agreement 0.500 < 0.8 (label maps: mean IoU)",
                              "6 mirrored requests failed on the other version"]
 
 
@@ -171,3 +173,18 @@ def test_rollout_params_refuses_unknown_keys_and_bad_percent():
     for bad in (0, -5, 100.5):
         with pytest.raises(ConfigError, match=rf"^serve\.rollout\.percent must be in \(0, 100\], got {float(bad)}$"):
             rollout_params({"serve": {"rollout": {"percent": bad}}})
+
+
+@pytest.mark.parametrize("stage, mean, verdict, measure", [
+    ("landmarks", 0.96, "promote", None),
+    ("landmarks", 0.93, "rollback", "points: 1 − NME"),            # 0.93 would pass a label map's 0.8
+    ("fisn", 0.85, "rollback", "raw outputs: 1 − mean |a − b| / 255"),
+    ("completion", 0.85, "promote", None),
+])
+def test_the_agreement_floor_is_the_served_stage_codecs_own(stage, mean, verdict, measure):
+    d = judge(RO, {**STATE, "stage": stage}, snap(arm(), arm(), {"n": 5, "failed": 0, "mean": mean}))
+    assert d["verdict"] == verdict and d["min_agreement"] == codec_for(stage).min_agreement
+    if measure:
+        assert d["failures"] == [f"agreement {mean:.3f} < {codec_for(stage).min_agreement} ({measure})"]
+    assert judge({**RO, "min_agreement": 0.5}, {**STATE, "stage": stage},
+                 snap(arm(), arm(), {"n": 5, "failed": 0, "mean": mean}))["verdict"] == "promote"   # params win

@@ -137,3 +137,36 @@ def test_route_passes_through_other_models_and_an_unset_rollout(tmp_path):
     assert r.route("m") == (None, None)            # no stable version: nothing to route to
     r.state = {"model": "m", "stable": "", "canary": "2", "percent": 100}
     assert r.route("m") == (None, None)
+
+
+# --- worker loss ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answers, expected, tries", [
+    ([507, 200], 200, 1),           # the worker died with the batch: sent again, answered
+    ([502, 503, 200], 200, 2),      # connection dropped, then no worker yet, then answered
+    ([507] * 50, 507, None),        # never back within the wait: the loss is what the client gets
+])
+def test_a_prediction_lost_to_its_worker_is_sent_again(tmp_path, monkeypatch, answers, expected, tries):
+    import asyncio
+
+    from faceparse.serve import router as router_module
+
+    r = router(tmp_path)
+    sent = []
+
+    async def forward(path, headers, body, version):
+        sent.append(path)
+        status = answers[len(sent)]
+        return status, b"", {}
+
+    async def no_sleep(s):
+        clock[0] += s
+
+    clock = [0.0]
+    monkeypatch.setattr(r, "forward", forward)
+    monkeypatch.setattr(router_module.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(router_module.time, "monotonic", lambda: clock[0])
+    status, _, _ = asyncio.run(r.retry("/predictions/m", {}, b"x", None, (answers[0], b"", {})))
+    assert status == expected
+    assert r.retried == (tries if tries is not None else len(sent))
+    assert clock[0] <= router_module.RETRY_WAIT_S           # within the client's wait

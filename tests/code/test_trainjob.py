@@ -277,7 +277,7 @@ def test_launcher_manifest_validates_against_the_upstream_crd(launcher, stage, n
         assert manifest["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
                                                   "name": kube.TRAINJOB_RUNTIME}
         command = trainer["command"]
-    assert command == ["python", "-m", "faceparse.kube", "worker", "--stage", uri]
+    assert command == ["python", "-m", "faceparse.kube", "worker", "--staged", uri]
 
 
 def test_trainjob_and_pytorchjob_pods_match():

@@ -16,7 +16,7 @@ from PIL import Image
 from faceparse.config import load_params
 from faceparse.serve import server
 from faceparse.serve.client import Client
-from faceparse.serve.testing import port_overrides, tiny_bundle
+from faceparse.serve.testing import port_overrides, post_prediction, tiny_bundle
 
 pytestmark = pytest.mark.integration
 
@@ -234,6 +234,26 @@ def test_fuzz_malformed_requests_get_4xx(served, photo):
     print(f"fuzz: {len(cases)} malformed kinds → {sorted({c for _, _, c, _ in got})}")
     r = cl.predict(st["model_name"], photo)
     assert r.status_code == 200
+
+
+def test_a_killed_worker_loses_no_request_through_the_router(served, photo):
+    """Under steady load through the router, the worker process is SIGKILLed: TorchServe answers the batch it
+    held with 507 "Worker died" and restarts the worker; the router sends those predictions again, so every
+    client request is answered 200 (before the retry, 2-4 of them failed)."""
+    import concurrent.futures
+
+    st, _ = served
+    headers = {"X-Resolution": "64"}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = []
+        for i in range(96):
+            futures.append(pool.submit(post_prediction, st, photo, headers))
+            if i == 24:
+                time.sleep(1.0)                         # the worker busy with a batch when it is killed
+                assert server.kill_worker(st["run_dir"])
+            time.sleep(0.03)
+        codes = [f.result().status_code for f in futures]
+    assert codes.count(200) == len(codes), {c: codes.count(c) for c in set(codes)}
 
 
 def test_stop_cleans_up(served):

@@ -68,7 +68,7 @@ def test_healthy_challenger_is_promoted(env):
     print(f"auto promote: {took:.1f} s; traffic {traffic.summary()}")
     assert res["decision"] == "promoted", json.dumps(res, default=str)[:2000]
     last = res["analyses"][-1]
-    assert last["agreement"]["mean_iou"] > 0.8 and last["canary"]["errors"] == 0
+    assert last["agreement"]["mean"] > 0.8 and last["canary"]["errors"] == 0
     assert last["checks"]["p95_ratio"] > 0   # latency still measured, only not judged
     cl = Client.from_state(env["state"])
     name = env["state"]["model_name"]
@@ -150,9 +150,9 @@ def test_disagreeing_challenger_is_rolled_back(env):
         res = rollout.auto(env["params"], str(shifted), run_dir=env["run"], version="5", log=logs.append)
     print("\n".join(logs))
     # (a latency failure could join it on a busy machine: the agreement one must be there, errors must not)
-    assert res["decision"] == "rolled-back" and "agreement mIoU" in res["reason"], json.dumps(res, default=str)[:2000]
+    assert res["decision"] == "rolled-back" and "(label maps: mean IoU)" in res["reason"], json.dumps(res, default=str)[:2000]
     last = res["analyses"][-1]
-    assert last["agreement"]["mean_iou"] < 0.1 and last["canary"]["errors"] == 0
+    assert last["agreement"]["mean"] < 0.1 and last["canary"]["errors"] == 0
     assert not stable_failures(traffic)
     assert [v["modelVersion"] for v in cl.versions(name)] == before
 

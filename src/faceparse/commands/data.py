@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
-from ..config import ConfigError
 from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
 data_app = typer.Typer(

@@ -3,11 +3,10 @@ promoted model, and predictions from any model the registry (or a folder) holds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
-from ..config import ConfigError
 from ..stages import get_stage
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 

@@ -2,8 +2,9 @@
 
 A codec per model stage, in the stage's package (``faceparse.stages.<name>.codec``, ``CODEC``): the formats it
 answers (the first is the default), one batched model run that encodes each item's response, and the
-agreement between two versions' answers to one mirrored request (label maps: mean IoU; points: 1 − the mean
-point distance normalised by the inter-ocular distance, as NME). What codecs share lives here. The router
+agreement between two versions' answers to one mirrored request, in [0, 1] (label maps: mean IoU; points: 1 −
+the mean point distance normalised by the inter-ocular distance, as NME) with the least mean agreement a canary
+needs (``min_agreement``) and what it measures (``agreement_measure``). What codecs share lives here. The router
 imports the codecs for the agreement only: no codec imports torch at module level.
 """
 from __future__ import annotations

@@ -8,8 +8,9 @@ reports that generation applied and no request in flight to the version being re
 TorchServe is told (``PUT /models/NAME/VER/set-default``, ``DELETE /models/NAME/VER``).
 
 Thresholds (``params.serve.rollout``): ``max_error_rate`` (canary 5xx share), ``max_client_error_delta``
-(canary 4xx share minus stable's), ``max_latency_ratio`` (canary p95 / stable p95), ``min_agreement_miou``
-(mean IoU of canary vs stable label maps on mirrored requests), ``min_requests`` per arm and
+(canary 4xx share minus stable's), ``max_latency_ratio`` (canary p95 / stable p95), ``min_agreement``
+(the stage codec's agreement of canary vs stable answers on mirrored requests — label maps: mean IoU, points:
+1 − NME, images: 1 − mean |a − b|; null: the codec's own ``min_agreement``), ``min_requests`` per arm and
 ``min_mirrored`` samples before judging; ``steps`` (traffic percentages), ``window_s`` (longest wait per
 step), ``mirror_fraction``.
 """
@@ -24,12 +25,13 @@ from ..config import ConfigError
 from .client import Client, ServeError, ready_workers
 from .rollout_state import read_rollout, write_rollout
 from ..stages import bundle_stage
+from .codecs import codec_for
 
 DEFAULTS = {
     "router_port": 8483, "percent": 10, "steps": [10, 50], "mirror_fraction": 0.2,
     "min_requests": 30, "min_mirrored": 5, "window_s": 300, "poll_s": 1.0,
     "max_error_rate": 0.01, "max_client_error_delta": 0.01, "max_latency_ratio": 1.5,
-    "latency_slack_ms": 5.0, "min_agreement_miou": 0.8, "drain_timeout_s": 60,
+    "latency_slack_ms": 5.0, "min_agreement": None, "drain_timeout_s": 60,
 }
 
 
@@ -215,9 +217,10 @@ def judge(ro: dict[str, Any], state: dict[str, Any], snap: dict[str, Any]) -> di
         if n_agree < ro["min_mirrored"]:
             waiting.append(f"{n_agree}/{ro['min_mirrored']} mirrored requests compared")
         else:
-            checks["agreement_miou"] = agree["mean_iou"]
-            if agree["mean_iou"] < ro["min_agreement_miou"]:
-                failures.append(f"agreement mIoU {agree['mean_iou']:.3f} < {ro['min_agreement_miou']}")
+            least, measure = agreement_floor(ro, state)
+            checks["agreement"] = agree["mean"]
+            if agree["mean"] < least:
+                failures.append(f"agreement {agree['mean']:.3f} < {least} ({measure})")
         if agree.get("failed", 0) >= 3 and agree["failed"] > 0.5 * (n_agree + agree["failed"]):
             failures.append(f"{agree['failed']} mirrored requests failed on the other version")
     verdict = "rollback" if failures else ("wait" if waiting else "promote")
@@ -225,7 +228,16 @@ def judge(ro: dict[str, Any], state: dict[str, Any], snap: dict[str, Any]) -> di
             "model": state["model"], "percent": state.get("percent"), "generation": snap["generation"],
             "stable": s, "canary": c, "agreement": agree,
             "thresholds": {k: ro[k] for k in ("max_error_rate", "max_client_error_delta", "max_latency_ratio",
-                                              "min_agreement_miou", "min_requests", "min_mirrored")}}
+                                              "min_agreement", "min_requests", "min_mirrored")},
+            "min_agreement": agreement_floor(ro, state)[0]}
+
+
+def agreement_floor(ro: dict[str, Any], state: dict[str, Any]) -> tuple[float, str]:
+    """(the least mean agreement a canary needs, what is measured): ``min_agreement`` when params set it, else
+    the codec's own for the rollout's stage (its answers' kind decides what agreeing means)."""
+    codec = codec_for(state.get("stage"))
+    least = ro["min_agreement"] if ro["min_agreement"] is not None else codec.min_agreement
+    return float(least), codec.agreement_measure
 
 
 def _with_canary(params: dict[str, Any], run_dir, action: str):
@@ -292,7 +304,7 @@ def auto(params: dict[str, Any], model: str, run_dir=None, version: str | None =
             time.sleep(float(ro["poll_s"]))
         analyses.append(a)
         log(f"  {pct:g}%: {a['verdict']} stable n={a['stable']['n']} canary n={a['canary']['n']} "
-            f"errors={a['canary']['errors']} agreement={a['agreement'].get('mean_iou')}")
+            f"errors={a['canary']['errors']} agreement={a['agreement'].get('mean')}")
         if a["verdict"] != "promote":
             reason = "; ".join(a["failures"] or [f"not enough data within {ro['window_s']} s: " + "; ".join(a["waiting"])])
             rb = rollback(params, run_dir, reason=reason)

@@ -38,6 +38,11 @@ ROUTER_PID, ROUTER_LOG = "router.pid", "router.log"
 FORWARD_HEADERS = ("authorization", "content-type", "x-resolution", "x-format", "x-detect", "accept")
 MAX_BODY = 20 * 1024 * 1024
 MAX_LAT = 20000
+# A prediction is idempotent: one lost to its worker (TorchServe 507 "worker died", 503 "no worker", or the
+# connection dropped: 502) is sent again after a pause that doubles each time (TorchServe queues it for the
+# worker it restarts, in ~5 s) until it is answered otherwise or this many seconds have passed
+WORKER_LOSS = (502, 503, 507)
+RETRY_WAIT_S = 20.0
 
 
 def percentile(values, q: float) -> float | None:
@@ -90,6 +95,7 @@ class Router:
         self.total = 0
         self.mirror_sem = asyncio.Semaphore(mirror_concurrency)
         self.mirror_dropped = 0
+        self.retried = 0         # predictions sent again after a worker loss
         self.session = None
         self._keys: tuple[Any, set[str]] = (None, set())
         self.rng = random.Random()   # the split and mirror draws; tests seed it
@@ -191,6 +197,8 @@ class Router:
         t0 = time.perf_counter()
         path = f"/predictions/{name}" + (f"/{version}" if version else "")
         status, data, rh = await self.forward(path, headers, body, version)
+        if status in WORKER_LOSS:
+            status, data, rh = await self.retry(path, headers, body, version, (status, data, rh))
         if status == 404 and arm is not None:
             # the version went away between routing and forwarding (promote / rollback race): re-route once
             v2, arm2 = self.route(name)
@@ -211,9 +219,19 @@ class Router:
             asyncio.ensure_future(self.mirror(name, headers, body, version, other, live, gen, codec))
         return resp
 
+    async def retry(self, path: str, headers: dict, body: bytes, version: str | None, lost: tuple):
+        """``lost`` (a worker-loss answer) sent again until answered otherwise, within RETRY_WAIT_S."""
+        deadline, pause = time.monotonic() + RETRY_WAIT_S, 0.25
+        while lost[0] in WORKER_LOSS and time.monotonic() + pause < deadline:
+            await asyncio.sleep(pause)
+            self.retried += 1
+            lost = await self.forward(path, headers, body, version)
+            pause *= 2
+        return lost
+
     async def mirror(self, name, headers, body, live, other, live_answer, gen, codec) -> None:
         """Shadow request: the same image to the other version, then the stage codec's agreement of the two
-        answers (label maps: mean IoU; landmarks: 1 − NME between the versions)."""
+        answers (the codec's measure in [0, 1]: label maps mean IoU, points 1 − NME, images 1 − mean |a − b|)."""
         if self.mirror_sem.locked():
             self.mirror_dropped += 1
             return
@@ -226,12 +244,12 @@ class Router:
                     return
             if s2 != 200 or gen != self.generation:
                 if gen == self.generation:
-                    self.agreement.append({"live": live, "other": other, "iou": None, "status": s2})
+                    self.agreement.append({"live": live, "other": other, "agreement": None, "status": s2})
                 return
             loop = asyncio.get_running_loop()
-            iou = await loop.run_in_executor(None, codec.agreement, live_answer, other_answer)
+            value = await loop.run_in_executor(None, codec.agreement, live_answer, other_answer)
             if gen == self.generation:
-                self.agreement.append({"live": live, "other": other, "iou": iou, "status": 200})
+                self.agreement.append({"live": live, "other": other, "agreement": value, "status": 200})
                 del self.agreement[:-MAX_LAT]
 
     async def passthrough_get(self, request):
@@ -251,16 +269,16 @@ class Router:
         return web.json_response({"ok": True, "generation": self.generation})
 
     def snapshot(self) -> dict[str, Any]:
-        ious = [a["iou"] for a in self.agreement if a["iou"] is not None]
+        values = [a["agreement"] for a in self.agreement if a["agreement"] is not None]
         return {
-            "generation": self.generation, "total_requests": self.total,
+            "generation": self.generation, "total_requests": self.total, "retried": self.retried,
             "state": {k: v for k, v in self.state.items() if k != "history"},
             "inflight": {k: v for k, v in self.inflight.items()},
             "versions": {v: s.summary() for v, s in self.stats.items()},
-            "agreement": {"n": len(ious), "failed": sum(1 for a in self.agreement if a["iou"] is None),
+            "agreement": {"n": len(values), "failed": sum(1 for a in self.agreement if a["agreement"] is None),
                           "dropped": self.mirror_dropped,
-                          "mean_iou": (sum(ious) / len(ious)) if ious else None,
-                          "min_iou": min(ious) if ious else None},
+                          "mean": (sum(values) / len(values)) if values else None,
+                          "min": min(values) if values else None},
         }
 
     async def stats_view(self, request):

@@ -18,6 +18,8 @@ class CompletionCodec:
     ``resolution`` when given); an aligned face or ``X-Detect: false``: whole, at ``resolution``²."""
     formats = ("png", "mask", "overlay", "json")
     mirror_format = "png"
+    min_agreement = 0.8    # the canary's least mean agreement (params serve.rollout.min_agreement overrides)
+    agreement_measure = "completed maps: mean IoU"
     locate = staticmethod(imaging.locate_faces)
 
     def warmup(self, model, x, resolution: int) -> None:

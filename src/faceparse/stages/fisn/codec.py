@@ -18,6 +18,8 @@ class FisnCodec:
     photo's size). The canary compares raw outputs: 1 − mean |a − b| / 255."""
     formats = ("png", "raw", "mask")
     mirror_format = "raw"
+    min_agreement = 0.9    # the canary's least mean agreement (params serve.rollout.min_agreement overrides)
+    agreement_measure = "raw outputs: 1 − mean |a − b| / 255"
     locate = staticmethod(imaging.locate_faces)
 
     def warmup(self, model, x, resolution: int) -> None:

@@ -12,6 +12,8 @@ class LandmarkCodec:
     (``locate``: no face → 422; ``X-Detect: false`` or an aligned face: the whole image is the frame)."""
     formats = ("json", "overlay")
     mirror_format = "json"
+    min_agreement = 0.95    # the canary's least mean agreement (params serve.rollout.min_agreement overrides)
+    agreement_measure = "points: 1 − NME"
     locate = staticmethod(imaging.locate_faces)
 
     def warmup(self, model, x, resolution: int) -> None:

@@ -17,6 +17,8 @@ class ParserCodec:
     parsed whole at ``resolution``² as before detection existed, batched by resolution."""
     formats = ("png", "overlay", "json")
     mirror_format = "png"
+    min_agreement = 0.8    # the canary's least mean agreement (params serve.rollout.min_agreement overrides)
+    agreement_measure = "label maps: mean IoU"
 
     def warmup(self, model, x, resolution: int) -> None:
         model(x, out_size=resolution)

@@ -15,6 +15,8 @@ class Recon3dCodec:
     overlay shows every face; an aligned face or ``X-Detect: false``: the image whole."""
     formats = ("json", "obj", "overlay")
     mirror_format = "json"
+    min_agreement = 0.95    # the canary's least mean agreement (params serve.rollout.min_agreement overrides)
+    agreement_measure = "projected landmarks: 1 − NME"
 
     locate = staticmethod(locate_faces)
 
