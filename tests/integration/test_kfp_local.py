@@ -199,7 +199,7 @@ class PodRunningClient:
         job = self.jobs[-1]
         container = job.spec.pytorch_replica_specs["Master"].template.spec.containers[0]
         assert container.command[:4] == ["python", "-m", "faceparse.kube", "worker"]
-        stage = container.command[container.command.index("--stage") + 1]
+        stage = container.command[container.command.index("--staged") + 1]
         for k, v in {"PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_NPROC_PER_NODE": "1", "RANK": "0",
                      "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
             self.mp.setenv(k, v)
