@@ -13,6 +13,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 
+
+def finish(fig, path: Path) -> Path:
+    """Lay the figure out, write it (110 dpi) and close it; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
 def _plt():
     import matplotlib
 
@@ -52,10 +60,7 @@ def f1_bar(scores: Mapping[str, float], path: str | os.PathLike, title: str | No
     ax.set_xlabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return finish(fig, p)
 
 
 def normalise_rows(matrix) -> np.ndarray:
@@ -90,10 +95,7 @@ def confusion_image(matrix, classes: Sequence[str], path: str | os.PathLike, tit
                     ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
                             fontsize=5, color="white" if normalize and v > 0.5 else "black")
     ax.set_title(title or ("confusion (row-normalised)" if normalize else "confusion"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return finish(fig, p)
 
 
 def colorize(label, palette) -> np.ndarray:
@@ -143,10 +145,7 @@ def overlay_grid(images: Sequence[np.ndarray], truths: Sequence[np.ndarray], pre
             ax.set_axis_off()
             head = name if titles is None or j else f"{titles[i]}"
             ax.set_title(head, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return finish(fig, p)
 
 
 def completion_sheet(image, maps, palette, path: str | os.PathLike, truth=None, title: str | None = None,
@@ -175,7 +174,4 @@ def completion_sheet(image, maps, palette, path: str | os.PathLike, truth=None, 
             ax.imshow(im)
             ax.set_axis_off()
             ax.set_title(name, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return finish(fig, p)

@@ -203,10 +203,7 @@ def contact_sheet(rows: list[dict], path: Path) -> Path:
             ax.imshow(im if im is not None else np.zeros_like(r["input"]))
             ax.set_axis_off()
             ax.set_title(f"{r.get('title', '')}\n{name}" if j == 0 and r.get("title") else name, fontsize=6)
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return plots.finish(fig, p)
 
 
 def write_fisn_reports(result, extras, params) -> list[Path]:

@@ -158,10 +158,7 @@ def sheet(model, x: torch.Tensor, titles: list[str], path: Path) -> Path:
             ax.imshow(im)
             ax.set_axis_off()
             ax.set_title(f"{titles[k]}\n{name}" if name == "input" else name, fontsize=6)
-    fig.tight_layout()
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return plots.finish(fig, p)
 
 
 def write_recon3d_reports(result, extras, params) -> list[Path]:
