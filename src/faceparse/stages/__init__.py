@@ -173,8 +173,8 @@ class Stage:
         return f"{self.primary_metric} {val.get(self.primary_metric)}"
 
     def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
-        """The validation metrics written into bundle.json."""
-        return dict(val)
+        """The validation metrics written into bundle.json, marked as the validation split's."""
+        return {"split": "val", **val}
 
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
         """After training: plots / samples logged to MLflow; returns extra MLflow metrics."""

@@ -165,9 +165,6 @@ class FisnStage(Stage):
         return (f"val PSNR in the occluded region {val['psnr_out']:.2f} dB (input {val['psnr_input']:.2f} dB, "
                 f"{val['n_occluded_images']} faces)")
 
-    def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
-        return {"split": "val", **val}
-
     @torch.no_grad()
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
         """val_fisn.png (input | target map | output | clean, first validation faces); the loss parts'

@@ -129,9 +129,6 @@ class Recon3dStage(Stage):
         return (f"val p90 {val['p90_mm']:.2f} mm, mean {val['mean_mm']:.2f} mm (mean face p90 "
                 f"{val['p90_mm_mean_face']:.2f} mm), landmark NME {val['lmk_nme']:.4f}")
 
-    def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
-        return {"split": "val", **val}
-
     @torch.no_grad()
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
         """val_recon3d.png (input | render over it, the first validation faces); the loss parts' means."""
