@@ -10,7 +10,7 @@ so a component imports faceparse inside its body. The image already holds every 
 ``install_kfp_package=False`` and no ``packages_to_install`` (no pip at run time, nothing installed into
 the host venv by the local runner).
 """
-from faceparse.kube import DEFAULT_IMAGE
+from faceparse.launch.settings import DEFAULT_IMAGE
 
 IMAGE = DEFAULT_IMAGE  # $FACEPARSE_IMAGE at compile time, else ghcr.io/faceparse/faceparse:<version>
 COMPONENT = {"base_image": IMAGE, "install_kfp_package": False}

@@ -14,7 +14,7 @@ def complete(params_yaml: str, overrides: List[str], dataset: Input[Dataset], mo
     """faceparse.stages.completion.photo.complete_dataset(params, dataset, completed, model=the completion bundle);
     returns the number of samples completed."""
     from faceparse.stages.completion.photo import complete_dataset
-    from faceparse.kube import whole_params
+    from faceparse.launch.params import whole_params
 
     params = whole_params(params_yaml, overrides)
     res = complete_dataset(params, dataset.path, completed.path, model=model.path, progress=False)

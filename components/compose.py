@@ -14,7 +14,7 @@ def compose(params_yaml: str, overrides: List[str], parser_model: Input[Model], 
             stage: str = "completion"):
     """faceparse.stages.get_stage(stage).compose(params) with the two Model artifacts as
     ``completion.compose`` and their registration records (registered.json) naming the versions composed."""
-    from faceparse.kube import whole_params
+    from faceparse.launch.params import whole_params
     from faceparse.stages import get_stage
 
     params = whole_params(params_yaml, overrides, {

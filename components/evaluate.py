@@ -27,7 +27,7 @@ def evaluate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], va
     from pathlib import Path
 
     from faceparse.evaluate import evaluate as evaluate_step
-    from faceparse.kube import component_params
+    from faceparse.launch.params import component_params
     from faceparse.stages import get_stage
 
     rep = Path(report.path)

@@ -17,7 +17,7 @@ def package(params_yaml: str, overrides: List[str], model_uri: str, mar: Output[
     import shutil
     import tempfile
 
-    from faceparse.kube import component_params
+    from faceparse.launch.params import component_params
     from faceparse.serve.package import package as package_step
 
     params = component_params(params_yaml, overrides, stage=stage)

@@ -20,9 +20,10 @@ def prepare(params_yaml: str, overrides: List[str], dataset: Output[Dataset], ra
     import tempfile
     from pathlib import Path
 
+    from faceparse.config import set_key
     from faceparse.data.manifest import read_info
     from faceparse.data.prepare import prepare as prepare_step
-    from faceparse.kube import component_params, set_key
+    from faceparse.launch.params import component_params
 
     params = component_params(params_yaml, overrides, {"data.dir": dataset.path})
     if raw_uri:

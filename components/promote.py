@@ -13,7 +13,7 @@ def promote(params_yaml: str, overrides: List[str], challenger_version: str, sta
     its reason are logged and kept as model-version tags). challenger_version (the version register just
     created) ties the task to it; a mismatch (another run registered in between) is reported. One output
     on purpose: kfp.local 2.17 cannot resolve a named output of a multi-output task in a dsl.If."""
-    from faceparse.kube import component_params
+    from faceparse.launch.params import component_params
     from faceparse.registry import promote as promote_step
 
     params = component_params(params_yaml, overrides, stage=stage)

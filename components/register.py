@@ -17,7 +17,7 @@ def register(params_yaml: str, overrides: List[str], model: Input[Model], eval_r
     from collections import namedtuple
     from pathlib import Path
 
-    from faceparse.kube import component_params
+    from faceparse.launch.params import component_params
     from faceparse.registry import register as register_step
 
     params = component_params(params_yaml, overrides, {"registry.registered_file": registered.path}, stage=stage)

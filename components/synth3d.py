@@ -14,7 +14,7 @@ def synth3d(params_yaml: str, overrides: List[str], dataset: Output[Dataset]):
     """faceparse.data.synth3d.synth3d_from_params(params of the recon3d stage) into the Dataset artifact."""
     from faceparse.data.manifest import read_info
     from faceparse.data.synth3d import synth3d_from_params
-    from faceparse.kube import component_params
+    from faceparse.launch.params import component_params
 
     out = synth3d_from_params(component_params(params_yaml, overrides, stage="recon3d"), out=dataset.path,
                               progress=False)

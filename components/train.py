@@ -1,6 +1,6 @@
 """train: faceparse.train.train(params) distributed — torchrun on this machine (launcher=local), a Kubeflow
 Training Operator v1 PyTorchJob (launcher=pytorchjob) or a Kubeflow Trainer v2 TrainJob (launcher=trainjob)
-on GPU nodes; see faceparse.kube."""
+on GPU nodes; see faceparse.launch."""
 
 from typing import List, NamedTuple, Optional
 
@@ -16,13 +16,13 @@ def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], valid
           stage: str = "parser", trainjob: dict = {}, carry: Optional[Input[Model]] = None,
           carry_registered: Optional[Input[Artifact]] = None,
           ) -> NamedTuple("TrainOutputs", [("mlflow_run_id", str), ("val_metric", float)]):
-    """faceparse.kube.train_distributed(params of the model ``stage``, launcher, nproc, pytorchjob, trainjob)
+    """faceparse.launch.dispatch.train_distributed(params of the model ``stage``, launcher, nproc, pytorchjob, trainjob)
     with data.dir = dataset, validate.out_dir = the validation report (its quarantine list is honoured) and
     train.bundle_dir = the Model artifact (weights.pt + bundle.json).
 
     launcher: local → torchrun --nproc-per-node ``nproc`` here (CPU: gloo); pytorchjob → a PyTorchJob
     with ``pytorchjob`` settings (workers × gpus_per_worker, A100 node selector, NCCL env; missing keys
-    take faceparse.kube.PYTORCHJOB_DEFAULTS); trainjob → a TrainJob on the faceparse-torch-distributed
+    take faceparse.launch.settings.PYTORCHJOB_DEFAULTS); trainjob → a TrainJob on the faceparse-torch-distributed
     runtime with ``trainjob`` settings (the same keys + runtime; missing keys take TRAINJOB_DEFAULTS).
 
     carry / carry_registered: the model the stage's bundle carries and its registration record (fisn: the
@@ -31,7 +31,8 @@ def train(params_yaml: str, overrides: List[str], dataset: Input[Dataset], valid
     import tempfile
     from collections import namedtuple
 
-    from faceparse.kube import component_params, train_distributed
+    from faceparse.launch.dispatch import train_distributed
+    from faceparse.launch.params import component_params
     from faceparse.stages import get_stage
 
     params = component_params(params_yaml, overrides, {

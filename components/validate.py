@@ -26,7 +26,7 @@ def validate(params_yaml: str, overrides: List[str], dataset: Input[Dataset], da
     from pathlib import Path
 
     from faceparse.data.validate import validate_dataset
-    from faceparse.kube import component_params
+    from faceparse.launch.params import component_params
 
     params = component_params(params_yaml, overrides, {"validate.out_dir": report.path})
     v = params.get("validate") or {}

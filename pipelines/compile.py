@@ -2,7 +2,7 @@
 
 The committed pipelines/faceparse_pipeline.yaml is this output (tests/code/test_pipeline_compiled.py
 fails when it is stale: recompile after changing components/, pipelines/pipeline.py, params.yaml or
-faceparse.kube.PYTORCHJOB_DEFAULTS)."""
+faceparse.launch.settings.PYTORCHJOB_DEFAULTS)."""
 import argparse
 import ast
 import re

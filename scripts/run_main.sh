@@ -11,10 +11,11 @@ step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 
 # A real photo for the demo query: the shared CelebAMask-HQ sample when present, else a synthetic face.
 photo=../shared/fixtures/celebamask-hq-samples/0.jpg
+# the registered model stages (faceparse.stages, in pipeline order), comma-separated as --stage takes them
+stages=$(faceparse stages --names | paste -sd, -)
 # each stage's registry model name, read once (one Python start instead of one per name)
-eval "$(python -c "from faceparse.config import load_params; from faceparse.stages import for_stage; p = load_params(); \
-print('\n'.join(f'name_{s}={for_stage(p, s)[\"registry\"][\"model_name\"]}' for s in \
-('parser', 'landmarks', 'completion', 'fisn', 'recon3d')))")"
+eval "$(python -c "from faceparse.config import load_params; from faceparse.stages import for_stage, stage_names; \
+p = load_params(); print('\n'.join(f'name_{s}={for_stage(p, s)[\"registry\"][\"model_name\"]}' for s in stage_names()))")"
 model_name() { local v="name_$1"; echo "${!v}"; }
 parser=$(model_name parser)
 landmarks=$(model_name landmarks)
@@ -25,8 +26,8 @@ carrying the completion bundle): train → evaluate → register; 3D reconstruct
 data): synth3d → train → evaluate (clean / occluded / de-occluded inputs) → register"
 dvc repro
 
-step "promote each stage's challenger (parser, landmarks, completion, fisn, recon3d) if it beats the champion"
-faceparse promote --stage parser,landmarks,completion,fisn,recon3d
+step "promote each stage's challenger ($stages) if it beats the champion"
+faceparse promote --stage "$stages"
 
 # a synthetic face is an aligned crop with nothing for the photo face detector: parsed whole (--no-detect)
 nodetect=""
@@ -67,27 +68,5 @@ if [ ${#failed[@]} -gt 0 ]; then
 fi
 
 step "done"
-python - <<'PY'
-import json
-m = json.load(open("metrics/parser/eval.json"))
-print(f"parser: test mean F1 {m['mean_f1']:.4f}  mIoU {m['miou']:.4f}  ({m['n_images']} test images)")
-m = json.load(open("metrics/landmarks/eval.json"))
-print(f"landmarks: test NME {m['nme']:.4f} (mean shape {m['mean_shape_nme']:.4f}; occluded points "
-      f"{m['nme_occluded'] if m['nme_occluded'] is None else round(m['nme_occluded'], 4)}, visible "
-      f"{m['nme_visible']:.4f})  ({m['n_images']} test images)")
-m = json.load(open("metrics/completion/eval.json"))
-f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.4f}"
-print(f"completion: F1 inside the occluded face region {f('f1_occluded_gamma')} (parser alone "
-      f"{f('f1_occluded_alpha')}); over the face {f('f1_face_gamma')} (parser alone {f('f1_face_alpha')}); "
-      f"occlusion mask IoU {f('occlusion_iou')}  ({m['n_images']} test images)")
-m = json.load(open("metrics/fisn/eval.json"))
-f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.2f}"
-print(f"de-occlusion: PSNR inside the occluded face region {f('psnr_out')} dB (occluded input {f('psnr_input')}, "
-      f"cv2.inpaint {f('psnr_inpaint')}); SSIM {f('ssim_out')} (input {f('ssim_input')}, inpaint "
-      f"{f('ssim_inpaint')})  ({m['n_occluded_images']} occluded test faces)")
-m = json.load(open("metrics/recon3d/eval.json"))
-f = lambda k: "n/a" if m.get(k) is None else f"{m[k]:.2f}"
-print(f"3D reconstruction: 90th-percentile vertex error {f('p90_mm_clean')} mm clean, {f('p90_mm_occluded')} occluded, "
-      f"{f('p90_mm_deoccluded')} de-occluded first (the mean face: {f('p90_mm_mean_face')} mm)")
-PY
+faceparse stages summary   # one line per stage: its test evaluation (Stage.headline)
 echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/ runs/demo/deocclude/ runs/demo/reconstruct/   served overlay: runs/demo/served_overlay.png"

@@ -1,5 +1,5 @@
 """components/ called directly (``component.python_func``) with kfp artifact objects in tmp dirs, and
-faceparse.kube's launchers (torchrun failure surfacing; the PyTorchJob launch/wait/failure logic against a
+faceparse.launch's launchers (torchrun failure surfacing; the PyTorchJob launch/wait/failure logic against a
 stand-in for the kubeflow-training TrainingClient — no cluster here). The TrainJob launcher and the
 manifests' validation against the upstream CRDs: tests/code/test_trainjob.py."""
 import json
@@ -15,7 +15,13 @@ if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo roo
     sys.path.insert(0, str(REPO))
 
 import components as c  # noqa: E402
-from faceparse import kube  # noqa: E402
+from faceparse.launch import worker  # noqa: E402
+from faceparse.launch.errors import PyTorchJobError  # noqa: E402
+from faceparse.launch.params import component_params  # noqa: E402
+from faceparse.launch.pytorchjob import _to_model, build_pytorchjob, launch_pytorchjob  # noqa: E402
+from faceparse.launch.staging import stage_inputs  # noqa: E402
+from faceparse.launch.torchrun import run_torchrun  # noqa: E402
+from faceparse.launch.worker import worker_main  # noqa: E402
 from faceparse.config import ConfigError, load_params  # noqa: E402
 
 PARAMS_YAML = (REPO / "params.yaml").read_text()
@@ -48,15 +54,15 @@ def validated(work, dataset):
 
 # ------------------------------------------------------------------------------------------ params
 def test_component_params_reads_the_yaml_text_through_load_params():
-    p = kube.component_params(PARAMS_YAML, ["train.epochs=3", "model.overrides.norm=batch"],
+    p = component_params(PARAMS_YAML, ["train.epochs=3", "model.overrides.norm=batch"],
                               {"data.dir": "/tmp/a b: #c", "evaluate.metrics_file": Path("/x/y.json")})
     assert p["train"]["epochs"] == 3 and p["model"]["overrides"] == {"norm": "batch"}
     assert p["data"]["dir"] == "/tmp/a b: #c"  # artifact paths are set verbatim, never YAML-parsed
     assert p["evaluate"]["metrics_file"] == "/x/y.json"
     with pytest.raises(ConfigError, match="section.key=value"):
-        kube.component_params(PARAMS_YAML, ["train.epochs"])
+        component_params(PARAMS_YAML, ["train.epochs"])
     with pytest.raises(ConfigError, match="not valid YAML"):
-        kube.component_params("a: [", [])
+        component_params("a: [", [])
 
 
 # ------------------------------------------------------------------------------------------ prepare / validate
@@ -104,11 +110,11 @@ def test_train_rejects_an_unknown_launcher(work, dataset, validated):
 
 
 def test_torchrun_failure_is_surfaced_with_the_log_tail(tmp_path):
-    params = kube.component_params(PARAMS_YAML, TINY, {"data.dir": str(tmp_path / "no-such-dataset"),
+    params = component_params(PARAMS_YAML, TINY, {"data.dir": str(tmp_path / "no-such-dataset"),
                                                        "train.bundle_dir": str(tmp_path / "model"),
                                                        "train.run_dir": str(tmp_path / "run")})
     with pytest.raises(RuntimeError, match=r"torchrun \(1 processes\) exited with 1") as e:
-        kube.run_torchrun(params, nproc=1, workdir=tmp_path / "wd")
+        run_torchrun(params, nproc=1, workdir=tmp_path / "wd")
     assert "no-such-dataset" in str(e.value)  # the rank's own error, from the log tail
 
 
@@ -146,19 +152,19 @@ def test_cluster_launchers_stage_the_carried_model_for_the_pod(tmp_path, monkeyp
         (d / f).write_text("{}")
     reg.write_text('{"version": "3"}')
     paths = {"data.dir": ds, "validate.out_dir": tmp_path / "no-validation"}
-    fisn = kube.component_params(PARAMS_YAML, [], {**paths, "carry.completion": carried,
+    fisn = component_params(PARAMS_YAML, [], {**paths, "carry.completion": carried,
                                                    "carry.registered_file": reg}, stage="fisn")
-    staged = kube.stage_inputs(fisn, "s3://b/fisn-job")
+    staged = stage_inputs(fisn, "s3://b/fisn-job")
     assert sorted(u.rsplit("/", 1)[1] for u in staged) == ["carried-registered.json", "carried.tar",
                                                            "dataset.tar", "params.yaml"]
-    parser = kube.component_params(PARAMS_YAML, [], paths)
-    assert sorted(u.rsplit("/", 1)[1] for u in kube.stage_inputs(parser, "s3://b/parser-job")) == [
+    parser = component_params(PARAMS_YAML, [], paths)
+    assert sorted(u.rsplit("/", 1)[1] for u in stage_inputs(parser, "s3://b/parser-job")) == [
         "dataset.tar", "params.yaml"]
 
-    monkeypatch.setattr(kube, "_tee", lambda cmd, env: (0, ""))
+    monkeypatch.setattr(worker, "tee", lambda cmd, env: (0, ""))
     monkeypatch.setenv("PET_NODE_RANK", "1")   # a worker node: trains, uploads nothing
     pod = tmp_path / "pod"
-    assert kube.worker_main("s3://b/fisn-job", workdir=str(pod)) == 0
+    assert worker_main("s3://b/fisn-job", workdir=str(pod)) == 0
     carry = load_params(pod / "params.yaml")["carry"]
     assert carry["completion"] == str(pod / "carried") and (pod / "carried" / "bundle.json").is_file()
     assert Path(carry["registered_file"]).read_text() == '{"version": "3"}'
@@ -204,7 +210,7 @@ class FakeTrainingClient:
 
 
 def _job(**settings):
-    return kube.build_pytorchjob({"workers": 2, "gpus_per_worker": 4, **settings}, "faceparse-train-x",
+    return build_pytorchjob({"workers": 2, "gpus_per_worker": 4, **settings}, "faceparse-train-x",
                                  "s3://faceparse/pytorchjobs/faceparse-train-x")
 
 
@@ -213,7 +219,7 @@ def test_pytorchjob_is_created_as_the_sdk_model_and_waited_for():
 
     client = FakeTrainingClient("Succeeded")
     job = _job()
-    kube.launch_pytorchjob(job, client=client, timeout_s=600, poll_s=10)
+    launch_pytorchjob(job, client=client, timeout_s=600, poll_s=10)
     (model, ns), = client.created
     assert ns == "team-a"  # the client's namespace (the pipeline pod's own) when the settings name none
     assert type(model).__name__ == "KubeflowOrgV1PyTorchJob"
@@ -225,7 +231,7 @@ def test_pytorchjob_is_created_as_the_sdk_model_and_waited_for():
 def test_pytorchjob_model_is_built_strictly_from_the_sdk_models():
     """The SDK's own models, field by field (no deserializer that silently drops what it does not know):
     a field the model lacks, or a value of the wrong type, refuses the job before anything is sent."""
-    model = kube._to_model(_job(data_pvc="faceparse-data"))
+    model = _to_model(_job(data_pvc="faceparse-data"))
     master = model.spec.pytorch_replica_specs["Master"]
     assert type(master).__name__ == "KubeflowOrgV1ReplicaSpec" and master.replicas == 1
     container = master.template.spec.containers[0]
@@ -236,19 +242,19 @@ def test_pytorchjob_model_is_built_strictly_from_the_sdk_models():
     bad = _job()
     bad["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["imagee"] = "x"
     client = FakeTrainingClient("Succeeded")
-    with pytest.raises(kube.PyTorchJobError, match=r"could not be created: .*containers\[0\]: V1Container has "
+    with pytest.raises(PyTorchJobError, match=r"could not be created: .*containers\[0\]: V1Container has "
                                                    r"no field\(s\) \['imagee'\]"):
-        kube.launch_pytorchjob(bad, client=client)
+        launch_pytorchjob(bad, client=client)
     assert client.created == []
     wrong_type = _job()
     wrong_type["spec"]["pytorchReplicaSpecs"]["Master"]["replicas"] = "1"
     with pytest.raises(ValueError, match=r"Master.replicas: expected int, got '1'"):
-        kube._to_model(wrong_type)
+        _to_model(wrong_type)
 
 
 def test_pytorchjob_failure_names_the_job_and_shows_the_master_log():
-    with pytest.raises(kube.PyTorchJobError) as e:
-        kube.launch_pytorchjob(_job(namespace="ml"), client=FakeTrainingClient("Failed"))
+    with pytest.raises(PyTorchJobError) as e:
+        launch_pytorchjob(_job(namespace="ml"), client=FakeTrainingClient("Failed"))
     msg = str(e.value)
     assert msg.startswith("PyTorchJob ml/faceparse-train-x failed (Failed: PyTorchJobFailed")
     assert "1 Master replica(s) failed" in msg and "CUDA out of memory" in msg
@@ -256,14 +262,14 @@ def test_pytorchjob_failure_names_the_job_and_shows_the_master_log():
 
 def test_pytorchjob_timeout_deletes_the_job():
     client = FakeTrainingClient("timeout")
-    with pytest.raises(kube.PyTorchJobError, match="did not succeed within 60 s; deleted it"):
-        kube.launch_pytorchjob(_job(), client=client, timeout_s=60, poll_s=5)
+    with pytest.raises(PyTorchJobError, match="did not succeed within 60 s; deleted it"):
+        launch_pytorchjob(_job(), client=client, timeout_s=60, poll_s=5)
     assert client.deleted == [("faceparse-train-x", "team-a")]
 
 
 def test_pytorchjob_creation_refused_is_clear():
-    with pytest.raises(kube.PyTorchJobError, match="team-a/faceparse-train-x: could not be created: .*403"):
-        kube.launch_pytorchjob(_job(), client=FakeTrainingClient("refused"))
+    with pytest.raises(PyTorchJobError, match="team-a/faceparse-train-x: could not be created: .*403"):
+        launch_pytorchjob(_job(), client=FakeTrainingClient("refused"))
 
 
 # ------------------------------------------------------------------------------------------ downstream steps
@@ -275,7 +281,7 @@ def test_evaluate_register_promote_package_components(work, dataset, validated, 
     from faceparse.models import build_model
 
     overrides = TINY + [f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db"]
-    params = kube.component_params(PARAMS_YAML, overrides)
+    params = component_params(PARAMS_YAML, overrides)
     n = get_table("celebamask-hq").num_classes
     model = art(Model, tmp_path, "model")
     save_bundle(model.path, build_model(model_config(params), n),

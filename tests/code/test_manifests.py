@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faceparse import kube
+from faceparse.launch.pytorchjob import build_pytorchjob
+from faceparse.launch.settings import MLFLOW_SECRET, S3_SECRET, TRAINJOB_RUNTIME, settings_with_defaults
+from faceparse.launch.staging import stage_uri
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo root
@@ -64,7 +66,7 @@ def test_expected_manifests_exist():
                  ("Secret", "faceparse-s3"), ("Secret", "faceparse-mlflow"), ("Secret", "mlflow-postgres"),
                  ("Role", "faceparse-pytorchjob-launcher"), ("RoleBinding", "faceparse-pytorchjob-launcher"),
                  ("ServiceAccount", "faceparse-pipeline"), ("PyTorchJob", "faceparse-train"),
-                 ("TrainJob", "faceparse-train"), ("ClusterTrainingRuntime", kube.TRAINJOB_RUNTIME)]:
+                 ("TrainJob", "faceparse-train"), ("ClusterTrainingRuntime", TRAINJOB_RUNTIME)]:
         assert want in kinds, want
 
 
@@ -87,8 +89,8 @@ def test_secret_keys_match_what_the_pipeline_reads():
     from pipelines.pipeline import MLFLOW_ENV, S3_ENV
 
     secrets = {d["metadata"]["name"]: set(d["stringData"]) for d in load_docs(K8S / "secrets.template.yaml")}
-    assert set(S3_ENV) <= secrets[kube.S3_SECRET]
-    assert set(MLFLOW_ENV) <= secrets[kube.MLFLOW_SECRET]
+    assert set(S3_ENV) <= secrets[S3_SECRET]
+    assert set(MLFLOW_ENV) <= secrets[MLFLOW_SECRET]
 
 
 def test_rbac_lets_the_pipeline_launch_and_watch_pytorchjobs():
@@ -112,11 +114,11 @@ def test_mlflow_server_uses_postgres_and_proxied_s3_artifacts():
 
 # ------------------------------------------------------------------------------------------ PyTorchJob
 def test_committed_pytorchjob_is_the_builder_output():
-    """infra/k8s/pytorchjob.yaml is faceparse.kube.build_pytorchjob with the defaults (regenerate with
-    `python -m faceparse.kube render --name faceparse-train`)."""
+    """infra/k8s/pytorchjob.yaml is faceparse.launch.pytorchjob.build_pytorchjob with the defaults (regenerate with
+    `python -m faceparse.launch render --name faceparse-train`)."""
     (committed,) = load_docs(K8S / "pytorchjob.yaml")
-    s = kube.settings_with_defaults(None)
-    assert committed == kube.build_pytorchjob(s, "faceparse-train", kube.stage_uri(s, "faceparse-train"))
+    s = settings_with_defaults(None)
+    assert committed == build_pytorchjob(s, "faceparse-train", stage_uri(s, "faceparse-train"))
 
 
 @pytest.mark.parametrize("settings", [
@@ -126,10 +128,10 @@ def test_committed_pytorchjob_is_the_builder_output():
      "namespace": "team-a"},
 ], ids=["defaults", "one-gpu", "pvc"])
 def test_built_pytorchjob_validates(settings):
-    job = kube.build_pytorchjob(settings, "faceparse-train-x", "s3://b/jobs/faceparse-train-x")
+    job = build_pytorchjob(settings, "faceparse-train-x", "s3://b/jobs/faceparse-train-x")
     validate_doc(job)
     specs = job["spec"]["pytorchReplicaSpecs"]
-    s = kube.settings_with_defaults(settings)
+    s = settings_with_defaults(settings)
     assert job["spec"]["nprocPerNode"] == str(s["gpus_per_worker"])
     assert specs["Master"]["replicas"] + specs.get("Worker", {}).get("replicas", 0) == s["workers"]
     pod = specs["Master"]["template"]["spec"]
@@ -140,7 +142,7 @@ def test_built_pytorchjob_validates(settings):
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["NCCL_SOCKET_IFNAME"] and env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
-    assert {r["secretRef"]["name"] for r in c["envFrom"]} == {kube.S3_SECRET, kube.MLFLOW_SECRET}
+    assert {r["secretRef"]["name"] for r in c["envFrom"]} == {S3_SECRET, MLFLOW_SECRET}
     if settings.get("data_pvc"):
         assert pod["volumes"][-1]["persistentVolumeClaim"]["claimName"] == "faceparse-data"
         assert c["command"][-2:] == ["--data-dir", "/mnt/data/processed"]
@@ -148,16 +150,16 @@ def test_built_pytorchjob_validates(settings):
 
 def test_pytorchjob_settings_are_checked():
     with pytest.raises(ValueError, match="unknown keys.*gpus"):
-        kube.settings_with_defaults({"gpus": 4})
+        settings_with_defaults({"gpus": 4})
     with pytest.raises(ValueError, match="≥ 1"):
-        kube.settings_with_defaults({"workers": 0})
+        settings_with_defaults({"workers": 0})
     with pytest.raises(ValueError, match="s3://"):
-        kube.stage_uri(kube.settings_with_defaults({"staging_uri": "/local/dir"}), "x")
+        stage_uri(settings_with_defaults({"staging_uri": "/local/dir"}), "x")
 
 
 # ------------------------------------------------------------------------------------------ broken ones
 def _job():
-    return kube.build_pytorchjob({}, "faceparse-train", "s3://b/jobs/faceparse-train")
+    return build_pytorchjob({}, "faceparse-train", "s3://b/jobs/faceparse-train")
 
 
 def _master(j):

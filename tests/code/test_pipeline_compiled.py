@@ -61,7 +61,7 @@ def test_parameters_default_from_params_yaml(compiled):
 def test_pytorchjob_gpu_settings_are_in_the_compiled_yaml(compiled):
     spec, _ = compiled
     job = spec["root"]["inputDefinitions"]["parameters"]["pytorchjob"]["defaultValue"]
-    from faceparse.kube import PYTORCHJOB_DEFAULTS
+    from faceparse.launch.settings import PYTORCHJOB_DEFAULTS
 
     assert job["gpus_per_worker"] == PYTORCHJOB_DEFAULTS["gpus_per_worker"] == 8
     assert job["workers"] == 2 and job["gpu_resource"] == "nvidia.com/gpu"
@@ -77,7 +77,7 @@ def test_pytorchjob_gpu_settings_are_in_the_compiled_yaml(compiled):
 
 def test_every_step_runs_in_the_project_image_without_pip(compiled):
     spec, _ = compiled
-    from faceparse.kube import DEFAULT_IMAGE
+    from faceparse.launch.settings import DEFAULT_IMAGE
 
     executors = spec["deploymentSpec"]["executors"]
     per_stage = {"train", "evaluate", "register", "promote", "package"}   # once per model stage (-2: landmarks)

@@ -16,7 +16,7 @@ from faceparse import runtime
 
 SETUPS = {
     "cli": "from faceparse.cli import _root; _root(False)",
-    "kfp": "from faceparse.kube import whole_params; import pathlib; "
+    "kfp": "from faceparse.launch.params import whole_params; import pathlib; "
            "whole_params(pathlib.Path('params.yaml').read_text())",
     "handler": "from faceparse.runtime import own_process; own_process()   # what FaceParseHandler.initialize calls",
     "library": "pass   # the Python API: nobody owns the process",

@@ -27,7 +27,16 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # components/, pipelines/ and scripts/ live at the repo root
     sys.path.insert(0, str(REPO))
 
-from faceparse import kube  # noqa: E402
+from faceparse.launch import dispatch, staging, worker  # noqa: E402
+from faceparse.launch.dispatch import train_distributed  # noqa: E402
+from faceparse.launch.errors import PyTorchJobError, TrainJobError  # noqa: E402
+from faceparse.launch.params import component_params  # noqa: E402
+from faceparse.launch.pytorchjob import KIND, build_pytorchjob  # noqa: E402
+from faceparse.launch.settings import (MLFLOW_SECRET, PYTORCHJOB_DEFAULTS, S3_SECRET, TRAINJOB_DEFAULTS,  # noqa: E402
+                                       TRAINJOB_RUNTIME, trainjob_settings)
+from faceparse.launch.staging import stage_uri  # noqa: E402
+from faceparse.launch.trainjob import TrainJobClient, build_trainingruntime, build_trainjob, launch_trainjob  # noqa: E402
+from faceparse.launch.worker import worker_main  # noqa: E402
 from scripts import crd_schemas as cs  # noqa: E402
 
 PARAMS_YAML = (REPO / "params.yaml").read_text()
@@ -205,8 +214,8 @@ class FakeCoreV1Api:
         return "step 10\nwaiting for peers"
 
 
-def trainjob_client(statuses=(), **kw) -> kube.TrainJobClient:
-    return kube.TrainJobClient(namespace="team-a", custom_api=FakeCustomObjectsApi(statuses, **kw),
+def trainjob_client(statuses=(), **kw) -> TrainJobClient:
+    return TrainJobClient(namespace="team-a", custom_api=FakeCustomObjectsApi(statuses, **kw),
                                core_api=FakeCoreV1Api())
 
 
@@ -233,13 +242,13 @@ def no_s3(monkeypatch):
         rec.collected.append((stage, str(bundle_dir), what))
         return {"bundle": str(bundle_dir), "mlflow_run_id": "run-1", "val": {"mean_f1": 0.5}}
 
-    monkeypatch.setattr(kube, "stage_inputs", stage_inputs)
-    monkeypatch.setattr(kube, "collect_outputs", collect_outputs)
+    monkeypatch.setattr(staging, "stage_inputs", stage_inputs)
+    monkeypatch.setattr(staging, "collect_outputs", collect_outputs)
     return rec
 
 
 def stage_params(stage: str, tmp_path: Path) -> dict:
-    return kube.component_params(PARAMS_YAML, [], {"data.dir": str(tmp_path / "dataset"),
+    return component_params(PARAMS_YAML, [], {"data.dir": str(tmp_path / "dataset"),
                                                    "train.bundle_dir": str(tmp_path / "model")}, stage=stage)
 
 
@@ -254,7 +263,7 @@ def test_launcher_manifest_validates_against_the_upstream_crd(launcher, stage, n
         client = RecordingTrainingClient()
     else:
         client = trainjob_client([COMPLETE])
-    result = kube.train_distributed(params, launcher=launcher, client=client, job_name=name,
+    result = train_distributed(params, launcher=launcher, client=client, job_name=name,
                                     **{launcher: {"workers": 3, "gpus_per_worker": 4}})
     manifest = client.manifest() if launcher == "pytorchjob" else client.custom.created[-1][1]
     cs.validate(manifest)
@@ -264,7 +273,7 @@ def test_launcher_manifest_validates_against_the_upstream_crd(launcher, stage, n
     (staged, uri, with_dataset), = no_s3.staged
     assert staged["stage"] == stage and staged["model"] == params["model"] and with_dataset
     assert uri == f"s3://faceparse/{launcher}s/{name}"
-    assert no_s3.collected == [(uri, str(tmp_path / "model"), kube.KIND if launcher == "pytorchjob" else "TrainJob")]
+    assert no_s3.collected == [(uri, str(tmp_path / "model"), KIND if launcher == "pytorchjob" else "TrainJob")]
     assert result["bundle"] == str(tmp_path / "model")
     if launcher == "pytorchjob":
         specs = manifest["spec"]["pytorchReplicaSpecs"]
@@ -275,17 +284,17 @@ def test_launcher_manifest_validates_against_the_upstream_crd(launcher, stage, n
         assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 4)
         assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "4"
         assert manifest["spec"]["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
-                                                  "name": kube.TRAINJOB_RUNTIME}
+                                                  "name": TRAINJOB_RUNTIME}
         command = trainer["command"]
-    assert command == ["python", "-m", "faceparse.kube", "worker", "--staged", uri]
+    assert command == ["python", "-m", "faceparse.launch", "worker", "--staged", uri]
 
 
 def test_trainjob_and_pytorchjob_pods_match():
     """The two launchers run the same pod: image, command, env (the secrets: envFrom vs one key each),
     resources, volumes and mounts, scheduling, security, labels."""
     settings = {"data_pvc": "faceparse-data", "service_account": "trainer", "workers": 2, "gpus_per_worker": 8}
-    pj = kube.build_pytorchjob(settings, "faceparse-train-x", "s3://b/x")
-    tj = kube.build_trainjob(settings, "faceparse-train-x", "s3://b/x")
+    pj = build_pytorchjob(settings, "faceparse-train-x", "s3://b/x")
+    tj = build_trainjob(settings, "faceparse-train-x", "s3://b/x")
     pod = pj["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]
     c = pod["spec"]["containers"][0]
     trainer = tj["spec"]["trainer"]
@@ -304,21 +313,21 @@ def test_trainjob_and_pytorchjob_pods_match():
 
 def test_trainjob_secret_env_reads_the_secret_templates_keys():
     template = {d["metadata"]["name"]: set(d["stringData"]) for d in load_docs(K8S / "secrets.template.yaml")}
-    env = kube.build_trainjob({}, "faceparse-train-x", "s3://b/x")["spec"]["trainer"]["env"]
+    env = build_trainjob({}, "faceparse-train-x", "s3://b/x")["spec"]["trainer"]["env"]
     refs = [e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e]
     required = {(r["name"], r["key"]) for r in refs if not r.get("optional")}
-    assert required == {(kube.S3_SECRET, "AWS_ACCESS_KEY_ID"), (kube.S3_SECRET, "AWS_SECRET_ACCESS_KEY"),
-                        (kube.MLFLOW_SECRET, "MLFLOW_TRACKING_URI")}
+    assert required == {(S3_SECRET, "AWS_ACCESS_KEY_ID"), (S3_SECRET, "AWS_SECRET_ACCESS_KEY"),
+                        (MLFLOW_SECRET, "MLFLOW_TRACKING_URI")}
     for secret, key in required:
         assert key in template[secret], (secret, key)
-    assert {(r["name"], r["key"]) for r in refs} >= {(kube.S3_SECRET, k) for k in template[kube.S3_SECRET]}
+    assert {(r["name"], r["key"]) for r in refs} >= {(S3_SECRET, k) for k in template[S3_SECRET]}
 
 
 def test_kfp_struct_settings_build_integer_fields():
     """kfp hands dict parameters over as protobuf Structs: every number arrives as a float."""
-    floats = {k: float(v) if isinstance(v, int) else v for k, v in kube.TRAINJOB_DEFAULTS.items()}
-    job = kube.build_trainjob(floats, "faceparse-train-x", "s3://b/x")
-    assert job == kube.build_trainjob(None, "faceparse-train-x", "s3://b/x")
+    floats = {k: float(v) if isinstance(v, int) else v for k, v in TRAINJOB_DEFAULTS.items()}
+    job = build_trainjob(floats, "faceparse-train-x", "s3://b/x")
+    assert job == build_trainjob(None, "faceparse-train-x", "s3://b/x")
     cs.validate(job)
 
 
@@ -332,11 +341,11 @@ def _rename(d: dict, old: str, new: str) -> None:
 
 
 def _pytorchjob():
-    return kube.build_pytorchjob({}, "faceparse-train-x", "s3://b/x")
+    return build_pytorchjob({}, "faceparse-train-x", "s3://b/x")
 
 
 def _trainjob():
-    return kube.build_trainjob({}, "faceparse-train-x", "s3://b/x")
+    return build_trainjob({}, "faceparse-train-x", "s3://b/x")
 
 
 def _isvc():
@@ -366,10 +375,10 @@ BROKEN = {
     "trainjob-reserved-env": (_trainjob, lambda j: j["spec"]["trainer"]["env"].append({"name": "PET_NNODES", "value": "4"}),
                               "PET_NNODES is set by the torch runtime plugin"),
     "trainjob-name": (_trainjob, lambda j: j["metadata"].update(name="9-faceparse"), "must be a DNS-1035 label"),
-    "runtime-field": (kube.build_trainingruntime, lambda r: _rename(r["spec"]["template"]["spec"]["replicatedJobs"][0]
+    "runtime-field": (build_trainingruntime, lambda r: _rename(r["spec"]["template"]["spec"]["replicatedJobs"][0]
                                                                     ["template"]["spec"], "backoffLimit", "backofLimit"),
                       "'backofLimit' was unexpected"),
-    "runtime-no-node": (kube.build_trainingruntime,
+    "runtime-no-node": (build_trainingruntime,
                         lambda r: r["spec"]["template"]["spec"]["replicatedJobs"][0].update(name="trainer"),
                         "a torch runtime needs a replicated job named node"),
     "isvc-canary": (_isvc, lambda i: _rename(i["spec"]["predictor"], "canaryTrafficPercent", "canaryTraficPercent"),
@@ -404,25 +413,25 @@ def test_infra_custom_resources_validate():
 
 
 def test_committed_trainjob_and_runtime_are_the_builders_output():
-    """infra/k8s/trainjob.yaml = `python -m faceparse.kube render --kind trainjob --name faceparse-train`;
+    """infra/k8s/trainjob.yaml = `python -m faceparse.launch render --kind trainjob --name faceparse-train`;
     infra/k8s/clustertrainingruntime.yaml = build_trainingruntime() (formatted by hand: compared parsed)."""
     (tj,) = load_docs(K8S / "trainjob.yaml")
-    s = kube.trainjob_settings(None)
-    assert tj == kube.build_trainjob(s, "faceparse-train", kube.stage_uri(s, "faceparse-train"))
+    s = trainjob_settings(None)
+    assert tj == build_trainjob(s, "faceparse-train", stage_uri(s, "faceparse-train"))
     (rt,) = load_docs(K8S / "clustertrainingruntime.yaml")
-    assert rt == kube.build_trainingruntime()
+    assert rt == build_trainingruntime()
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     assert "clustertrainingruntime.yaml" not in kustomization["resources"]  # cluster-scoped, needs Trainer v2
 
 
 def test_trainjob_settings_are_checked():
     with pytest.raises(ValueError, match=r"trainjob settings: unknown keys \['restart_policy'\]"):
-        kube.trainjob_settings({"restart_policy": "ExitCode"})  # the runtime's business, not the job's
+        trainjob_settings({"restart_policy": "ExitCode"})  # the runtime's business, not the job's
     with pytest.raises(ValueError, match="runtime_kind 'Runtime'"):
-        kube.trainjob_settings({"runtime_kind": "Runtime"})
+        trainjob_settings({"runtime_kind": "Runtime"})
     with pytest.raises(ValueError, match="≥ 1"):
-        kube.trainjob_settings({"gpus_per_worker": 0})
-    job = kube.build_trainjob({"runtime": "my-torch", "runtime_kind": "TrainingRuntime", "namespace": "ml"},
+        trainjob_settings({"gpus_per_worker": 0})
+    job = build_trainjob({"runtime": "my-torch", "runtime_kind": "TrainingRuntime", "namespace": "ml"},
                               "faceparse-train-x", "s3://b/x")
     assert job["spec"]["runtimeRef"]["kind"] == "TrainingRuntime" and job["metadata"]["namespace"] == "ml"
 
@@ -450,7 +459,7 @@ class Clock:
 def test_trainjob_is_created_and_polled_until_complete(capsys):
     client, clock = trainjob_client([None, {"conditions": COMPLETE["conditions"][:1]}, COMPLETE]), Clock()
     job = _trainjob()
-    final = kube.launch_trainjob(job, client=client, timeout_s=600, poll_s=10, sleep=clock.sleep, clock=clock)
+    final = launch_trainjob(job, client=client, timeout_s=600, poll_s=10, sleep=clock.sleep, clock=clock)
     (ns, body), = client.custom.created
     assert ns == "team-a"  # the client's namespace (the pipeline pod's own) when the settings name none
     assert body == {**job, "metadata": {**job["metadata"], "namespace": "team-a"}}
@@ -462,8 +471,8 @@ def test_trainjob_is_created_and_polled_until_complete(capsys):
 
 def test_trainjob_failure_names_the_job_and_shows_the_pods_logs():
     client = trainjob_client([FAILED])
-    with pytest.raises(kube.TrainJobError) as e:
-        kube.launch_trainjob(kube.build_trainjob({"namespace": "ml"}, "faceparse-train-x", "s3://b/x"),
+    with pytest.raises(TrainJobError) as e:
+        launch_trainjob(build_trainjob({"namespace": "ml"}, "faceparse-train-x", "s3://b/x"),
                              client=client, sleep=Clock().sleep)
     msg = str(e.value)
     assert msg.startswith("TrainJob ml/faceparse-train-x failed (Failed: FailedJobs jobset failed: job "
@@ -477,8 +486,8 @@ def test_trainjob_failure_names_the_job_and_shows_the_pods_logs():
 
 def test_trainjob_timeout_deletes_the_job():
     client, clock = trainjob_client([None]), Clock()
-    with pytest.raises(kube.TrainJobError, match="TrainJob team-a/faceparse-train-x did not complete within 60 s; deleted it"):
-        kube.launch_trainjob(_trainjob(), client=client, timeout_s=60, poll_s=25, sleep=clock.sleep, clock=clock)
+    with pytest.raises(TrainJobError, match="TrainJob team-a/faceparse-train-x did not complete within 60 s; deleted it"):
+        launch_trainjob(_trainjob(), client=client, timeout_s=60, poll_s=25, sleep=clock.sleep, clock=clock)
     assert client.custom.deleted == [("team-a", "faceparse-train-x")] and clock.sleeps == [25, 25, 25]
 
 
@@ -490,9 +499,9 @@ def test_trainjob_creation_refused_is_clear():
                                                         'spec.runtimeRef: Invalid value: "faceparse-torch-distributed": '
                                                         'ClusterTrainingRuntime not found'})
     client = trainjob_client(create_error=err)
-    with pytest.raises(kube.TrainJobError, match=r"team-a/faceparse-train-x: could not be created: \(422\) "
+    with pytest.raises(TrainJobError, match=r"team-a/faceparse-train-x: could not be created: \(422\) "
                                                  r"Unprocessable Entity: .*ClusterTrainingRuntime not found"):
-        kube.launch_trainjob(_trainjob(), client=client)
+        launch_trainjob(_trainjob(), client=client)
     assert client.custom.created == []
 
 
@@ -500,20 +509,20 @@ def test_trainjob_polling_survives_transient_api_errors_but_not_a_deleted_job():
     from kubernetes.client.exceptions import ApiException
 
     flaky = trainjob_client([COMPLETE], get_errors=[ApiException(status=503), ApiException(status=500), None])
-    assert kube.launch_trainjob(_trainjob(), client=flaky, sleep=Clock().sleep)["status"] == COMPLETE
+    assert launch_trainjob(_trainjob(), client=flaky, sleep=Clock().sleep)["status"] == COMPLETE
     down = trainjob_client([None], get_errors=[ApiException(status=503, reason="Service Unavailable")] * 5)
-    with pytest.raises(kube.TrainJobError, match=r"the API failed 5 times in a row: \(503\) Service Unavailable"):
-        kube.launch_trainjob(_trainjob(), client=down, sleep=Clock().sleep)
+    with pytest.raises(TrainJobError, match=r"the API failed 5 times in a row: \(503\) Service Unavailable"):
+        launch_trainjob(_trainjob(), client=down, sleep=Clock().sleep)
     gone = trainjob_client([None], get_errors=[ApiException(status=404, reason="Not Found")])
-    with pytest.raises(kube.TrainJobError, match="disappeared while waited for"):
-        kube.launch_trainjob(_trainjob(), client=gone, sleep=Clock().sleep)
+    with pytest.raises(TrainJobError, match="disappeared while waited for"):
+        launch_trainjob(_trainjob(), client=gone, sleep=Clock().sleep)
 
 
 def test_trainjob_without_a_cluster_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(kube.TrainJobError, match="TrainJob faceparse-train-x: no Kubernetes API to create it in"):
-        kube.launch_trainjob(_trainjob())
+    with pytest.raises(TrainJobError, match="TrainJob faceparse-train-x: no Kubernetes API to create it in"):
+        launch_trainjob(_trainjob())
 
 
 def test_worker_reads_trainer_v2_torch_env(monkeypatch, tmp_path):
@@ -531,13 +540,13 @@ def test_worker_reads_trainer_v2_torch_env(monkeypatch, tmp_path):
     cmds = []
     monkeypatch.setattr(storage, "fetch", fetch)
     monkeypatch.setattr(storage, "upload", lambda *a, **k: pytest.fail("node rank 1 uploads nothing"))
-    monkeypatch.setattr(kube, "_tee", lambda cmd, env: (cmds.append(cmd), (0, ""))[1])
+    monkeypatch.setattr(worker, "tee", lambda cmd, env: (cmds.append(cmd), (0, ""))[1])
     for k in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
         monkeypatch.delenv(k, raising=False)
     for k, v in {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "8", "PET_NODE_RANK": "1",
                  "PET_MASTER_ADDR": "faceparse-train-x-node-0-0.faceparse-train-x", "PET_MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(k, v)
-    assert kube.worker_main("s3://b/x", data_dir="/mnt/data/processed", workdir=str(tmp_path)) == 0
+    assert worker_main("s3://b/x", data_dir="/mnt/data/processed", workdir=str(tmp_path)) == 0
     (cmd,) = cmds
     args = dict(zip(cmd[3::2], cmd[4::2]))
     assert args["--nnodes"] == "2" and args["--node-rank"] == "1" and args["--nproc-per-node"] == "8"
@@ -549,8 +558,8 @@ def test_compiled_pipeline_carries_the_launcher_choice():
     spec, _ = list(yaml.safe_load_all((REPO / "pipelines" / "faceparse_pipeline.yaml").read_text()))
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["launcher"]["defaultValue"] == "pytorchjob"
-    assert params["trainjob"]["defaultValue"] == json.loads(json.dumps(kube.TRAINJOB_DEFAULTS))
-    assert params["pytorchjob"]["defaultValue"] == json.loads(json.dumps(kube.PYTORCHJOB_DEFAULTS))
+    assert params["trainjob"]["defaultValue"] == json.loads(json.dumps(TRAINJOB_DEFAULTS))
+    assert params["pytorchjob"]["defaultValue"] == json.loads(json.dumps(PYTORCHJOB_DEFAULTS))
     trains = [t for c in spec["components"].values() for n, t in c.get("dag", {}).get("tasks", {}).items()
               if t["componentRef"]["name"] in ("comp-train", "comp-train-2", "comp-train-3")]
     assert len(trains) == 3  # parser, landmarks and fisn
@@ -572,7 +581,7 @@ def test_train_component_passes_the_trainjob_settings(monkeypatch, tmp_path):
         seen.update(kw, stage=params["stage"])
         return {"mlflow_run_id": "r", "val": {"nme": 0.1}}
 
-    monkeypatch.setattr(kube, "train_distributed", fake)
+    monkeypatch.setattr(dispatch, "train_distributed", fake)
     model = Model(name="m", uri=str(tmp_path / "m"))
     out = c.train.python_func(params_yaml=PARAMS_YAML, overrides=[], dataset=Dataset(name="d", uri=str(tmp_path / "d")),
                               validation=Artifact(name="v", uri=str(tmp_path / "v")), model=model, launcher="trainjob",
@@ -591,10 +600,10 @@ def test_faceparse_train_launcher_option(monkeypatch, tmp_path):
     def fake(params, **kw):
         calls.append((params["stage"], kw))
         if kw["launcher"] == "pytorchjob":
-            raise kube.PyTorchJobError("PyTorchJob team-a/x failed (Failed: …); master log tail:\nboom")
+            raise PyTorchJobError("PyTorchJob team-a/x failed (Failed: …); master log tail:\nboom")
         return {"bundle": "b", "mlflow_run_id": "r"}
 
-    monkeypatch.setattr(kube, "train_distributed", fake)
+    monkeypatch.setattr(dispatch, "train_distributed", fake)
     settings = tmp_path / "cluster.yaml"
     settings.write_text("workers: 4\ngpus_per_worker: 2\n")
     runner = CliRunner()

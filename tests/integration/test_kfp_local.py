@@ -19,7 +19,9 @@ for p in (str(REPO), str(Path(__file__).resolve().parent)):
         sys.path.insert(0, p)
 
 import components as c  # noqa: E402
-from faceparse import kube  # noqa: E402
+from faceparse.launch.dispatch import train_distributed  # noqa: E402
+from faceparse.launch.params import component_params  # noqa: E402
+from faceparse.launch.worker import worker_main  # noqa: E402
 from faceparse.serve.testing import free_port  # noqa: E402
 from s3server import SeaweedS3  # noqa: E402
 
@@ -198,12 +200,12 @@ class PodRunningClient:
 
         job = self.jobs[-1]
         container = job.spec.pytorch_replica_specs["Master"].template.spec.containers[0]
-        assert container.command[:4] == ["python", "-m", "faceparse.kube", "worker"]
+        assert container.command[:4] == ["python", "-m", "faceparse.launch", "worker"]
         stage = container.command[container.command.index("--staged") + 1]
         for k, v in {"PET_NNODES": "1", "PET_NODE_RANK": "0", "PET_NPROC_PER_NODE": "1", "RANK": "0",
                      "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
             self.mp.setenv(k, v)
-        rc = kube.worker_main(stage, workdir=str(self.workdir))
+        rc = worker_main(stage, workdir=str(self.workdir))
         state = "Succeeded" if rc == 0 else "Failed"
         if rc != 0:
             raise RuntimeError(f"PyTorchJob {namespace}/{name} is Failed.")
@@ -212,11 +214,11 @@ class PodRunningClient:
 
 @pytest.mark.slow
 def test_pytorchjob_launcher_round_trip_through_s3(s3_env, synth_dataset, tmp_path, monkeypatch):
-    params = kube.component_params(PARAMS_YAML, SMALL + [f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db"], {
+    params = component_params(PARAMS_YAML, SMALL + [f"registry.tracking_uri=sqlite:///{tmp_path}/mlflow.db"], {
         "data.dir": str(synth_dataset), "validate.out_dir": str(tmp_path / "no-validation"),
         "train.bundle_dir": str(tmp_path / "bundle"), "train.run_dir": str(tmp_path / "run")})
     client = PodRunningClient(tmp_path / "pod", monkeypatch)
-    result = kube.train_distributed(params, launcher="pytorchjob", client=client, job_name="faceparse-train-test",
+    result = train_distributed(params, launcher="pytorchjob", client=client, job_name="faceparse-train-test",
                                     pytorchjob={"staging_uri": f"s3://{BUCKET}/pytorchjobs", "workers": 1,
                                                 "gpus_per_worker": 1})
     assert result["bundle"] == str(tmp_path / "bundle") and result["mlflow_run_id"]

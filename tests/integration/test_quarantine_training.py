@@ -77,7 +77,8 @@ def test_local_training_leaves_out_a_quarantined_train_id(planted, tmp_path):
 def test_pytorchjob_pod_gets_the_quarantine_through_s3_and_skips_the_id(planted, tmp_path, monkeypatch):
     """stage_inputs (what run_pytorchjob uploads) → worker_main (the pod's entry, fresh workdir, inputs only
     from S3) → torchrun training; only the Kubernetes API is left out."""
-    from faceparse import kube
+    from faceparse.launch.staging import stage_inputs
+    from faceparse.launch.worker import worker_main
     from faceparse.data.manifest import read_quarantine
     from faceparse.serve.testing import free_ports
 
@@ -89,7 +90,7 @@ def test_pytorchjob_pod_gets_the_quarantine_through_s3_and_skips_the_id(planted,
     with SeaweedS3(tmp_path / "s3", buckets=["faceparse"]) as s3:
         for k, v in s3.env({}).items():
             monkeypatch.setenv(k, v)
-        kube.stage_inputs(params, stage)
+        stage_inputs(params, stage)
         keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket="faceparse", Prefix="pytorchjobs/")["Contents"]}
         assert "pytorchjobs/quarantine-test/validation.tar" in keys, keys
         shutil.rmtree(launcher_vdir)   # as on a cluster: the pod cannot read the launcher's files
@@ -97,7 +98,7 @@ def test_pytorchjob_pod_gets_the_quarantine_through_s3_and_skips_the_id(planted,
                      "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_ports(1)[0]), "OMP_NUM_THREADS": "1"}.items():
             monkeypatch.setenv(k, v)
         pod = tmp_path / "pod"
-        assert kube.worker_main(stage, workdir=str(pod)) == 0
+        assert worker_main(stage, workdir=str(pod)) == 0
         keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket="faceparse", Prefix="pytorchjobs/")["Contents"]}
         assert "pytorchjobs/quarantine-test/model.tar" in keys
     pod_params = load_params(pod / "params.yaml")

@@ -25,7 +25,7 @@ RUN = (
     ".venv/bin/faceparse data validate data/processed --out-dir data/validation",
     ".venv/bin/faceparse data synth --out data/processed --n 240",
     ".venv/bin/python pipelines/compile.py",
-    ".venv/bin/python -m faceparse.kube render --kind trainjob",
+    ".venv/bin/python -m faceparse.launch render --kind trainjob",
 )
 # Long, or needing a trained model, a server or a cluster: where each one is run instead.
 ELSEWHERE = {

@@ -1,6 +1,7 @@
 """`faceparse ui page` in a real headless Chromium (Debian's, driven by Playwright): a real photo from
-shared/fixtures uploaded → the overlay, the 68 landmarks and the completion maps; the resolution slider
-re-queries; class toggles; drop and samples; a text file, an oversized file, a model server that is down and
+shared/fixtures uploaded → one card per registered stage, in registration order: the overlay, the 68
+landmarks and the completion maps, and the stages without a model here saying what to run; the resolution
+slider re-queries; class toggles; drop and samples; a text file, an oversized file, a model server that is down and
 a page server that is gone each give a clear message. Tiny random bundles (serve/testing.py): seconds, not
 minutes. Every test saves a screenshot under its tmp dir (page.png, plus named ones).
 
@@ -24,6 +25,7 @@ from PIL import Image
 
 from faceparse.config import load_params
 from faceparse.serve.testing import completion_bundle, faceless_photos, free_ports, group_photo
+from faceparse.stages import stage_names
 from ui_browser import VIEWPORT, PageProcess, canvas_sum, drop_file, launch
 
 pytestmark = pytest.mark.integration
@@ -96,6 +98,8 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     assert "finds the faces in a photo" in pg.inner_text("#face-note") and pg.is_checked("#detect")
     assert pg.evaluate("[...document.querySelectorAll('#stage-list li')].map((li) => li.dataset.stage)") == \
         ["parser", "landmarks", "completion", "fisn", "recon3d"]        # every registered stage, listed
+    assert pg.evaluate("[...document.querySelectorAll('#cards article')].map((a) => a.dataset.stage)") == \
+        stage_names()                                                   # and a card for each, in that order
     pg.set_input_files("#file", str(real_samples / "0.jpg"))
     wait_ready(pg)
     pg.screenshot(path=str(tmp_path / "photo.png"), full_page=True)
@@ -111,16 +115,18 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     shares = [float(s.rstrip("%")) for s in pg.eval_on_selector_all("#legend .pct", "els => els.map(e => e.textContent)")]
     assert abs(sum(shares) - 100) < 1.5
     # which model answered: in-process, no canary arm
-    src = pg.inner_text("#source-parser")
+    src = pg.inner_text("#overlay-source")
     assert "in-process (no canary)" in src and str(page_server_bundle(page_server, "parser")) in src
     # 68 landmarks on the photo, and their card
     assert pg.locator("#points circle").count() == 68
     assert "68 points" in pg.inner_text("#stage-landmarks")
     # M_alpha, M_beta, M_gamma and the occlusion mask, painted
     assert pg.locator("#stage-completion figure[data-ready='1'] canvas").count() == 4
-    # stages the page does not show yet say where to get them, with no output
-    for card, cmd in (("#stage-deocclusion", "faceparse deocclude"), ("#stage-reconstruction", "faceparse reconstruct")):
-        assert "not on this page yet" in pg.inner_text(card) and cmd in pg.inner_text(card)
+    # the stages with no model here (none given, none shipped, no registry champion) say what to run, no output
+    for card, cmd in (("#stage-fisn", "faceparse deocclude"), ("#stage-recon3d", "faceparse reconstruct")):
+        text = pg.inner_text(card)
+        assert "No " in text and "make run" in text and cmd in text and "--model" in text, text
+        assert pg.get_attribute(card, "data-status") == "unavailable"
         assert pg.locator(f"{card} canvas, {card} img").count() == 0
 
     # per-class toggles: none → the photo alone; all → the same overlay again
@@ -139,7 +145,7 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     wait_ready(pg)
     assert pg.evaluate("document.querySelector('#overlay').width") == 512
     timing = pg.inner_text("#timing")
-    assert re.search(r"512 × 512 px in \d+ ms round trip \(parser; the parser's model time \d+ ms\)", timing), timing
+    assert re.search(r"512 × 512 px in \d+ ms round trip \(face parsing alone; its model time \d+ ms\)", timing), timing
     assert pg.inner_text("#resolution-value") == "512 × 512 px"
     pg.fill("#resolution", "64")
     pg.wait_for_selector("#overlay[data-resolution='64']", timeout=60_000)
@@ -214,9 +220,9 @@ def test_a_group_photo_is_parsed_face_by_face_and_a_faceless_one_is_answered(pag
     assert "2 faces found" in pg.inner_text("#timing")
     pg.set_input_files("#file", str(tmp_path / "landscape.png"))
     wait_ready(pg)
-    assert pg.is_visible("#parser-message") and not pg.is_visible("#overlay")
-    assert pg.get_attribute("#parser-message", "data-status") == "no_face"
-    assert "no face found in this photo" in pg.inner_text("#parser-message")
+    assert pg.is_visible("#overlay-message") and not pg.is_visible("#overlay")
+    assert pg.get_attribute("#overlay-message", "data-status") == "no_face"
+    assert "no face found in this photo" in pg.inner_text("#overlay-message")
     pg.uncheck("#detect")                            # an aligned crop: parsed whole, whatever it shows
     pg.wait_for_selector("#overlay[data-resolution='256']", timeout=60_000)
     wait_ready(pg)
@@ -289,7 +295,7 @@ def test_through_a_real_endpoint_the_version_and_canary_arm_are_shown(bundles, r
         assert pg.inner_text("#endpoint-status") == "answering"
         pg.set_input_files("#file", str(real_samples / "0.jpg"))
         wait_ready(pg)
-        src = pg.inner_text("#source-parser")
+        src = pg.inner_text("#overlay-source")
         assert f"model {st['model_name']}" in src and "version 7" in src and "canary arm stable" in src, src
         photo = (real_samples / "0.jpg").read_bytes()
         direct = post_prediction(st, photo, {"X-Resolution": "256"})
@@ -303,9 +309,11 @@ def test_through_a_real_endpoint_the_version_and_canary_arm_are_shown(bundles, r
         assert via_page["source"] == {"model": st["model_name"], "version": "7", "arm": "stable", "via": st["endpoint_url"]}
         assert "this endpoint serves no model named 'faceparse-landmarks'" in pg.inner_text("#stage-landmarks")
         assert "serves no model named 'faceparse-completion'" in pg.inner_text("#stage-completion")
+        for name in ("fisn", "recon3d"):                 # every card asks the endpoint
+            assert f"serves no model named 'faceparse-{name}'" in pg.inner_text(f"#stage-{name}")
         pg.fill("#resolution", "128")
         pg.wait_for_selector("#overlay[data-resolution='128']", timeout=60_000)
-        assert "canary arm stable" in pg.inner_text("#source-parser")
+        assert "canary arm stable" in pg.inner_text("#overlay-source")
         # a wrong token: the stage says the endpoint refused it (no 5xx, no made-up map)
         p.stop()
         p = PageProcess(["-p", str(repo_root / "params.yaml"), "--endpoint", st["endpoint_url"], "--token", "wrong"],

@@ -125,7 +125,7 @@ def test_generator_and_discriminator_shapes(size):
 
 def test_no_torch_norm_layers_in_the_generator():
     norm_kinds = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
-    for name in PRESETS:
+    for name in (n for n in PRESETS if PRESETS[n]["generator"].get("kind", "sean") == "sean"):
         with torch.device("meta"):
             g = FISNGenerator(19, **PRESETS[name]["generator"])
         assert not [m for m in g.modules() if isinstance(m, norm_kinds)], name

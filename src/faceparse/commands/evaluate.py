@@ -17,31 +17,15 @@ ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weig
 
 
 
-def _score_landmarks(bundle: Optional[str], folder: Path, detect: bool, params, set_) -> None:
-    from ..api import load
-    from ..photo_eval import nme_table, reference_points, score_landmarks
-
-    ref = bundle or params_from(params, set_, "landmarks")["train"]["bundle_dir"]
-    res = score_landmarks(load(ref), reference_points(folder), detect=detect)
-    console.print(nme_table(res), soft_wrap=True)
-    base = f" (mean shape on the detector's 5 points: {res['baseline_nme']:.4f})" if "baseline_nme" in res else ""
-    console.print(f"[green]scored[/] {ref} on {res['n_images']} photos in {folder} against their reference points: "
-                  f"NME {res['nme']:.4f}{base}", soft_wrap=True)
-    emit_json({"bundle": str(ref), **res})
-
-
 def _score_photos(bundle: Optional[str], folder: Path, detect: bool, params, set_, stage: Optional[str]) -> None:
-    from ..api import load
-    from ..photo_eval import f1_table, labelled_photos, score_photos
-
-    if (stage or (params_or_empty(params, set_) or {}).get("stage")) == "landmarks":
-        return _score_landmarks(bundle, folder, detect, params, set_)
-    ref = bundle or params_from(params, set_, "parser")["train"]["bundle_dir"]
-    res = score_photos(load(ref), labelled_photos(folder), detect=detect)
-    console.print(f1_table(res), soft_wrap=True)
-    console.print(f"[green]scored[/] {ref} on {res['n_images']} labelled photos in {folder}: mean F1 "
-                  f"{res['mean_f1']:.4f}", soft_wrap=True)
-    emit_json({"bundle": str(ref), **res})
+    """The stage's real-photo benchmark (its ``photo_benchmark``) on ``folder``: table, summary, JSON."""
+    name = stage or (params_or_empty(params, set_) or {}).get("stage") or "parser"
+    own = params_from(params, set_, name)
+    ref = str(bundle or own["train"]["bundle_dir"])
+    table, line, res = get_stage(name).photo_benchmark(ref, folder, detect, own)
+    console.print(table, soft_wrap=True)
+    console.print(f"[green]{line}[/]", soft_wrap=True)
+    emit_json({"bundle": ref, **res})
 
 
 def register(app: typer.Typer) -> None:
@@ -53,9 +37,11 @@ def register(app: typer.Typer) -> None:
         data: Optional[Path] = typer.Option(None, "--data", "-d", help="canonical dataset (default: data.dir)"),
         photos: Optional[Path] = typer.Option(
             None, "--photos", help="score on real photos instead — the parser: <stem>.jpg beside <stem>.png "
-            "(class ids); --stage landmarks: photos beside dlib68.json (reference points); e.g. "
+            "(class ids); --stage landmarks: photos beside dlib68.json (reference points); --stage fisn: labelled "
+            "photos, occluders pasted at known masks (bars, a palm, another face's eye); e.g. "
             "../shared/fixtures/celebamask-hq-samples. Each photo detected and aligned as `predict` does; a "
-            "table printed (per-class F1 / per-photo NME with the mean-shape baseline), nothing written"),
+            "table printed (per-class F1 / per-photo NME with the mean-shape baseline / PSNR beside cv2.inpaint); "
+            "fisn also draws its cases in evaluate.plots_dir/photos_pasted.png"),
         no_detect: bool = typer.Option(False, "--no-detect", help="with --photos: the photos are aligned crops"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
         precision: Optional[str] = PrecisionOpt,

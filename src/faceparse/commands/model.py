@@ -1,22 +1,36 @@
-"""`faceparse model-report`."""
+"""`faceparse stages` (list; `dvc`: dvc.yaml from them; `summary`: their test evaluations), `faceparse model-report`."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.table import Table
 
+from ..config import load_params
+from ..dvcgen import check as check_dvc_yaml
+from ..dvcgen import generate as generate_dvc_yaml
+from ..stages import describe, headline_of, stage_names
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("stages")
-    def stages_cmd(json_out: bool = typer.Option(False, "--json", help="print JSON only")):
-        """The model stages on the one path (data → train → evaluate → register → serve): name, what it
-        does, the metric promotion compares and its direction."""
-        from ..stages import describe
+    stages_app = typer.Typer(invoke_without_command=True, pretty_exceptions_show_locals=False)
+    app.add_typer(stages_app, name="stages")
 
+    @stages_app.callback()
+    def stages_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="print JSON only"),
+                   names: bool = typer.Option(False, "--names", help="print the names only, one a line, in "
+                                                                     "registration order (the pipeline's)")):
+        """The model stages on the one path (data → train → evaluate → register → serve): name, what it
+        does, the metric promotion compares and its direction. `dvc`: dvc.yaml from them; `summary`: their
+        test evaluations, one line each."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if names:
+            typer.echo("\n".join(stage_names()))
+            return
         rows = describe()
         if json_out:
             emit_json(rows)
@@ -28,6 +42,39 @@ def register(app: typer.Typer) -> None:
             t.add_row(r["name"], r["summary"], r["primary_metric"], "higher" if r["direction"] == "max" else "lower",
                       "yes" if r["trainable"] else "no", r["model_name"])
         console.print(t)
+
+    @stages_app.command("dvc")
+    @friendly_errors
+    def stages_dvc_cmd(write: bool = typer.Option(False, "--write", help="write the file (default: print it)"),
+                       check: bool = typer.Option(False, "--check", help="exit 1 when the file is not what the "
+                                                                         "registered stages generate"),
+                       file: Path = typer.Option(Path("dvc.yaml"), "--file", "-f",
+                                                 help="the dvc.yaml (its folder is the root paths are relative to)")):
+        """dvc.yaml from the registered stages: the train / evaluate / register `foreach` lists from each
+        stage's `dvc` declaration (faceparse.stages.DvcInputs), the rest from src/faceparse/dvc_template.yaml."""
+        if write and check:
+            raise ValueError("--write or --check, not both")
+        if check:
+            problem = check_dvc_yaml(file)
+            if problem:
+                sys.stderr.write(problem + "\n")
+                raise typer.Exit(1)
+            console.print(f"{file} is what the registered stages ({', '.join(stage_names())}) generate")
+            return
+        text = generate_dvc_yaml(file.parent)
+        if not write:
+            sys.stdout.write(text)
+            return
+        file.write_text(text)
+        console.print(f"[green]wrote[/] {file} ({', '.join(stage_names())})")
+
+    @stages_app.command("summary")
+    @friendly_errors
+    def stages_summary_cmd(params: Optional[Path] = ParamsOpt, set_: Optional[List[str]] = SetOpt):
+        """One line per stage of its test evaluation (its evaluate.metrics_file), in registration order."""
+        raw = load_params(params, set_ or [])
+        for name in stage_names():
+            typer.echo(headline_of(raw, name))
 
     @app.command("model-report")
     @friendly_errors

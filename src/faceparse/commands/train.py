@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         cluster: Optional[Path] = typer.Option(
             None, "--cluster-settings",
             help="--launcher pytorchjob|trainjob: YAML/JSON file of settings overriding "
-                 "faceparse.kube.PYTORCHJOB_DEFAULTS / TRAINJOB_DEFAULTS (workers, gpus_per_worker, image, ...)"),
+                 "faceparse.launch.settings.PYTORCHJOB_DEFAULTS / TRAINJOB_DEFAULTS (workers, gpus_per_worker, image, ...)"),
         job_name: Optional[str] = typer.Option(None, "--job-name", help="--launcher pytorchjob|trainjob: the job's name"),
     ):
         """Train FP-LIIF on data.dir (quarantined ids excluded): checkpoints in train.run_dir, the model
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         With --launcher: the same step distributed by torchrun here or as a Kubeflow job on a cluster."""
         p = params_from(params, set_, stage)
         if launcher is not None:
-            from ..kube import LaunchError
+            from ..launch.errors import LaunchError
             from ..log import console
 
             try:
@@ -57,7 +57,7 @@ def _launch(p: dict, launcher: str, nproc: int, cluster: Optional[Path], job_nam
             resume: bool) -> dict:
     import yaml
 
-    from ..kube import LAUNCHERS, train_distributed
+    from ..launch.dispatch import LAUNCHERS, train_distributed
 
     if launcher not in LAUNCHERS:
         raise ValueError(f"--launcher {launcher!r} is not one of {list(LAUNCHERS)}")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # name → the stage's package; its `stage` module defines `STAGE` (imported on first use: `faceparse stages`
@@ -52,6 +54,64 @@ class Floor:
     default: float
 
 
+@dataclass(frozen=True)
+class TrainInputs:
+    """What dvc.yaml's ``train@<stage>`` depends on besides what every training does (the loop, checkpoints,
+    the dataset): paths (a file, a folder or a ``${params}`` reference; "" → the stage's code folder) and the
+    params keys training reads (() → its section's ``model`` and ``train``)."""
+    data: str = ""       # its dataset code (or a data folder of its own)
+    model: str = ""      # its network
+    lib: str = ""        # losses / the library it trains through
+    uses: str = ""       # anything else it reads
+    record: str = ""     # weights or records it starts from or carries
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvaluateInputs:
+    """What dvc.yaml's ``evaluate@<stage>`` depends on besides the bundle, the dataset and the stage's code
+    ("" → the stage's code folder)."""
+    eval: str = ""       # its evaluation code
+    lib: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class DvcInputs:
+    """A stage's entries in dvc.yaml's per-stage steps — ``train`` (a trainable stage; one that trains nothing
+    is composed by a step of the template instead), ``evaluate``, ``register`` — which `faceparse stages dvc`
+    writes from the registered stages (faceparse.dvcgen). Its outputs and params sections follow from
+    ``section``: ``${<section>.train.bundle_dir}``, ``<section>.evaluate``, ``<section>.registry``, …"""
+    train: TrainInputs = field(default_factory=TrainInputs)
+    evaluate: EvaluateInputs = field(default_factory=EvaluateInputs)
+    code: str = ""                # its code ("": its package's folder)
+    section: str | None = None    # its params section: None → its name, "" → the top level (the parser)
+    # comments written beside its entries: "train" / "evaluate" / "register" (the stage's line), "train.model", …
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KfpWiring:
+    """How the kfp pipeline (pipelines/pipeline.py) runs a stage. Every stage goes train (or compose, when it
+    trains nothing) → evaluate → register → [quality gate] promote → [promoted] package; this says what
+    differs. Stages it needs (``composes``, ``carries``, ``evaluates_with``) must be registered before it; it
+    runs under their switches."""
+    gate: str = ""             # the pipeline parameter its quality gate compares with ("": none; promote decides)
+    gate_default: float = 0.0  # that parameter's default (one that lets every model through)
+    gate_metric: str = ""      # the evaluation's number gated ("": the primary metric), in the stage's direction
+    switch: bool = True        # a bool pipeline parameter of its name runs it (and the stages that need it)
+    # a stage that trains nothing: composed stage → the compose component's input prefix (``parser`` →
+    # parser_model / parser_registered)
+    composes: dict[str, str] = field(default_factory=dict)
+    carries: str = ""          # the stage whose model (and registration record) its bundle carries: train's carry
+    evaluates_with: str = ""   # the stage whose model its evaluation also runs (evaluate's deocclude inputs)
+    own_data: str = ""         # the component making a dataset of its own (validated as the main one is)
+    then: tuple[str, ...] = () # components run after it over the dataset with its model ("complete")
+
+    def needs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.composes, *filter(None, (self.carries, self.evaluates_with))]))
+
+
 class Stage:
     """The contract between a stage and the shared path: one object per stage (its package's ``stage.STAGE``).
 
@@ -68,6 +128,8 @@ class Stage:
     photo_frame: Any = None   # the faceparse.photos.Frame a detected face is cropped with (None: CelebA-HQ's)
     row_metrics: tuple[str, ...] = ()   # validation metrics in each epoch's row (default: the primary metric)
     floor: Floor | None = None         # the trivial baseline a model must beat to be promoted
+    dvc: DvcInputs = DvcInputs()       # its entries in dvc.yaml (`faceparse stages dvc`)
+    kfp: KfpWiring = KfpWiring()       # how the kfp pipeline runs it
 
     # --- identity ------------------------------------------------------------------------------------
     @property
@@ -172,6 +234,13 @@ class Stage:
         """One line of validation metrics for the epoch log."""
         return f"{self.primary_metric} {val.get(self.primary_metric)}"
 
+    def headline(self, result: dict[str, Any]) -> str:
+        """One line of its test evaluation (``evaluate.metrics_file``): `faceparse stages summary`, the end of
+        `make run`."""
+        value = result.get(self.primary_metric)
+        shown = "n/a" if not isinstance(value, (int, float)) else f"{value:.4f}"
+        return f"{self.name}: test {self.info.metric_label or self.primary_metric} {shown}  ({result.get('n_images')} test images)"
+
     def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
         """The validation metrics written into bundle.json, marked as the validation split's."""
         return {"split": "val", **val}
@@ -206,11 +275,14 @@ class Stage:
         """A photo's answer in its own pixels (faces found, aligned, warped back; NoFaceError without one)."""
         raise self._missing("predict_photo")
 
+    def photo_benchmark(self, ref: str, folder: Path, detect: bool, params) -> tuple[str, str, dict[str, Any]]:
+        """`faceparse evaluate --photos DIR`: the model ``ref`` on real photos with references → (a markdown
+        table, a one-line summary, the result to print as JSON)."""
+        raise self._missing("photo_benchmark")
+
 
 def plots_dir(evaluate: dict[str, Any]):
     """A stage's plot folder, created: ``evaluate.plots_dir``, else ``plots/`` beside its metrics file."""
-    from pathlib import Path
-
     pdir = Path(evaluate.get("plots_dir") or Path(evaluate["metrics_file"]).parent / "plots")
     pdir.mkdir(parents=True, exist_ok=True)
     return pdir
@@ -218,8 +290,6 @@ def plots_dir(evaluate: dict[str, Any]):
 
 def write_table(evaluate: dict[str, Any], text: str) -> list:
     """Write a stage's markdown report to ``evaluate.table_file`` when one is set; [its path] or []."""
-    from pathlib import Path
-
     if not evaluate.get("table_file"):
         return []
     table = Path(evaluate["table_file"])
@@ -296,6 +366,18 @@ def for_stage(params: dict[str, Any], name: str | None = None) -> dict[str, Any]
             out[sec][key] = top
     out["stage"] = name
     return out
+
+
+def headline_of(raw_params: dict[str, Any], name: str) -> str:
+    """A stage's headline (``Stage.headline``) from its test evaluation (its ``evaluate.metrics_file``), or
+    why there is none."""
+    path = Path(str(for_stage(raw_params, name)["evaluate"]["metrics_file"]))
+    if not path.is_file():
+        return f"{name}: not evaluated ({path} missing)"
+    result = json.loads(path.read_text())
+    if result.get("stage", name) != name:
+        return f"{name}: not evaluated ({path} holds the {result['stage']!r} stage's evaluation)"
+    return get_stage(name).headline(result)
 
 
 def describe() -> list[dict[str, Any]]:

@@ -5,5 +5,6 @@ Content-Security-Policy of ``'self'`` keeps the browser from fetching anything e
 application (:mod:`faceparse.ui.app`). Where the answers come from is a *backend*
 (:mod:`faceparse.ui.backends`): the models in this process (each stage's registry champion by default), or a
 running endpoint (the canary router in front of TorchServe), whose ``X-Model-Version`` / ``X-Canary-Arm``
-headers the page shows.
+headers the page shows. The page has one card per registered stage, in registration order, each the stage's
+own (its package's ``ui`` module: :mod:`faceparse.ui.cards`).
 """

@@ -2,17 +2,23 @@
 
 ``GET /``, ``GET /static/<file>``: the page (HTML, CSS, JS from ``faceparse/ui/static``; nothing from
 elsewhere — the Content-Security-Policy says so to the browser).
-``GET /api/info``: the mode (in-process / endpoint and whether it answers), each stage's model, the label
-table (classes, colours), the resolution range and the upload limit.
+``GET /api/info``: the mode (in-process / endpoint and whether it answers), the cards (one per registered
+stage, in registration order: faceparse.ui.cards) and each stage's model, the label table (classes, colours),
+the resolution range and the upload limit.
 ``GET /api/samples``, ``GET /api/samples/<name>``: the bundled sample photos (the project's own synthetic
 faces, plus ``--samples DIR``).
 ``POST /api/analyze`` (multipart: ``image``, ``resolution``, ``detect``): every stage on one photo; ``detect``
 false: the photo is an aligned face crop (the parser's face detection off; the synthetic samples are such).
-``POST /api/parse`` (same form): the parser alone, at another output resolution (the slider).
+``POST /api/parse`` (same form): the cards that answer at the output resolution (the parser's) alone, at
+another output resolution (the slider).
+``POST /api/stages/<name>`` (same form): one stage's card: 200 with its answer; 404 for no such stage or a
+stage without a card; 409 when the stage has no model here (the message says what to run); 422 when it finds
+no face; 500 when it failed on the photo.
 ``GET /-/healthz``: liveness.
 
 A photo the page cannot use is answered 400 / 413 / 415 with ``{"error": {"status", "title", "message"}}``;
-an endpoint that does not answer, 502 with the same shape. No traceback reaches the page.
+an endpoint that does not answer, 502 with the same shape. No traceback reaches the page; a stage without a
+model is an ``unavailable`` answer (``/api/analyze``) or a 409 (``/api/stages/<name>``), never a 5xx.
 """
 from __future__ import annotations
 
@@ -35,7 +41,11 @@ SAMPLE_EXTS = (".jpg", ".jpeg", ".png")
 CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 TITLES = {400: "This file is not a photo the page can read", 413: "The file is too large",
-          415: "This image format is not accepted", 502: "The model server is not answering"}
+          415: "This image format is not accepted", 502: "The model server is not answering",
+          404: "No such card", 409: "This stage has no model here", 422: "No face found",
+          500: "The stage failed on this photo"}
+# a single card's answer (POST /api/stages/<name>) → its HTTP status
+CARD_STATUS = {"ok": 200, "unavailable": 409, "no_face": 422, "no_card": 404, "error": 500}
 # the synthetic faces offered as samples: (seed, index, occluder kind, title)
 SYNTH_SAMPLES = ((11, 2, None, "synthetic face"), (11, 5, "sunglasses", "synthetic face, sunglasses"),
                  (11, 7, "mask", "synthetic face, face mask"), (11, 9, "hand", "synthetic face, a hand"))
@@ -172,29 +182,53 @@ class PageServer:
             raise RequestError(e.status, f"{name}: {e.message}") from None
         return image, data, name, opts
 
-    async def _answer(self, request, what: str):
-        from aiohttp import web
-
+    async def _ask(self, request, what: str, *args):
+        """(the answer's JSON, None), or (None, an error response) for a photo the page cannot use or an
+        endpoint that does not answer."""
         t0 = time.perf_counter()
         try:
             image, data, name, opts = await self._photo(request)
         except imaging.RequestError as e:
-            return error_response(e.status, e.message)
+            return None, error_response(e.status, e.message)
         try:
-            stages = await getattr(self.backend, what)(image, data, opts.resolution, opts.detect)
+            stages = await getattr(self.backend, what)(*args, image, data, opts.resolution, opts.detect)
         except EndpointDown as e:
-            return error_response(502, f"{e}. Start it (`faceparse serve start`) or point --endpoint at a running "
-                                       "one; the page itself is fine.")
+            return None, error_response(502, f"{e}. Start it (`faceparse serve start`) or point --endpoint at a "
+                                             "running one; the page itself is fine.")
         w, h = image.size
-        return web.json_response({"image": {"name": name, "width": w, "height": h}, "mode": self.backend.mode,
-                                  "resolution": opts.resolution, "detect": opts.detect, "stages": stages,
-                                  "server_ms": round((time.perf_counter() - t0) * 1000, 1)})
+        return {"image": {"name": name, "width": w, "height": h}, "mode": self.backend.mode,
+                "resolution": opts.resolution, "detect": opts.detect, "stages": stages,
+                "server_ms": round((time.perf_counter() - t0) * 1000, 1)}, None
+
+    async def _answer(self, request, what: str):
+        from aiohttp import web
+
+        body, refused = await self._ask(request, what)
+        return refused or web.json_response(body)
 
     async def analyze(self, request):
         return await self._answer(request, "analyze")
 
     async def parse(self, request):
         return await self._answer(request, "parse")
+
+    async def stage(self, request):
+        """One stage's card; its answer's status is the HTTP status (CARD_STATUS), with the page's error shape
+        when it is not ok."""
+        from aiohttp import web
+
+        name = request.match_info["name"]
+        known = [sc.name for sc in self.backend.cards]
+        if name not in known:
+            return error_response(404, f"no model stage named {name!r} (registered: {', '.join(known)})")
+        body, refused = await self._ask(request, "stage", name)
+        if refused is not None:
+            return refused
+        answer = body["stages"][name]
+        status = CARD_STATUS.get(answer["status"], 500)
+        if status != 200:
+            return error_response(status, answer.get("message") or answer["status"])
+        return web.json_response(body)
 
     async def healthz(self, request):
         from aiohttp import web
@@ -235,6 +269,7 @@ def make_app(page: PageServer):
     app.router.add_get("/api/samples/{name}", page.sample)
     app.router.add_post("/api/analyze", page.analyze)
     app.router.add_post("/api/parse", page.parse)
+    app.router.add_post("/api/stages/{name}", page.stage)
     app.router.add_get("/-/healthz", page.healthz)
 
     async def on_cleanup(app):

@@ -1,42 +1,37 @@
 """Where the page's answers come from: the models in this process, or a running endpoint.
 
-Both backends answer the same JSON, one entry per model stage, each with a ``status``:
+The page shows one card per registered model stage, in registration order (``faceparse.stages.stage_names``);
+what a card runs and shows is the stage's own (its package's ``ui`` module: :mod:`faceparse.ui.cards`) —
+nothing here knows a stage by name. Both backends answer the same JSON, one entry per stage, each with a
+``status``:
 
-* ``ok`` — the stage's output plus ``source`` (which model answered: its reference, its version and, through
-  an endpoint, the canary arm from the router's ``X-Canary-Arm`` header) and ``model_ms`` (time spent on it);
-* ``unavailable`` — the stage has no model here (not loaded, not served by the endpoint, or not built yet) and
-  ``message`` says why: nothing is made up in its place;
+* ``ok`` — the card's payload (images, label maps, lines; see faceparse.ui.cards) plus ``source`` (which
+  model answered: its reference, its version and, through an endpoint, the canary arm from the router's
+  ``X-Canary-Arm`` header) and ``model_ms`` (time spent on it);
+* ``unavailable`` — the stage has no model here (not given, not shipped, no registry champion, not served by
+  the endpoint) and ``message`` says why and what to run (``no_model``: nothing was found to load); nothing is
+  made up in its place;
+* ``no_face`` — the stage found no face in the photo;
+* ``no_card`` — the stage has no card on the page (its package has no ``ui`` module);
 * ``error`` — the stage failed on this photo; ``message`` says how.
-
-Label maps travel as base64 of the raw ``uint8`` class ids, row-major (``labels``, ``resolution``²), so the
-page colours and toggles classes itself; points as (x, y) pixels of the photo.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 from ..labels import get_table
-from ..stages import bundle_stage
+from ..photos import NoFaceError
+from ..registry import RegistryError
+from ..stages import get_stage
+from .cards import Loaded, NoModel, Options, StageCard, stage_cards
 
-STAGES = ("parser", "landmarks", "completion")
-NOT_YET = {
-    "deocclusion": "not on this page yet: `faceparse deocclude PHOTOS --out DIR` or the faceparse-fisn endpoint "
-                   "removes the occluder",
-    "reconstruction": "not on this page yet: `faceparse reconstruct PHOTOS --out DIR` or the faceparse-recon3d "
-                      "endpoint gives the 3D face (mesh, coefficients, render)",
-}
 FACE_DETECTION = ("Each stage here finds the faces in a photo (MTCNN), reads each one aligned and lays its answer back "
                   "on the photo (boxes drawn in-process); a photo without a face is answered as such.")
-COMPLETION_RESOLUTION = 256
-MESSAGE_CHARS = 400
+MESSAGE_CHARS = 600
+WHY_CHARS = 240       # a load failure's reason inside a longer message
 
 
 class EndpointDown(RuntimeError):
@@ -47,51 +42,33 @@ class StageError(RuntimeError):
     """One stage failed on one photo; the message is for the page."""
 
 
-def _short(e: BaseException | str) -> str:
+class UnknownStage(KeyError):
+    """No registered stage of that name."""
+
+
+def _short(e: BaseException | str, limit: int = MESSAGE_CHARS) -> str:
     s = str(e).strip() or type(e).__name__
-    return s if len(s) <= MESSAGE_CHARS else s[:MESSAGE_CHARS - 1] + "…"
-
-
-def labels_b64(labels: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(labels, dtype=np.uint8).tobytes()).decode()
+    return s if len(s) <= limit else s[:limit - 1] + "…"
 
 
 def ok(payload: dict[str, Any], source: dict[str, Any], ms: float) -> dict[str, Any]:
     return {"status": "ok", **payload, "source": source, "model_ms": round(ms, 1)}
 
 
-def unavailable(message: str) -> dict[str, Any]:
-    return {"status": "unavailable", "message": _short(message)}
+def unavailable(message: str, no_model: bool = False) -> dict[str, Any]:
+    return {"status": "unavailable", "message": _short(message), "no_model": bool(no_model)}
 
 
 def failed(message: str) -> dict[str, Any]:
     return {"status": "error", "message": _short(message)}
 
 
-def parser_payload(labels: np.ndarray, faces: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``faces``: the detected faces (photo pixels), None when the answer does not say (the endpoint's PNG)."""
-    h, w = labels.shape
-    return {"resolution": int(max(h, w)), "width": int(w), "height": int(h), "labels": labels_b64(labels),
-            "faces": faces}
-
-
 def no_face(message: str) -> dict[str, Any]:
     return {"status": "no_face", "message": _short(message)}
 
 
-def points_payload(points: list[np.ndarray], size: tuple[int, int]) -> dict[str, Any]:
-    """The most confident face's points (``points``) and every face's (``faces``), the photo's pixels."""
-    faces = [np.round(np.asarray(p, dtype=np.float64), 2).tolist() for p in points]
-    return {"points": faces[0], "faces": faces, "image_size": list(size)}
-
-
-def completion_payload(maps: dict[str, np.ndarray | None], missing: dict[str, str]) -> dict[str, Any]:
-    shape = next(m.shape for m in maps.values() if m is not None)
-    occ = maps.get("occlusion")
-    return {"resolution": int(max(shape)), "size": [int(shape[1]), int(shape[0])],
-            "maps": {k: (labels_b64(v) if v is not None else None) for k, v in maps.items()},
-            "missing": missing,
-            "occluded_fraction": None if occ is None else round(float((occ > 0).mean()), 4)}
+def no_card(message: str) -> dict[str, Any]:
+    return {"status": "no_card", "message": _short(message)}
 
 
 def table_info(name: str) -> dict[str, Any]:
@@ -99,187 +76,116 @@ def table_info(name: str) -> dict[str, Any]:
     return {"label_table": t.name, "classes": list(t.classes), "palette": t.palette().astype(int).tolist()}
 
 
-def _not_yet() -> dict[str, dict[str, Any]]:
-    return {k: unavailable(v) for k, v in NOT_YET.items()}
+def _card(cards: list[StageCard], name: str) -> StageCard:
+    for sc in cards:
+        if sc.name == name:
+            return sc
+    raise UnknownStage(name)
 
 
 # --- the models in this process ------------------------------------------------------------------------
 
 class InProcess:
-    """Each stage's model loaded here: ``refs`` {stage: bundle dir | models:/ URI | None}; None = the stage's
-    registry champion (``models:/<registry.model_name>@champion`` of its params section). The completion
-    stage, unless given a bundle of its own, is composed from the parser and landmark references. A model that
-    cannot be loaded leaves its stage ``unavailable`` with the reason; the others still answer. Inference runs
-    on one worker thread, one request at a time."""
+    """Each card's model loaded here, in registration order: ``refs`` {stage: bundle dir | models:/ URI |
+    None}; None = the card's default (``Card.default_ref``: the stage's registry champion, or what the stage
+    ships). A card's ``load`` is given the references of the stages loaded before it (the completion is
+    composed from the parser and landmark models, unless given a bundle of its own). A model that cannot be
+    loaded leaves its stage ``unavailable`` with the reason (and, when there is none to load, what to run);
+    the others still answer. Inference runs on one worker thread, one request at a time."""
 
     mode = "in-process"
 
-    def __init__(self, raw_params: dict[str, Any], refs: dict[str, str | None] | None = None,
-                 completion_resolution: int = COMPLETION_RESOLUTION):
+    def __init__(self, raw_params: dict[str, Any], refs: dict[str, str | None] | None = None):
         self.raw = raw_params or {}
-        self.completion_resolution = int(completion_resolution)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="faceparse-ui")
-        self.nets: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self.cards = stage_cards()
+        self.loaded: dict[str, Loaded] = {}
         self.stage_info: dict[str, dict[str, Any]] = {}
-        refs = dict(refs or {})
-        for stage in ("parser", "landmarks"):
-            ref = refs.get(stage) or self.default_ref(stage)
-            refs[stage] = ref
-            self._load(stage, ref, lambda r=ref, s=stage: self._load_single(s, r))
-        comp = refs.get("completion")
-        if comp:
-            self._load("completion", comp, lambda: self._load_completion(model=comp))
-        elif refs["parser"] and refs["landmarks"]:
-            self._load("completion", "composed from the parser and landmark models above",
-                       lambda: self._load_completion(parser=refs["parser"], landmarks=refs["landmarks"]),
-                       failure="cannot compose the parser and landmark models")
-        else:
-            self.stage_info["completion"] = {"available": False, "model": None, "version": None,
-                                             "message": "needs a parser and a landmark model (or --completion)"}
-        parser_meta = self.nets.get("parser", (None, {}))[1]
-        self.table = table_info(str(parser_meta.get("label_table") or "celebamask-hq"))
+        given = dict(refs or {})
+        for sc in self.cards:
+            if sc.card is None:
+                self.stage_info[sc.name] = {"available": False, "card": False, "model": None, "version": None,
+                                            "message": sc.message}
+            else:
+                self._load(sc, given.get(sc.name))
+        table = next((str(m.meta["label_table"]) for m in self.loaded.values() if m.meta.get("label_table")),
+                     "celebamask-hq")
+        self.table = table_info(table)
 
-    def default_ref(self, stage: str) -> str | None:
-        from ..stages import for_stage
-
+    def _load(self, sc: StageCard, given: str | None) -> None:
+        card, name = sc.card, sc.name
+        ref = given or card.default_ref(self.raw, name)
+        info = {"available": False, "card": True, "model": ref, "version": None, "no_model": False}
         try:
-            return f"models:/{for_stage(self.raw, stage)['registry']['model_name']}@champion"
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def _load(self, stage: str, ref: str | None, fn: Callable[[], tuple[Any, dict[str, Any], str | None]],
-              failure: str | None = None) -> None:
-        if not ref:
-            self.stage_info[stage] = {"available": False, "model": None, "version": None,
-                                      "message": f"no {stage} model: give --{stage} (a bundle dir or models:/ URI)"}
+            m = card.load(self.raw, name, ref, {k: v.ref for k, v in self.loaded.items()})
+        except NoModel as e:
+            self.stage_info[name] = {**info, "no_model": True, "message": str(e) or card.missing(name, ref)}
             return
-        try:
-            net, meta, version = fn()
+        except (RegistryError, FileNotFoundError) as e:
+            if given:          # the reference given does not resolve: said as such
+                self.stage_info[name] = {**info, "message": f"cannot load {ref}: {_short(e, WHY_CHARS)}"}
+            else:              # nothing shipped, no champion: what to run
+                self.stage_info[name] = {**info, "no_model": True,
+                                         "message": card.missing(name, ref, _short(e, WHY_CHARS))}
+            return
         except Exception as e:  # noqa: BLE001 - any load failure leaves this stage unavailable, with its reason
-            self.stage_info[stage] = {"available": False, "model": ref, "version": None,
-                                      "message": f"{failure or f'cannot load {ref}'}: {_short(e)}"}
+            why = _short(e, WHY_CHARS)
+            self.stage_info[name] = {**info, "message": f"cannot load {ref}: {why}" if ref else why}
             return
-        self.nets[stage] = (net, meta)
-        self.stage_info[stage] = {"available": True, "model": ref, "version": version, "message": None,
-                                  "input_size": int(meta.get("input_size", 256))}
-
-    def _load_single(self, stage: str, ref: str):
-        from ..bundle import load_bundle
-        from ..registry import resolve_bundle
-        from ..stages import for_stage
-        from ..tracking import tracking_uri
-
-        uri = tracking_uri(for_stage(self.raw, stage)) if str(ref).startswith(("models:/", "runs:/")) else None
-        bdir, info = resolve_bundle(ref, tracking_uri=uri)
-        net, meta = load_bundle(bdir)
-        if bundle_stage(meta) != stage:
-            raise ValueError(f"it is a {meta.get('stage', 'parser')!r} model, not a {stage!r} one")
-        version = info.get("uri") if info.get("version") else self._local_version(stage, Path(bdir))
-        return net.eval(), meta, version
-
-    def _local_version(self, stage: str, bdir: Path) -> str:
-        """A local bundle's registry version when `register` recorded the same weights (the stage's
-        ``registry.registered_file``), else its weights' hash: never a version it does not have."""
-        from ..bundle import WEIGHTS
-        from ..hashing import sha256_file
-        from ..stages import for_stage
-
-        sha = sha256_file(bdir / WEIGHTS)
-        try:
-            reg = Path(str(for_stage(self.raw, stage)["registry"]["registered_file"]))
-            rec = json.loads(reg.read_text()) if reg.is_file() else {}
-        except (KeyError, TypeError, ValueError, OSError):
-            rec = {}
-        if rec.get("bundle_sha256") == sha and rec.get("uri"):
-            return f"{rec['uri']} (same weights)"
-        return f"unregistered (weights sha256 {sha[:12]})"
-
-    def _load_completion(self, **refs):
-        from ..stages.completion.photo import load_completion
-
-        net, meta = load_completion(self.raw, **refs)
-        parts = meta.get("composes") or {}
-        version = ", ".join(f"{k}: {v.get('model_uri') or v.get('ref')}" for k, v in parts.items()) or None
-        return net.eval(), meta, version
+        self.loaded[name] = m
+        self.stage_info[name] = {**info, "available": True, "model": m.ref, "version": m.version, "message": None,
+                                 "input_size": int(m.meta.get("input_size", 256))}
 
     def info(self) -> dict[str, Any]:
         return {"mode": self.mode, "endpoint": None, "endpoint_ok": None, "endpoint_message": None,
-                "stages": self.stage_info, **self.table}
+                "stages": self.stage_info, "cards": [sc.info() for sc in self.cards], **self.table}
 
     def _source(self, stage: str) -> dict[str, Any]:
         i = self.stage_info[stage]
         return {"model": i["model"], "version": i["version"], "arm": None, "via": "in-process (no canary)"}
 
-    # --- stages (on the worker thread) ------------------------------------------------------------------
-    def _parser(self, image, resolution: int, detect: bool = True) -> dict[str, Any]:
-        """The photo's faces found, aligned and parsed in place (faceparse.photos), as predict and the API do;
-        ``detect`` False: the photo is an aligned face crop, parsed whole."""
-        import torch
+    # --- cards (on the worker thread) --------------------------------------------------------------------
+    def _run(self, sc: StageCard, image, opts: Options) -> dict[str, Any]:
+        import torch    # (here: the page in endpoint mode never needs it)
 
-        from ..photos import NoFaceError, faces_json, parse_planned, parse_whole, plan_photo
-
-        net, meta = self.nets["parser"]
-        size = int(meta.get("input_size", 256))
-        t0 = time.perf_counter()
-        try:
-            plan = plan_photo(image, size, int(resolution), detect=detect, what="this photo")
-        except NoFaceError as e:
-            return no_face(str(e))
-        with torch.inference_mode():
-            labels = (parse_whole(net, [image], size, plan.size[0])[0] if plan.whole
-                      else parse_planned(net, image, plan, size))
-        return ok(parser_payload(labels, faces_json(plan) if detect else None), self._source("parser"),
-                  (time.perf_counter() - t0) * 1000)
-
-    def _landmarks(self, image, detect: bool = True) -> dict[str, Any]:
-        """68 points per face found in the photo (framed as the parser's), in its pixels."""
-        from ..photos import NoFaceError
-        from ..stages import get_stage
-
-        net, meta = self.nets["landmarks"]
-        t0 = time.perf_counter()
-        try:
-            pts, _ = get_stage("landmarks").predict_photo(net, meta, image, detect=detect, what="this photo")
-        except NoFaceError as e:
-            return no_face(str(e))
-        return ok(points_payload(pts, image.size), self._source("landmarks"), (time.perf_counter() - t0) * 1000)
-
-    def _completion(self, image, detect: bool = True) -> dict[str, Any]:
-        """Each face completed in place: maps of the photo's shape, long side ``completion_resolution``."""
-        from ..stages.completion.photo import complete_photo
-        from ..photos import NoFaceError
-
-        net, meta = self.nets["completion"]
-        t0 = time.perf_counter()
-        try:
-            m, _ = complete_photo(net, meta, image, self.completion_resolution, detect, what="this photo")
-        except NoFaceError as e:
-            return no_face(str(e))
-        maps = {"alpha": m.alpha, "beta": m.beta, "gamma": m.gamma, "occlusion": m.occlusion.astype(np.uint8)}
-        return ok(completion_payload(maps, {}), self._source("completion"), (time.perf_counter() - t0) * 1000)
-
-    def _run(self, stage: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         from ..runtime import tick
 
-        if stage not in self.nets:
-            return unavailable(self.stage_info[stage]["message"])
+        if sc.card is None:
+            return no_card(sc.message or "no card")
+        m = self.loaded.get(sc.name)
+        if m is None:
+            i = self.stage_info[sc.name]
+            return unavailable(i["message"], i.get("no_model", False))
         tick()   # the intra-op pool sized to the cores other processes leave free (faceparse.runtime)
+        t0 = time.perf_counter()
         try:
-            return fn()
+            with torch.inference_mode():
+                payload = sc.card.run(m, image, opts)
+        except NoFaceError as e:
+            return no_face(str(e))
         except Exception as e:  # noqa: BLE001 - one stage's failure is shown on the page, the others still answer
-            return failed(f"{stage} failed on this photo: {type(e).__name__}: {_short(e)}")
+            return failed(f"{sc.name} failed on this photo: {type(e).__name__}: {_short(e)}")
+        return ok(payload, self._source(sc.name), (time.perf_counter() - t0) * 1000)
 
-    def _analyze(self, image, resolution: int, detect: bool) -> dict[str, Any]:
-        return {"parser": self._run("parser", lambda: self._parser(image, resolution, detect)),
-                "landmarks": self._run("landmarks", lambda: self._landmarks(image, detect)),
-                "completion": self._run("completion", lambda: self._completion(image, detect)), **_not_yet()}
+    def _many(self, cards: list[StageCard], image, opts: Options) -> dict[str, Any]:
+        return {sc.name: self._run(sc, image, opts) for sc in cards}
+
+    async def _on_worker(self, cards: list[StageCard], image, resolution: int, detect: bool) -> dict[str, Any]:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._many, cards, image,
+                                                                Options(int(resolution), bool(detect)))
 
     async def analyze(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self._analyze, image, resolution, detect)
+        """Every stage's card on one photo."""
+        return await self._on_worker(self.cards, image, resolution, detect)
 
     async def parse(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
-        return {"parser": await asyncio.get_running_loop().run_in_executor(
-            self.pool, self._run, "parser", lambda: self._parser(image, resolution, detect))}
+        """The cards answering at the output resolution alone (the slider moved)."""
+        return await self._on_worker([sc for sc in self.cards if sc.card and sc.card.resizable], image, resolution,
+                                     detect)
+
+    async def stage(self, name: str, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
+        """One stage's card (UnknownStage: no stage of that name)."""
+        return await self._on_worker([_card(self.cards, name)], image, resolution, detect)
 
     async def health(self) -> tuple[bool | None, str | None]:
         return None, None
@@ -291,16 +197,16 @@ class InProcess:
 # --- a running endpoint --------------------------------------------------------------------------------
 
 class Endpoint:
-    """A running endpoint (``faceparse serve start``'s router, or TorchServe itself): each stage is asked at
-    ``POST <url>/predictions/<model name>`` with the bearer ``token`` (or, given ``serve_dir``, the server's
-    own key file, renewed when TorchServe refuses an expired key). The answer's ``X-Model-Version`` and
-    ``X-Canary-Arm`` headers are shown as the page's "which version / which arm answered"."""
+    """A running endpoint (``faceparse serve start``'s router, or TorchServe itself): each stage whose card
+    says how (``Card.endpoint``) is asked at ``POST <url>/predictions/<model name>`` with the bearer ``token``
+    (or, given ``serve_dir``, the server's own key file, renewed when TorchServe refuses an expired key);
+    ``names`` {stage: model name}, default each stage's registry model name. The answer's ``X-Model-Version``
+    and ``X-Canary-Arm`` headers are shown as the page's "which version / which arm answered"."""
 
     mode = "endpoint"
 
     def __init__(self, url: str, names: dict[str, str], token: str | None = None, serve_dir: str | None = None,
-                 label_table: str = "celebamask-hq", timeout: float = 120.0,
-                 completion_resolution: int = COMPLETION_RESOLUTION):
+                 label_table: str = "celebamask-hq", timeout: float = 120.0):
         import requests
 
         self.client = None
@@ -316,10 +222,12 @@ class Endpoint:
         if not url:
             raise ValueError("an endpoint URL is needed (--endpoint URL, or --serve-dir DIR of a running server)")
         self.url = url.rstrip("/")
-        self.names = dict(names)
+        self.cards = stage_cards()
+        self.named = {k for k, v in names.items() if v}     # the names the caller gave (its --<stage>-model)
+        self.names = {sc.name: names.get(sc.name) or get_stage(sc.name).info.model_name
+                      for sc in self.cards if sc.card is not None and sc.card.endpoint is not None}
         self.token = token
         self.timeout = float(timeout)
-        self.completion_resolution = int(completion_resolution)
         self.session = requests.Session()
         self.session.trust_env = False
         self.pool = ThreadPoolExecutor(4, thread_name_prefix="faceparse-ui")
@@ -364,69 +272,63 @@ class Endpoint:
             return r, ms
         return r, ms
 
-    def _call(self, stage: str, data: bytes, fmt: str, resolution: int | None, decode,
-              detect: bool = True) -> dict[str, Any]:
-        from ..serve.client import token_refused
-
+    def _call(self, sc: StageCard, data: bytes, opts: Options, size: tuple[int, int]) -> dict[str, Any]:
+        """One stage's card from the endpoint: one request per format its card asks for."""
+        stage, card = sc.name, sc.card
+        if card is None:
+            return no_card(sc.message or "no card")
+        if card.endpoint is None:
+            return unavailable(f"the {stage} stage's card is drawn from the models in this process only "
+                               "(`faceparse ui page --in-process`)")
         name = self.names.get(stage)
         if not name:
-            return unavailable(f"no model name for the {stage} stage (--{stage}-model)")
-        try:
-            r, ms = self._post(stage, data, fmt, resolution, detect)
-        except StageError as e:
-            return failed(str(e))
-        if r.status_code == 200:
-            source = {"model": name, "version": r.headers.get("X-Model-Version"),
-                      "arm": r.headers.get("X-Canary-Arm"), "via": self.url}
+            return unavailable(f"no model name for the {stage} stage")
+        ask = card.endpoint
+        resolution = opts.resolution if card.resizable else ask.resolution
+        answers: dict[str, bytes] = {}
+        first, ms = None, 0.0
+        for fmt in ask.formats:
             try:
-                return ok(decode(r.content), source, ms)
-            except Exception as e:  # noqa: BLE001 - an answer we cannot read is the endpoint's fault
-                return failed(f"the endpoint's answer for {name} could not be read: {_short(e)}")
+                r, took = self._post(stage, data, fmt, resolution, opts.detect)
+            except StageError as e:
+                return failed(str(e))
+            ms += took
+            if r.status_code != 200:
+                return self._refused(stage, name, r)
+            first = first or r
+            answers[fmt] = r.content
+        source = {"model": name, "version": first.headers.get("X-Model-Version"),
+                  "arm": first.headers.get("X-Canary-Arm"), "via": self.url}
+        try:
+            return ok(ask.decode(answers, size), source, ms)
+        except Exception as e:  # noqa: BLE001 - an answer we cannot read is the endpoint's fault
+            return failed(f"the endpoint's answer for {name} could not be read: {_short(e)}")
+
+    def _refused(self, stage: str, name: str, r) -> dict[str, Any]:
+        from ..serve.client import token_refused
+
         msg = _message(r)
         if token_refused(r):
             return failed(f"the endpoint refused the token (HTTP {r.status_code}): {msg} — give --token, or "
                           "--serve-dir to use the server's own key file")
         if r.status_code == 404:
-            return unavailable(f"this endpoint serves no model named {name!r} ({msg}); --{stage}-model names it")
+            hint = f"; --{stage}-model names it" if stage in self.named else ""
+            return unavailable(f"this endpoint serves no model named {name!r} ({msg}){hint}", no_model=True)
         if r.status_code == 422 and "no face" in msg:
             return no_face(msg)
         if r.status_code < 500:
             return failed(f"the endpoint refused the photo (HTTP {r.status_code}): {msg}")
         return failed(f"the endpoint failed (HTTP {r.status_code}): {msg}")
 
-    # --- stages -------------------------------------------------------------------------------------------
-    def _parser(self, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
-        from ..serve.imaging import read_label_png
-
-        return self._call("parser", data, "png", resolution, lambda b: parser_payload(read_label_png(b)), detect)
-
-    def _landmarks(self, data: bytes, size: tuple[int, int], detect: bool = True) -> dict[str, Any]:
-        def decode(b: bytes) -> dict[str, Any]:
-            body = json.loads(b)
-            faces = [f["points68"] for f in body.get("faces") or []] or [body["points"]]
-            return points_payload([np.asarray(f, dtype=np.float64) for f in faces], tuple(body.get("image_size") or size))
-
-        return self._call("landmarks", data, "json", None, decode, detect)
-
-    def _completion(self, data: bytes, detect: bool = True) -> dict[str, Any]:
-        from ..serve.imaging import read_label_png
-
-        def decode(b: bytes) -> dict[str, Any]:
-            body = json.loads(b)
-            gamma = read_label_png(base64.b64decode(body["completed_png"]))
-            occ = (read_label_png(base64.b64decode(body["occlusion_png"])) > 0).astype(np.uint8)
-            why = "not in the endpoint's answer (it serves M_γ and the occlusion mask)"
-            return completion_payload({"alpha": None, "beta": None, "gamma": gamma, "occlusion": occ},
-                                      {"alpha": why, "beta": why})
-
-        return self._call("completion", data, "json", self.completion_resolution, decode, detect)
-
     async def _in_pool(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def _gather(self, calls: dict[str, Any]) -> dict[str, Any]:
-        keys = list(calls)
-        results = await asyncio.gather(*calls.values(), return_exceptions=True)
+    async def _gather(self, cards: list[StageCard], image, data: bytes, resolution: int,
+                      detect: bool) -> dict[str, Any]:
+        opts = Options(int(resolution), bool(detect))
+        keys = [sc.name for sc in cards]
+        results = await asyncio.gather(*(self._in_pool(self._call, sc, data, opts, image.size) for sc in cards),
+                                       return_exceptions=True)
         out, down = {}, []
         for k, res in zip(keys, results):
             if isinstance(res, EndpointDown):
@@ -441,13 +343,17 @@ class Endpoint:
         return out
 
     async def analyze(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
-        out = await self._gather({"parser": self._in_pool(self._parser, data, resolution, detect),
-                                  "landmarks": self._in_pool(self._landmarks, data, image.size, detect),
-                                  "completion": self._in_pool(self._completion, data, detect)})
-        return {**out, **_not_yet()}
+        asked = [sc for sc in self.cards if sc.card is not None and sc.name in self.names]
+        out = await self._gather(asked, image, data, resolution, detect) if asked else {}
+        return {sc.name: out.get(sc.name) or self._call(sc, data, Options(int(resolution), bool(detect)), image.size)
+                for sc in self.cards}
 
     async def parse(self, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
-        return await self._gather({"parser": self._in_pool(self._parser, data, resolution, detect)})
+        return await self._gather([sc for sc in self.cards if sc.card and sc.card.resizable], image, data,
+                                  resolution, detect)
+
+    async def stage(self, name: str, image, data: bytes, resolution: int, detect: bool = True) -> dict[str, Any]:
+        return await self._gather([_card(self.cards, name)], image, data, resolution, detect)
 
     def _ping(self) -> tuple[bool, str | None]:
         import requests
@@ -464,9 +370,16 @@ class Endpoint:
         return await self._in_pool(self._ping)
 
     def info(self) -> dict[str, Any]:
-        stages = {s: {"available": None, "model": self.names.get(s), "version": None,
-                      "message": "asked of the endpoint with each photo"} for s in STAGES}
-        return {"mode": self.mode, "endpoint": self.url, "stages": stages, **self.table}
+        stages = {}
+        for sc in self.cards:
+            if sc.name in self.names:
+                stages[sc.name] = {"available": None, "card": True, "model": self.names[sc.name], "version": None,
+                                   "message": "asked of the endpoint with each photo"}
+            else:
+                stages[sc.name] = {"available": False, "card": sc.card is not None, "model": None, "version": None,
+                                   "message": sc.message or "drawn from the models in this process only"}
+        return {"mode": self.mode, "endpoint": self.url, "stages": stages, "cards": [sc.info() for sc in self.cards],
+                **self.table}
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

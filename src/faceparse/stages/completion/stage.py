@@ -10,7 +10,7 @@ from .algorithm import Settings
 from ...hashing import sha256_file
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
-from .. import Floor, Info, Stage, bundle_stage, for_stage, get_stage
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_stage, for_stage, get_stage
 from .evaluate import evaluate_completion, write_completion_reports
 from .maps import CompletionModel
 
@@ -23,6 +23,14 @@ class CompletionStage(Stage):
     meta_keys = ("parser", "landmarks", "label_table")
     floor = Floor("f1_occluded_alpha", "plus", 0.0)  # M_γ above the parser's own map M_α
     baseline_metrics = ("f1_occluded_alpha", "f1_face_alpha", "f1_face_gamma", "occlusion_iou")
+    # trains nothing: dvc.yaml's `compose` step (the template's) writes its bundle
+    dvc = DvcInputs(evaluate=EvaluateInputs(eval="src/faceparse/stages/completion/evaluate.py",
+                                            lib="src/faceparse/stages/completion/algorithm.py",
+                                            model="src/faceparse/landmark_map.py"))
+    # composed of the parser and landmark models just registered (components/compose.py's inputs); then the
+    # completed maps of the dataset, for the de-occlusion generator
+    kfp = KfpWiring(gate="min_completion_f1", switch=False, composes={"parser": "parser", "landmarks": "landmark"},
+                    then=("complete",))
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
@@ -71,6 +79,14 @@ class CompletionStage(Stage):
         return {"bundle": str(out), **meta}
 
     # --- evaluation ----------------------------------------------------------------------------------
+    def headline(self, m: dict[str, Any]) -> str:
+        def f(k):
+            return "n/a" if m.get(k) is None else f"{m[k]:.4f}"
+
+        return (f"completion: F1 inside the occluded face region {f('f1_occluded_gamma')} (parser alone "
+                f"{f('f1_occluded_alpha')}); over the face {f('f1_face_gamma')} (parser alone {f('f1_face_alpha')}); "
+                f"occlusion mask IoU {f('occlusion_iou')}  ({m['n_images']} test images)")
+
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         return evaluate_completion(model, self.settings(meta), int(meta.get("input_size", 256)), frame,
                                    Path(data_dir), params, progress)

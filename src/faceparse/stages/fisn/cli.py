@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         images: List[str] = typer.Argument(..., help="photos: files, folders or glob patterns"),
         out: Path = typer.Option(..., "--out", "-o", help="output folder"),
         model: Optional[str] = typer.Option(None, "--model", "-m",
-                                            help=f"the FISN model (default: models:/<fisn.registry.model_name>@champion): {ModelRef}"),
+                                            help="the FISN model (default: the one shipped with faceparse, else "
+                                            f"models:/<fisn.registry.model_name>@champion): {ModelRef}"),
         completion: Optional[str] = typer.Option(None, "--completion",
                                                  help=f"a completion model to run instead of the one the FISN bundle carries: {ModelRef}"),
         detect: bool = DetectOpt,

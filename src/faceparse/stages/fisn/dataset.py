@@ -47,7 +47,8 @@ def face_ids() -> np.ndarray:
 class FisnDataset(EpochSeeded):
     """Items: ``image`` (3, S, S) generator input in [-1, 1]; ``source`` / ``target`` (S, S) int64 maps;
     ``real`` (3, S, S) the image the generator should produce; ``region`` (S, S) bool: the occluded face
-    pixels (occluder ∧ a face class in the complete map; all False when unoccluded); ``index``."""
+    pixels (occluder ∧ a face class in the complete map; all False when unoccluded); ``occluder`` (S, S) bool:
+    every occluder pixel (the occlusion head's truth); ``index``."""
 
     def __init__(self, frame, root, size: int, mode: str = "supervised", occluded_only: bool = False,
                  seed: int = 0):
@@ -89,4 +90,4 @@ class FisnDataset(EpochSeeded):
                 "source": torch.from_numpy(source.astype(np.int64)),
                 "target": torch.from_numpy(target.astype(np.int64)),
                 "real": preprocess(np.ascontiguousarray(real)),
-                "region": torch.from_numpy(r["region"]), "index": i}
+                "region": torch.from_numpy(r["region"]), "occluder": torch.from_numpy(r["occluder"]), "index": i}

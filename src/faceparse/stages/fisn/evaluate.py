@@ -40,7 +40,7 @@ from ..completion.maps import run_maps
 from .model import psnr, to_uint8
 
 EXAMPLES = 6
-METHODS = ("out", "input", "inpaint", "raw")
+METHODS = ("out", "input", "inpaint", "inpaint_true_mask", "raw")
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,7 +114,7 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
     kinds = json.loads(kinds_file.read_text()) if kinds_file.is_file() else {}
     n = int(meta["num_classes"])
     conf = {k: Confusion(n) for k in ("out", "input", "clean")}
-    rows, examples = [], []
+    rows, examples, ious = [], [], MaskIoU()
     bs = int(ev.get("batch_size", 8))
     with progress_bar("evaluate de-occlusion", len(ds), enabled=progress) as advance:
         for start in range(0, len(ds), bs):
@@ -131,12 +131,16 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
                 tgt = [r["complete"] for r in raws]
                 masks = [occlusion_mask(r["complete"], r["label"], settings) for r in raws]
             image = torch.stack([preprocess(r["image"]) for r in raws]).to(device)
+            head = model.occlusion_mask(image)
+            masks = masks if head is None else list(head.cpu().numpy())
             out = to_uint8(model(image, torch.from_numpy(np.stack(src).astype(np.int64)).to(device),
-                                 torch.from_numpy(np.stack(tgt).astype(np.int64)).to(device)).float().cpu())
+                                 torch.from_numpy(np.stack(tgt).astype(np.int64)).to(device), head).float().cpu())
             for k, (i, r) in enumerate(zip(idx, raws)):
                 region = r["region"]
+                ious.add(masks[k], r["occluder"], region)
                 answers = {"out": composite(out[k], r["image"], masks[k]), "input": r["image"],
-                           "inpaint": inpaint(r["image"], masks[k]), "raw": out[k]}
+                           "inpaint": inpaint(r["image"], masks[k]),
+                           "inpaint_true_mask": inpaint(r["image"], r["occluder"]), "raw": out[k]}
                 row: dict[str, Any] = {"id": ds.ids[i], "kinds": "+".join(kinds.get(ds.ids[i], [])),
                                        "region_pixels": int(region.sum()), "mask_pixels": int(masks[k].sum())}
                 if region.any():
@@ -161,6 +165,7 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
     if result.get("psnr_out") is not None:
         result["psnr_gain_db"] = result["psnr_out"] - result["psnr_input"]
         result["psnr_vs_inpaint_db"] = result["psnr_out"] - result["psnr_inpaint"]
+    result.update(ious.compute())
     result.update({"parser_miou": conf["out"].present_miou() if parser is not None else None,
                    "parser_miou_input": conf["input"].present_miou() if parser is not None else None,
                    "parser_miou_clean": conf["clean"].present_miou() if parser is not None else None,
@@ -172,6 +177,22 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
             per_kind.setdefault(kind, []).append(r)
     result["per_kind"] = {k: {"n_images": len(v), **_means(v)} for k, v in sorted(per_kind.items())}
     return result, {"rows": rows, "examples": examples}
+
+
+class MaskIoU:
+    """The occlusion mask against the truth, pooled over a split's pixels: ``occlusion_iou`` against every
+    occluder pixel, ``occlusion_iou_face`` — the mask inside the face against the occluded face region."""
+
+    def __init__(self):
+        self.sums = np.zeros(4, np.int64)   # ∩ occluder, ∪ occluder, ∩ region, ∪ region
+
+    def add(self, mask: np.ndarray, occluder: np.ndarray, region: np.ndarray) -> None:
+        face = mask & (region | ~occluder)   # the mask off the occluder, or on its face part
+        self.sums += [(mask & occluder).sum(), (mask | occluder).sum(), (face & region).sum(), (face | region).sum()]
+
+    def compute(self) -> dict[str, float | None]:
+        i, u, fi, fu = (int(v) for v in self.sums)
+        return {"occlusion_iou": i / u if u else None, "occlusion_iou_face": fi / fu if fu else None}
 
 
 def _means(rows: list[dict]) -> dict[str, float | None]:

@@ -7,8 +7,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...losses_gan import d_hinge_loss, generator_loss
+from .unet import Inpainter
+
 BETAS = (0.0, 0.9)
-LOSS_DEFAULTS = {"perceptual": "parser", "w_gan": 1.0, "w_fm": 10.0, "w_per": 10.0, "w_l1": 0.0, "w_hole": 0.0}
+LOSS_DEFAULTS = {"perceptual": "parser", "w_gan": 1.0, "w_fm": 10.0, "w_per": 10.0, "w_l1": 0.0, "w_hole": 0.0,
+                 "w_occlusion": 1.0}
 
 
 def erase_occluded(image: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -21,23 +25,52 @@ def erase_occluded(image: torch.Tensor, source: torch.Tensor, target: torch.Tens
     return image.masked_fill(mask.unsqueeze(1), 0.0)
 
 
-def generate(generator: nn.Module, image, source, target, erase: bool) -> torch.Tensor:
+def generate(generator: nn.Module, image, source, target, erase: bool, mask=None) -> torch.Tensor:
+    """The generator's image: a mask-aware one (Inpainter) fills ``mask``; FISN's SEAN generator reads the
+    maps (the image erased where they imply an occlusion, when ``erase``)."""
+    if isinstance(generator, Inpainter):
+        return generator(image, mask, target)
     return generator(erase_occluded(image, source, target) if erase else image, source, target)
 
 
+def occlusion_loss(logits: torch.Tensor, occluder: torch.Tensor) -> torch.Tensor:
+    """BCE (occluder pixels weighted 3×: they are ~4 % of a face) + soft Dice per image."""
+    truth = occluder.to(logits.dtype)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * truth).sum((1, 2)) + 1) / (p.sum((1, 2)) + truth.sum((1, 2)) + 1)
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, truth, pos_weight=logits.new_tensor(3.0))
+    return bce + dice.mean()
+
+
+def dilate(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """A (B, H, W) bool mask grown by ``k`` pixels (a square structuring element)."""
+    if k <= 0:
+        return mask
+    return nn.functional.max_pool2d(mask.float().unsqueeze(1), 2 * k + 1, 1, k).squeeze(1) > 0
+
+
 class FisnModel(nn.Module):
-    """generator + discriminator (+ the carried completion model): one state dict, one bundle.
-    forward(image, source_map, target_map) → the generator's image in [−1, 1]."""
+    """generator + discriminator (+ the occlusion head) (+ the carried completion model): one state dict, one
+    bundle. forward(image, source_map, target_map) → the generator's image in [−1, 1]; with an occlusion head
+    the generator fills the occluder it finds (``occlusion_mask``)."""
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, completion: nn.Module | None = None,
-                 erase: bool = False):
+                 erase: bool = False, occlusion: nn.Module | None = None):
         super().__init__()
         self.generator, self.discriminator, self.completion, self.erase = generator, discriminator, completion, erase
+        self.occlusion = occlusion
         if completion is not None:
             completion.requires_grad_(False)
 
-    def forward(self, image: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return generate(self.generator, image, source, target, self.erase)
+    def occlusion_mask(self, image: torch.Tensor) -> torch.Tensor | None:
+        """(B, S, S) bool: the occluder the head finds (None without a head: the maps' mask is used)."""
+        return None if self.occlusion is None else self.occlusion(image) > 0
+
+    def forward(self, image: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None and self.occlusion is not None:
+            mask = self.occlusion_mask(image)
+        return generate(self.generator, image, source, target, self.erase, mask)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -47,41 +80,56 @@ class FisnModel(nn.Module):
 
 
 class GanStep(nn.Module):
-    """What DDP wraps: forward("D", ...) → discriminator loss; forward("G", ...) → (generator loss, parts)."""
+    """What DDP wraps: forward("D", ...) → discriminator loss; forward("G", ...) → (generator loss, parts).
+    With an occlusion head (the gated preset) the G step also trains the head on the true occluder, and the
+    generator fills the true occluder grown by 0–2 px (a predicted mask is never exact)."""
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, erase: bool = False):
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, erase: bool = False,
+                 occlusion: nn.Module | None = None):
         super().__init__()
-        self.generator, self.discriminator, self.erase = generator, discriminator, erase
+        self.generator, self.discriminator, self.erase, self.occlusion = generator, discriminator, erase, occlusion
 
     def forward(self, mode: str, image, source, target, real, perceptual=None, weights=None, zero_unused=False,
-                region=None):
-        from ...losses_gan import d_hinge_loss, generator_loss
-
+                region=None, occluder=None):
+        mask = None if occluder is None else dilate(occluder, int(torch.randint(0, 3, ())))
         if mode == "D":
             with torch.no_grad():
-                fake = generate(self.generator, image, source, target, self.erase)
+                fake = generate(self.generator, image, source, target, self.erase, mask)
             loss = d_hinge_loss(self.discriminator(real, target), self.discriminator(fake.detach(), target))
             if zero_unused:
                 loss = loss + 0.0 * sum(p.sum() for p in self.generator.parameters())
             return loss, {}
         w = weights or LOSS_DEFAULTS
-        fake = generate(self.generator, image, source, target, self.erase)
-        d_fake = self.discriminator(fake, target)
-        with torch.no_grad():
-            d_real = self.discriminator(real, target)
-        total, parts = generator_loss(d_fake, d_real, fake.float(), real, perceptual, float(w["w_gan"]),
-                                      float(w["w_fm"]), float(w["w_per"]))
+        fake = generate(self.generator, image, source, target, self.erase, mask)
+        total, parts = self._adversarial(fake, real, target, perceptual, w)
+        hole = mask if mask is not None else region
         if float(w.get("w_l1", 0.0)):
             parts["l1"] = nn.functional.l1_loss(fake.float(), real)
             total = total + float(w["w_l1"]) * parts["l1"]
-            parts["l1"] = parts["l1"].detach()
-        if float(w.get("w_hole", 0.0)) and region is not None:
-            # L1 inside the occluded face region, per pixel of it (0 for a batch without one)
-            m = region.unsqueeze(1).to(fake.dtype)
+        if float(w.get("w_hole", 0.0)) and hole is not None:
+            # L1 inside the hole, per pixel of it (0 for a batch without one)
+            m = hole.unsqueeze(1).to(fake.dtype)
             parts["hole"] = ((fake.float() - real).abs() * m).sum() / (3 * m.sum()).clamp_min(1.0)
             total = total + float(w["w_hole"]) * parts["hole"]
-            parts["hole"] = parts["hole"].detach()
-        return total, parts
+        if self.occlusion is not None and occluder is not None:
+            parts["occlusion"] = occlusion_loss(self.occlusion(image).float(), occluder)
+            total = total + float(w.get("w_occlusion", 1.0)) * parts["occlusion"]
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def _adversarial(self, fake, real, target, perceptual, w) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 9's terms; none computed (nor the discriminator run) when their weights are all 0."""
+        if not any(float(w.get(k, 0.0)) for k in ("w_gan", "w_fm", "w_per")):
+            return fake.new_zeros(()), {}
+        d_fake = self.discriminator(fake, target)
+        with torch.no_grad():
+            d_real = self.discriminator(real, target)
+        return generator_loss(d_fake, d_real, fake.float(), real, perceptual, float(w["w_gan"]),
+                              float(w["w_fm"]), float(w["w_per"]))
+
+
+def adversarial(weights: dict[str, float]) -> bool:
+    """Whether the run trains the discriminator at all (w_gan or w_fm above 0)."""
+    return any(float(weights.get(k, 0.0)) for k in ("w_gan", "w_fm"))
 
 
 class RegionPSNR:

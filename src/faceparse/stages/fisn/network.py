@@ -40,11 +40,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unet import Inpainter, OcclusionHead
+
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"size": 64, "generator": {"ngf": 16, "n_down": 2, "n_res": 4, "style_dim": 32, "spade_hidden": 32},
              "discriminator": {"ndf": 16, "n_layers": 3, "num_d": 2}},
     "paper": {"size": 256, "generator": {"ngf": 64, "n_down": 3, "n_res": 4, "style_dim": 512},
               "discriminator": {"ndf": 64, "n_layers": 3, "num_d": 2}},
+    # mask-aware: an occlusion head finds the occluder, a gated-convolution U-Net fills it (faceparse.stages.
+    # fisn.unet; issue #31: the SEAN generator has to find the occluder itself and loses to cv2.inpaint)
+    "gated": {"size": 128, "generator": {"kind": "gated", "widths": [16, 32, 64, 128], "map_channels": 0},
+              "discriminator": {"ndf": 16, "n_layers": 3, "num_d": 2}, "occlusion": {"widths": [16, 32, 64, 96]}},
 }
 
 
@@ -238,27 +244,49 @@ class MultiscaleDiscriminator(nn.Module):
         return out
 
 
-def build_preset(name: str, num_classes: int = 19) -> tuple[FISNGenerator, MultiscaleDiscriminator]:
+def build_generator(num_classes: int, cfg: dict[str, Any]) -> nn.Module:
+    """A generator from its config: ``kind: gated`` → the mask-aware Inpainter, else FISNGenerator."""
+    kw = {k: v for k, v in cfg.items() if k != "kind"}
+    if cfg.get("kind", "sean") == "gated":
+        return Inpainter(map_channels=num_classes if kw.get("map_channels") else 0, widths=tuple(kw["widths"]))
+    return FISNGenerator(num_classes, **kw)
+
+
+def build_occlusion(cfg: dict[str, Any] | None) -> OcclusionHead | None:
+    return None if not cfg else OcclusionHead(widths=tuple(cfg["widths"]))
+
+
+def build_preset(name: str, num_classes: int = 19) -> tuple[nn.Module, MultiscaleDiscriminator]:
     if name not in PRESETS:
         raise ValueError(f"unknown FISN preset {name!r}; known: {sorted(PRESETS)}")
     p = PRESETS[name]
-    return (FISNGenerator(num_classes, **p["generator"]), MultiscaleDiscriminator(num_classes, **p["discriminator"]))
+    return build_generator(num_classes, p["generator"]), MultiscaleDiscriminator(num_classes, **p["discriminator"])
+
+
+def network_report(config: dict[str, Any], size: int, num_classes: int = 19) -> dict[str, dict[str, float]]:
+    """Params and GMACs (batch 1, at ``size``²) of the generator, discriminator and occlusion head a model
+    config (``generator`` / ``discriminator`` / ``occlusion`` kwargs) builds, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        gen = build_generator(num_classes, config["generator"])
+        disc = MultiscaleDiscriminator(num_classes, **config["discriminator"])
+        occ = build_occlusion(config.get("occlusion"))
+        image = torch.zeros(1, 3, size, size)
+        seg = torch.zeros(1, size, size, dtype=torch.long)
+        mask = torch.zeros(1, size, size, dtype=torch.bool)
+    nets = [("generator", gen, (image, mask, seg) if isinstance(gen, Inpainter) else (image, seg, seg)),
+            ("discriminator", disc, (image, seg))] + ([("occlusion", occ, (image,))] if occ is not None else [])
+    out = {}
+    for key, net, args in nets:
+        with FlopCounterMode(display=False) as counter:
+            net(*args)
+        out[key] = {"params": sum(p.numel() for p in net.parameters()), "gmacs": counter.get_total_flops() / 2e9}
+    return out
 
 
 def preset_report(name: str, num_classes: int = 19) -> dict[str, dict[str, float]]:
-    """Params and GMACs (batch 1, at the preset's size) of a preset's networks, counted on the meta
-    device (no memory, no compute)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    size = PRESETS.get(name, {}).get("size")
-    with torch.device("meta"):
-        gen, disc = build_preset(name, num_classes)
-        image = torch.zeros(1, 3, size, size)
-        seg = torch.zeros(1, size, size, dtype=torch.long)
-    out = {}
-    for key, net, args in (("generator", gen, (image, seg, seg)), ("discriminator", disc, (image, seg))):
-        with FlopCounterMode(display=False) as counter:
-            net(*args)
-        out[key] = {"params": sum(p.numel() for p in net.parameters()),
-                    "gmacs": counter.get_total_flops() / 2e9}
-    return out
+    """network_report of a preset at its own size."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown FISN preset {name!r}; known: {sorted(PRESETS)}")
+    return network_report(PRESETS[name], PRESETS[name]["size"], num_classes)

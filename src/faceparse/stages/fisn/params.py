@@ -7,7 +7,11 @@ from ...schema import BaseParams, Evaluate, Registry, Section, Train
 
 
 class FisnGenerator(Section):
-    """faceparse.stages.fisn.network.FISNGenerator's keyword arguments (``fisn.model.overrides.generator``)."""
+    """The generator's keyword arguments (``fisn.model.overrides.generator``): FISNGenerator's (sean presets),
+    or the gated preset's Inpainter widths and whether it reads M_γ (map_channels)."""
+    kind: Optional[Literal["sean", "gated"]] = None
+    widths: Optional[list[int]] = None
+    map_channels: Optional[bool] = None
     ngf: Optional[int] = None
     n_down: Optional[int] = None
     n_res: Optional[int] = None
@@ -29,7 +33,7 @@ class FisnOverrides(Section):
 
 
 class FisnModel(Section):
-    """``fisn.model``: a preset of faceparse.stages.fisn.network.PRESETS (tiny | paper) and overrides of it."""
+    """``fisn.model``: a preset of faceparse.stages.fisn.network.PRESETS (tiny | paper | gated) and overrides."""
     preset: Optional[str] = None
     overrides: Optional[FisnOverrides] = None
     erase_occluded: Optional[bool] = None   # the generator sees the occluded region as mid-grey
@@ -43,6 +47,7 @@ class FisnLoss(Section):
     w_per: Optional[float] = None
     w_l1: Optional[float] = None
     w_hole: Optional[float] = None
+    w_occlusion: Optional[float] = None   # the occlusion head's BCE + Dice (gated preset)
 
 
 class FisnTrain(Train):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..completion.photo import write_label
+from ...api import PRETRAINED
 from ...photos import paint_order, paste_image
 
 
@@ -33,6 +34,7 @@ class Answer:
     maps: Any               # faceparse.stages.completion.algorithm.Maps at the generator's size
     raw: np.ndarray         # uint8 (S, S, 3): the generator's output
     output: np.ndarray      # uint8 (H, W, 3): the photo with the occluded region replaced
+    mask: np.ndarray        # bool (S, S): the pixels replaced (the occlusion head's, else the maps')
 
 
 @dataclass
@@ -77,8 +79,10 @@ class Chain:
             g_in = tensors if tensors is not None else torch.stack([preprocess(im, size) for im in images])
             src = torch.from_numpy(np.stack([m.alpha for m in maps]).astype(np.int64))
             tgt = torch.from_numpy(np.stack([m.gamma for m in maps]).astype(np.int64))
-            raw = to_uint8(self.fisn(g_in, src, tgt).float().cpu())
-        return [Answer(m, r, paste(im, r, m.occlusion)) for im, r, m in zip(images, raw, maps)]
+            head = self.fisn.occlusion_mask(g_in)
+            raw = to_uint8(self.fisn(g_in, src, tgt, head).float().cpu())
+        masks = [m.occlusion for m in maps] if head is None else list(head.cpu().numpy())
+        return [Answer(m, r, paste(im, r, k), k) for im, r, m, k in zip(images, raw, maps, masks)]
 
 
 @dataclass
@@ -102,7 +106,7 @@ def deocclude_photo(chain: Chain, img, detect: bool = True, what: str = "the ima
     plan = plan or plan_photo(img, chain.size, detect=detect, what=what)
     if plan.whole:
         ans = chain.run([img])[0]
-        mask = np.asarray(Image.fromarray(ans.maps.occlusion.astype(np.uint8)).resize(img.size, Image.NEAREST)) > 0
+        mask = np.asarray(Image.fromarray(ans.mask.astype(np.uint8)).resize(img.size, Image.NEAREST)) > 0
         return PhotoAnswer(ans.output, mask, [ans], plan)
     photo = np.asarray(img.convert("RGB"), dtype=np.uint8)
     pls = crop_placements(plan, img, frame_for(chain.meta))
@@ -110,9 +114,9 @@ def deocclude_photo(chain: Chain, img, detect: bool = True, what: str = "the ima
     answers = chain.run([Image.fromarray(face_crop(photo, pl, side)) for pl in pls])
     out = photo
     for i in paint_order(plan):
-        out = paste_image(out, answers[i].raw, answers[i].maps.occlusion, pls[i])
+        out = paste_image(out, answers[i].raw, answers[i].mask, pls[i])
     full = Plan(plan.faces, pls, img.size)
-    mask = paste_maps([a.maps.occlusion.astype(np.uint8) for a in answers], pls, full) > 0
+    mask = paste_maps([a.mask.astype(np.uint8) for a in answers], pls, full) > 0
     return PhotoAnswer(out, mask, answers, plan)
 
 
@@ -127,9 +131,16 @@ def paste(photo, raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(m[..., None], up, img).astype(np.uint8)
 
 
+def default_model(own: dict[str, Any]) -> str:
+    """The shipped de-occluder when this faceparse has one, else ``models:/<registry name>@champion``."""
+    shipped = PRETRAINED / "fisn"
+    return str(shipped) if (shipped / "bundle.json").is_file() else f"models:/{own['registry']['model_name']}@champion"
+
+
 def load_chain(params: dict[str, Any], model: str | None = None, completion: str | None = None):
-    """(Chain, versions): the FISN bundle (default its registry champion) and the completion model it carries
-    or ``completion``; versions names each model (reference, registry version, weights hash)."""
+    """(Chain, versions): the FISN bundle (default: the one shipped in ``faceparse/pretrained/fisn/``, else the
+    registry champion) and the completion model it carries or ``completion``; versions names each model
+    (reference, registry version, weights hash)."""
     from ...bundle import WEIGHTS, load_bundle
     from ...hashing import sha256_file
     from ...registry import resolve_bundle
@@ -137,7 +148,7 @@ def load_chain(params: dict[str, Any], model: str | None = None, completion: str
     from ...tracking import tracking_uri
 
     own = for_stage(params, "fisn")
-    ref = str(model or f"models:/{own['registry']['model_name']}@champion")
+    ref = str(model or default_model(own))
 
     def resolve(r):
         return resolve_bundle(r, tracking_uri=tracking_uri(own) if r.startswith(("models:/", "runs:/")) else None)
@@ -214,7 +225,7 @@ def _write_one(out: Path, stem: str, path: Path, img, chain, palette, detect: bo
     Image.fromarray(res.mask.astype(np.uint8) * 255, "L").save(files["mask"])
     small = (lambda a: np.asarray(Image.fromarray(a).resize((chain.size, chain.size), Image.BICUBIC)))
     contact_sheet([{"input": small(np.asarray(img.convert("RGB"))), "alpha": ans.maps.alpha, "beta": ans.maps.beta,
-                    "map": ans.maps.gamma, "mask": ans.maps.occlusion, "output": ans.raw, "title": path.name}],
+                    "map": ans.maps.gamma, "mask": ans.mask, "output": ans.raw, "title": path.name}],
                   files["sheet"])
     return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
             "generator_size": chain.size, "occluded_fraction": float(res.mask.mean()), "faces": faces_json(res.plan)}

@@ -6,9 +6,12 @@ from typing import Any
 
 import torch
 
-from .. import Floor, Info, Stage, bundle_stage
+from ...photo_eval import labelled_photos
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, bundle_stage, plots_dir
 from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
-from .model import BETAS, LOSS_DEFAULTS, FisnModel, GanStep, RegionPSNR, to_uint8
+from .model import BETAS, LOSS_DEFAULTS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
+from .pasted import KINDS, markdown, pasted_cases, score_chain, sheet
+from .photo import load_chain
 
 
 class FisnStage(Stage):
@@ -20,6 +23,20 @@ class FisnStage(Stage):
     meta_keys = ("num_classes", "label_table")
     floor = Floor("psnr_input", "plus", 2.0)          # 2 dB over the occluded photo as it is
     baseline_metrics = ("psnr_input", "psnr_inpaint", "ssim_out", "ssim_input", "ssim_inpaint", "parser_miou")
+    dvc = DvcInputs(train=TrainInputs(data="src/faceparse/stages/fisn/dataset.py", model="src/faceparse/models",
+                                      lib="src/faceparse/losses_gan.py", uses="${fisn.carry.completion}",
+                                      record="${fisn.carry.registered_file}",
+                                      params=("fisn.model", "fisn.loss", "fisn.train", "fisn.carry")),
+                    evaluate=EvaluateInputs(eval="src/faceparse/stages/fisn/evaluate.py",
+                                            lib="src/faceparse/stages/fisn/dataset.py", model="src/faceparse/models"),
+                    notes={"train": "the generator; its bundle carries the completion model",
+                           "train.model": "FISN + the carried parser / landmark networks",
+                           "train.uses": "carried; its parser's encoder = the perceptual network",
+                           "train.record": "the carried completion's registry version",
+                           "evaluate": "truth maps by default; the carried parser scores parser_miou"})
+    # gated on the PSNR gain over the occluded input as it is (psnr_out − psnr_input, dB); trained carrying the
+    # composed completion model (whether or not it passed its own gate, as in dvc.yaml)
+    kfp = KfpWiring(gate="min_fisn_psnr_gain", gate_metric="psnr_gain_db", carries="completion")
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
@@ -35,7 +52,7 @@ class FisnStage(Stage):
             raise ValueError(f"fisn.model.overrides: unknown sections {sorted(unknown)} (generator, discriminator)")
         return {"preset": name, "generator": {**PRESETS[name]["generator"], **(over.get("generator") or {})},
                 "discriminator": {**PRESETS[name]["discriminator"], **(over.get("discriminator") or {})},
-                "erase_occluded": bool(m.get("erase_occluded", False))}
+                "occlusion": PRESETS[name].get("occlusion"), "erase_occluded": bool(m.get("erase_occluded", False))}
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
         """num_classes / label_table (CelebAMask-HQ: the maps' face classes), the carried completion model
@@ -54,17 +71,18 @@ class FisnStage(Stage):
         return meta
 
     def build_model(self, meta) -> FisnModel:
-        from .network import FISNGenerator, MultiscaleDiscriminator
+        from .network import MultiscaleDiscriminator, build_generator, build_occlusion
 
         cfg, n = meta["model_config"], int(meta["num_classes"])
-        gen = FISNGenerator(n, **cfg["generator"])
+        gen = build_generator(n, cfg["generator"])
         disc = MultiscaleDiscriminator(n, **cfg["discriminator"])
         comp = None
         if meta.get("completion"):
             from .. import get_stage
 
             comp = get_stage("completion").build_model(meta["completion"])
-        model = FisnModel(gen, disc, comp, erase=bool(cfg.get("erase_occluded", False)))
+        model = FisnModel(gen, disc, comp, erase=bool(cfg.get("erase_occluded", False)),
+                          occlusion=build_occlusion(cfg.get("occlusion")))
         # what running the chain needs besides weights (serving's warm-up sees the model only)
         model.chain_info = {"input_size": int(meta.get("input_size", 64)), "completion": None if comp is None else
                             {"model_config": meta["completion"]["model_config"],
@@ -72,27 +90,17 @@ class FisnStage(Stage):
         return model
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-        from torch.utils.flop_counter import FlopCounterMode
+        from .network import network_report
 
-        from .network import FISNGenerator, MultiscaleDiscriminator
-
-        out: dict[str, Any] = {}
-        with torch.device("meta"):
-            gen, disc = FISNGenerator(19, **mcfg["generator"]), MultiscaleDiscriminator(19, **mcfg["discriminator"])
-            image = torch.zeros(1, 3, input_size, input_size)
-            seg = torch.zeros(1, input_size, input_size, dtype=torch.long)
-        for key, net, args in (("generator", gen, (image, seg, seg)), ("discriminator", disc, (image, seg))):
-            with FlopCounterMode(display=False) as fc:
-                net(*args)
-            out[key] = {"params": sum(p.numel() for p in net.parameters()),
-                        "gmacs": {str(input_size): fc.get_total_flops() / 2e9}}
-        return out
+        return {k: {"params": v["params"], "gmacs": {str(input_size): v["gmacs"]}}
+                for k, v in network_report(mcfg, input_size).items()}
 
     def report(self, meta, input_size: int) -> dict[str, Any]:
         rep = self.model_report(meta["model_config"], input_size)
         return {"report.params": rep["generator"]["params"], f"report.gmacs_{input_size}": rep["generator"]["gmacs"][str(input_size)],
                 "report.discriminator_params": rep["discriminator"]["params"],
                 f"report.discriminator_gmacs_{input_size}": rep["discriminator"]["gmacs"][str(input_size)],
+                "report.occlusion_params": rep.get("occlusion", {}).get("params"),
                 "report.perceptual": meta.get("perceptual"),
                 "report.carries_completion": (meta.get("carries") or {}).get("completion", {}).get("model_uri")
                 or (meta.get("carries") or {}).get("completion", {}).get("ref")}
@@ -118,7 +126,8 @@ class FisnStage(Stage):
         return train, val
 
     def optimizers(self, model, cfg) -> dict[str, torch.optim.Optimizer]:
-        return {"G": torch.optim.Adam(model.generator.parameters(), lr=cfg.lr, betas=BETAS),
+        own = [*model.generator.parameters(), *(model.occlusion.parameters() if model.occlusion is not None else ())]
+        return {"G": torch.optim.Adam(own, lr=cfg.lr, betas=BETAS),
                 "D": torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr, betas=BETAS)}
 
     def schedulers(self, optimizers, cfg) -> dict[str, Any]:
@@ -126,7 +135,7 @@ class FisnStage(Stage):
                 for k, o in optimizers.items()}
 
     def step_module(self, model, dd=None):
-        return GanStep(model.generator, model.discriminator, model.erase)
+        return GanStep(model.generator, model.discriminator, model.erase, model.occlusion)
 
     def prepare(self, ctx) -> None:
         """The carried completion model's weights, the perceptual network and the loss weights."""
@@ -147,19 +156,32 @@ class FisnStage(Stage):
         image, real = to_device(batch["image"], dev), to_device(batch["real"], dev)
         source = batch["source"].to(dev, non_blocking=True)
         target = batch["target"].to(dev, non_blocking=True)
-        with ctx.autocast():
-            d_loss, _ = ctx.step_module("D", image, source, target, real, zero_unused=ctx.dd.world_size > 1)
-        ctx.step(d_loss.float(), "D")
+        occluder = batch["occluder"].to(dev, non_blocking=True) if ctx.model.occlusion is not None else None
+        d_loss = None
+        if adversarial(ctx.state["weights"]):
+            with ctx.autocast():
+                d_loss, _ = ctx.step_module("D", image, source, target, real, zero_unused=ctx.dd.world_size > 1,
+                                            occluder=occluder)
+            ctx.step(d_loss.float(), "D")
         with ctx.autocast():
             g_loss, parts = ctx.step_module("G", image, source, target, real, perceptual=ctx.state["perceptual"],
-                                            weights=ctx.state["weights"],
+                                            weights=ctx.state["weights"], occluder=occluder,
                                             region=batch["region"].to(dev, non_blocking=True) if "region" in batch else None)
         loss = ctx.step(g_loss.float(), "G")
-        ctx.tally({"d_loss": d_loss.detach(), **{f"g_{k}": v for k, v in parts.items()}})
+        ctx.tally({**({"d_loss": d_loss.detach()} if d_loss is not None else {}),
+                   **{f"g_{k}": v for k, v in parts.items()}})
         return loss
 
     def evaluator(self, meta, cfg):
         return RegionPSNR()
+
+    def headline(self, m: dict[str, Any]) -> str:
+        def f(k):
+            return "n/a" if m.get(k) is None else f"{m[k]:.2f}"
+
+        return (f"de-occlusion: PSNR inside the occluded face region {f('psnr_out')} dB (occluded input "
+                f"{f('psnr_input')}, cv2.inpaint {f('psnr_inpaint')}); SSIM {f('ssim_out')} (input {f('ssim_input')}, "
+                f"inpaint {f('ssim_inpaint')})  ({m['n_occluded_images']} occluded test faces)")
 
     def describe(self, val: dict[str, Any]) -> str:
         return (f"val PSNR in the occluded region {val['psnr_out']:.2f} dB (input {val['psnr_input']:.2f} dB, "
@@ -185,6 +207,20 @@ class FisnStage(Stage):
     # --- evaluation on a split ----------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         return evaluate_fisn(model, meta, frame, Path(data_dir), params, progress)
+
+    def photo_benchmark(self, ref, folder, detect, params):
+        """Real labelled photos with occluders pasted at known masks (``pasted``): PSNR / SSIM inside the
+        occluder's face part for the input, the chain, cv2.inpaint on the chain's mask and on the true one; the
+        sheet (occluded | mask | de-occluded | inpaint | as it was) in evaluate.plots_dir/photos_pasted.png."""
+        chain, versions = load_chain(params, ref)
+        cases = pasted_cases(labelled_photos(folder))
+        res, answers = score_chain(chain, cases, detect)
+        res["sheet"] = str(sheet(cases, answers, plots_dir(params["evaluate"]) / "photos_pasted.png"))
+        line = (f"de-occluded {res['n_cases']} pasted occluders on {len(cases) // len(KINDS)} photos in {folder}: "
+                f"PSNR {res['psnr_out']:.2f} dB (input {res['psnr_input']:.2f}, cv2.inpaint on the same mask "
+                f"{res['psnr_inpaint']:.2f}, on the true mask {res['psnr_inpaint_true_mask']:.2f}); mask IoU "
+                f"{res['mask_iou']:.2f}")
+        return markdown(res), line, {"models": versions, **res}
 
     def write_reports(self, result, extras, params) -> list[Path]:
         return write_fisn_reports(result, extras, params)

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...api import load
+from ...photo_eval import nme_table, reference_points, score_landmarks
 from ...runtime import tick
-from .. import Floor, Info, Stage, write_table
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, write_table
 from .photo import draw_points, predict_steps
 
 
@@ -60,6 +62,15 @@ class LandmarkStage(Stage):
     meta_keys = ("num_points",)
     floor = Floor("mean_shape_nme", "times", 0.6)     # 0.6× the mean training shape's NME
     baseline_metrics = ("mean_shape_nme", "nme_occluded", "nme_visible", "auc_0.08", "failure_rate_0.08")
+    dvc = DvcInputs(train=TrainInputs(data="src/faceparse/stages/landmarks/dataset.py",
+                                      model="src/faceparse/stages/landmarks/network.py", lib="src/faceparse/ibug68.py",
+                                      uses="src/faceparse/training/dataset.py",
+                                      record="src/faceparse/pretrained/landmarks",
+                                      params=("landmarks.model", "landmarks.train")),
+                    evaluate=EvaluateInputs(eval="src/faceparse/ibug68.py", lib="src/faceparse/stages/landmarks/dataset.py",
+                                            model="src/faceparse/stages/landmarks/network.py"),
+                    notes={"train.record": "train.init: the shipped weights it fine-tunes"})
+    kfp = KfpWiring(gate="max_nme", gate_default=1.0)
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
@@ -145,6 +156,11 @@ class LandmarkStage(Stage):
     def evaluator(self, meta, cfg):
         return PointsEvaluator(meta.get("mean_shape"), framed=is_face_framed(meta))
 
+    def headline(self, m: dict[str, Any]) -> str:
+        occluded = m['nme_occluded'] if m['nme_occluded'] is None else round(m['nme_occluded'], 4)
+        return (f"landmarks: test NME {m['nme']:.4f} (mean shape {m['mean_shape_nme']:.4f}; occluded points "
+                f"{occluded}, visible {m['nme_visible']:.4f})  ({m['n_images']} test images)")
+
     def describe(self, val: dict[str, Any]) -> str:
         base = val.get("mean_shape_nme")
         return f"val NME {val['nme']:.4f}" + (f" (mean shape {base:.4f})" if base is not None else "")
@@ -202,6 +218,13 @@ class LandmarkStage(Stage):
     def mlflow_metrics(self, result) -> dict[str, float]:
         return {f"test_{k}": float(v) for k, v in result.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
+
+    def photo_benchmark(self, ref, folder, detect, params):
+        """NME against the reference points beside the photos (dlib68.json), beside the trivial baseline."""
+        res = score_landmarks(load(ref), reference_points(folder), detect=detect)
+        base = f" (mean shape on the detector's 5 points: {res['baseline_nme']:.4f})" if "baseline_nme" in res else ""
+        return nme_table(res), (f"scored {ref} on {res['n_images']} photos in {folder} against their reference "
+                                f"points: NME {res['nme']:.4f}{base}"), res
 
     # --- predict / serve -----------------------------------------------------------------------------
     def predict_steps(self, net, meta, out, resolution=None, masks=False, detect: bool = True):

@@ -6,7 +6,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import Floor, Info, Stage
+from ...api import load
+from ...photo_eval import f1_table, labelled_photos, score_photos
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs
 from .photo import predict_steps
 
 
@@ -58,6 +60,14 @@ class ParserStage(Stage):
     meta_keys = ("num_classes", "label_table")
     baseline_metrics = ("constant_skin_f1",)
     floor = Floor("constant_skin_f1", "times", 3.0)    # 3× the parser that answers skin everywhere
+    dvc = DvcInputs(section="",   # the top-level params sections are the parser's
+                    train=TrainInputs(data="src/faceparse/training/dataset.py", model="src/faceparse/models",
+                                      lib="src/faceparse/losses.py", uses="src/faceparse/metrics.py",
+                                      record="src/faceparse/labels.py",
+                                      params=("model", "loss", "train", "data.label_table")),
+                    evaluate=EvaluateInputs(eval="src/faceparse/stages/parser/evaluate.py",
+                                            lib="src/faceparse/metrics.py", model="src/faceparse/models"))
+    kfp = KfpWiring(gate="min_mean_f1", switch=False)   # always runs: the other stages build on it
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
@@ -141,6 +151,9 @@ class ParserStage(Stage):
 
         return ConfusionEvaluator(get_table(meta["label_table"]), cfg.out_size)
 
+    def headline(self, m: dict[str, Any]) -> str:
+        return f"parser: test mean F1 {m['mean_f1']:.4f}  mIoU {m['miou']:.4f}  ({m['n_images']} test images)"
+
     def describe(self, val: dict[str, Any]) -> str:
         return f"val mean F1 {val['mean_f1']:.4f}  mIoU {val['miou']:.4f}"
 
@@ -178,6 +191,11 @@ class ParserStage(Stage):
     # --- evaluation on a split ----------------------------------------------------------------------
     def predict_steps(self, net, meta, out, resolution=None, masks=False, detect: bool = True):
         return predict_steps(net, meta, out, resolution, masks, detect)
+
+    def photo_benchmark(self, ref, folder, detect, params):
+        """Per-class F1 against the label maps beside the photos."""
+        res = score_photos(load(ref), labelled_photos(folder), detect=detect)
+        return f1_table(res), f"scored {ref} on {res['n_images']} labelled photos in {folder}: mean F1 {res['mean_f1']:.4f}", res
 
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         from .evaluate import evaluate_parser

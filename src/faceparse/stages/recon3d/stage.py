@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ...photos import RENDERED
-from .. import Info, Stage
+from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs
 from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
 from .scoring import MeshEvaluator
 
@@ -23,6 +23,17 @@ class Recon3dStage(Stage):
     # would refuse every model; issue #32 (3D by fitting) sets Floor("p90_mm_mean_face", "times", 1.0)
     photo_frame = RENDERED    # a photo's face is cropped as the 3D renders frame theirs
     baseline_metrics = ("p90_mm_mean_face", "mean_mm_clean", "p90_mm_occluded", "p90_mm_deoccluded", "lmk_nme")
+    dvc = DvcInputs(train=TrainInputs(data="${recon3d.data.dir}", model="src/faceparse/models/resnet.py",
+                                      lib="src/faceparse/face3d", uses="src/faceparse/stages/recon3d/dataset.py",
+                                      record="src/faceparse/assets/ict_facekit",
+                                      params=("recon3d.model", "recon3d.loss", "recon3d.train", "recon3d.data.dir")),
+                    evaluate=EvaluateInputs(eval="src/faceparse/stages/recon3d/evaluate.py", lib="${recon3d.data.dir}",
+                                            model="${recon3d.evaluate.deocclude}"),
+                    notes={"train": "its own data: the synthetic 3D set",
+                           "train.lib": "face model, renderer, loss (eq. 10-16)",
+                           "evaluate": "clean / occluded / de-occluded (the fisn bundle) inputs"})
+    # its own rendered set (synth3d → validate); its occluded test photos also de-occluded through the FISN model
+    kfp = KfpWiring(gate="max_recon3d_p90_mm", gate_default=100.0, own_data="synth3d", evaluates_with="fisn")
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
@@ -124,6 +135,13 @@ class Recon3dStage(Stage):
 
     def evaluator(self, meta, cfg):
         return MeshEvaluator()
+
+    def headline(self, m: dict[str, Any]) -> str:
+        def f(k):
+            return "n/a" if m.get(k) is None else f"{m[k]:.2f}"
+
+        return (f"3D reconstruction: 90th-percentile vertex error {f('p90_mm_clean')} mm clean, {f('p90_mm_occluded')} "
+                f"occluded, {f('p90_mm_deoccluded')} de-occluded first (the mean face: {f('p90_mm_mean_face')} mm)")
 
     def describe(self, val: dict[str, Any]) -> str:
         return (f"val p90 {val['p90_mm']:.2f} mm, mean {val['mean_mm']:.2f} mm (mean face p90 "

@@ -1,5 +1,9 @@
 // faceparse page: upload / drop / pick a photo, show every model stage. Plain JavaScript, no dependencies.
 // The page server (faceparse ui page) answers /api/*; label maps arrive as base64 of raw uint8 class ids.
+// The cards are the registered stages' (/api/info "cards", in registration order): nothing here knows a stage
+// by name. A card answers images (PNG), label maps (painted here with the label table's palette) and lines;
+// the card whose layer is "labels" is also the overlay beside the photo (re-asked by the slider), the one
+// whose layer is "points" is drawn on the photo.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -7,7 +11,8 @@ const state = {
   info: null,          // /api/info
   file: null,          // the current photo (File or Blob with a name)
   photo: null,         // its decoded <img>
-  parser: null,        // {labels: Uint8Array, width, height, resolution, faces}
+  overlay: null,       // the "labels" layer: {labels: Uint8Array, width, height, resolution, faces}
+  cards: {},           // stage name → its card's <article>
   enabled: [],         // per class: shown in the overlay
   controller: null,    // the request in flight (aborted by a newer one)
   analyzing: false,    // a new photo is being analysed (the slider waits for it)
@@ -92,6 +97,7 @@ async function init() {
   $("#limit").textContent = mb(info.max_upload_bytes);
   $("#face-note").textContent = info.face_detection.message;
   listStages(info.registered);
+  buildCards(info.cards);
   const r = $("#resolution");
   r.min = info.resolution.min; r.max = info.resolution.max; r.step = info.resolution.step;
   r.value = info.resolution.default;
@@ -225,15 +231,16 @@ function loadPhoto(file) {
   });
 }
 
+// the first card drawing a layer of this kind ("labels" / "points"), or undefined
+function layerCard(kind) { return state.info.cards.find((c) => c.card && c.layer === kind); }
+
 function render(answer, rtt) {
   const { image, stages } = answer;
   $("#photo-caption").textContent = `${image.name} · ${image.width} × ${image.height}`;
-  renderPoints(stages.landmarks, image);
-  renderParser(stages.parser, answer, rtt, true);
-  renderLandmarkCard(stages.landmarks);
-  renderCompletion(stages.completion);
-  renderPlain("#stage-deocclusion", stages.deocclusion);
-  renderPlain("#stage-reconstruction", stages.reconstruction);
+  const points = layerCard("points");
+  renderPoints(points ? stages[points.name] : undefined, image);
+  renderOverlay(answer, rtt, true);
+  for (const c of state.info.cards) renderCard(c, stages[c.name]);
 }
 
 function setSource(el, src, ms) {
@@ -256,23 +263,22 @@ function setSource(el, src, ms) {
 function statusBox(st) {
   const p = document.createElement("p");
   p.className = st.status === "error" ? "failed" : "unavailable";
+  p.dataset.status = st.status;
   p.textContent = st.message;
   return p;
 }
 
-function renderPlain(sel, st) {
-  const body = $(sel + " .body");
-  body.textContent = "";
-  if (st.status !== "ok") body.append(statusBox(st));
-}
 
-// --- the parser overlay ------------------------------------------------------------------------------------
+// --- the overlay beside the photo (the "labels" layer) --------------------------------------------------
 
-function renderParser(st, answer, rtt, full) {
+function renderOverlay(answer, rtt, full) {
   const canvas = $("#overlay");
-  const msg = $("#parser-message");
+  const msg = $("#overlay-message");
+  const card = layerCard("labels");
+  const st = card ? answer.stages[card.name] : { status: "no_card", message: "no stage draws a label map" };
+  if (!st) return;
   if (st.status !== "ok") {
-    state.parser = null;
+    state.overlay = null;
     canvas.hidden = true;
     msg.hidden = false;
     msg.className = st.status === "error" ? "failed" : "unavailable";
@@ -281,30 +287,30 @@ function renderParser(st, answer, rtt, full) {
     delete canvas.dataset.resolution;
     delete canvas.dataset.faces;
     $("#timing").textContent = "";
-    $("#source-parser").textContent = "";
+    $("#overlay-source").textContent = "";
     updateLegendCounts();
     return;
   }
   canvas.hidden = false;
   msg.hidden = true;
-  state.parser = { labels: decodeLabels(st.labels), width: st.width, height: st.height,
-                   resolution: st.resolution, faces: st.faces };
+  state.overlay = { labels: decodeLabels(st.labels), width: st.width, height: st.height,
+                    resolution: st.resolution, faces: st.faces };
   drawOverlay();
-  const what = full ? "all stages" : "parser";
+  const what = full ? "all stages" : `${card.title.toLowerCase()} alone`;
   const t = $("#timing");
   t.textContent = "";
   const strong = document.createElement("strong");
   strong.textContent = `${st.width} × ${st.height} px`;
   const found = st.faces ? `${st.faces.length} face${st.faces.length === 1 ? "" : "s"} found · ` : "";
-  t.append(found, strong, ` in ${Math.round(rtt)} ms round trip (${what}; the parser's model time ${Math.round(st.model_ms)} ms)`);
+  t.append(found, strong, ` in ${Math.round(rtt)} ms round trip (${what}; its model time ${Math.round(st.model_ms)} ms)`);
   t.dataset.resolution = st.resolution;
-  setSource($("#source-parser"), st.source, undefined);
-  $("#source-parser").prepend("Parser (FP-LIIF): ");
+  setSource($("#overlay-source"), st.source, undefined);
+  $("#overlay-source").prepend(`${card.title}: `);
   updateLegendCounts();
 }
 
 function drawOverlay() {
-  const p = state.parser;
+  const p = state.overlay;
   if (!p || !state.photo) return;
   const W = p.width, H = p.height;
   const canvas = $("#overlay");
@@ -368,7 +374,7 @@ function buildLegend() {
 function updateLegendCounts() {
   const n = state.info.classes.length;
   const counts = new Array(n).fill(0);
-  const p = state.parser;
+  const p = state.overlay;
   if (p) for (const c of p.labels) if (c < n) counts[c]++;
   const total = p ? p.labels.length : 1;
   document.querySelectorAll("#legend li").forEach((li, c) => {
@@ -406,17 +412,18 @@ async function requery() {
     return;
   }
   if (controller !== state.controller) return;
-  renderParser(answer.stages.parser, answer, performance.now() - t0, false);
+  renderOverlay(answer, performance.now() - t0, false);
+  for (const c of state.info.cards) if (answer.stages[c.name]) renderCard(c, answer.stages[c.name]);
   setState("ready");
 }
 
-// --- landmarks and completion --------------------------------------------------------------------------
+// --- the points on the photo (the "points" layer) ------------------------------------------------------
 
 function renderPoints(st, image) {
   const svg = $("#points");
   svg.textContent = "";
   svg.setAttribute("viewBox", `0 0 ${image.width} ${image.height}`);
-  if (st.status !== "ok") return;
+  if (!st || st.status !== "ok") return;
   for (const face of st.faces || [st.points]) {
     const xs = face.map((p) => p[0]);
     const r = Math.max(1.5, (Math.max(...xs) - Math.min(...xs)) / 90);   // scaled with the face
@@ -429,21 +436,77 @@ function renderPoints(st, image) {
   }
 }
 
-function renderLandmarkCard(st) {
-  const card = $("#stage-landmarks");
-  const body = card.querySelector(".body");
-  body.textContent = "";
-  if (st.status !== "ok") {
-    body.append(statusBox(st));
-    card.querySelector(".source").textContent = "";
-    return;
+// --- the cards ------------------------------------------------------------------------------------------
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function buildCards(cards) {
+  const points = cards.find((c) => c.card && c.layer === "points");
+  $("#points-toggle").hidden = !points;
+  if (points) $("#points-name").textContent = points.title;
+  state.cards = {};
+  $("#cards").replaceChildren(...cards.map((c) => {
+    const art = el("article", "stage" + (c.wide ? " wide" : ""));
+    art.id = `stage-${c.name}`;
+    art.dataset.stage = c.name;
+    const h = el("h2", "", c.title);
+    h.append(" ", el("small", "", c.subtitle ? `${c.subtitle} · ${c.name}` : c.name));
+    const body = el("div", "body");
+    if (!c.card) body.append(statusBox({ status: "no_card", message: c.message }));
+    art.append(h, el("div", "maps"), el("div", "images"), body, el("p", "source"));
+    state.cards[c.name] = art;
+    return art;
+  }));
+}
+
+function figure(key, caption) {
+  const fig = el("figure");
+  fig.dataset.key = key;
+  const cap = el("figcaption");
+  cap.append(el("span", "", caption));
+  return [fig, cap];
+}
+
+function renderCard(c, st) {
+  const art = state.cards[c.name];
+  if (!art || !st) return;
+  const body = art.querySelector(".body"), maps = art.querySelector(".maps"), images = art.querySelector(".images");
+  body.textContent = ""; maps.textContent = ""; images.textContent = "";
+  art.querySelector(".source").textContent = "";
+  art.dataset.status = st.status;
+  if (st.status !== "ok") { body.append(statusBox(st)); return; }
+  for (const m of st.maps || []) {
+    const [fig, cap] = figure(m.key, m.caption);
+    fig.dataset.map = m.key;
+    if (m.data) {
+      const canvas = el("canvas");
+      paintMap(canvas, m.data, m.width, m.height, m.kind);
+      fig.dataset.ready = "1";
+      fig.append(canvas);
+    } else {
+      fig.append(el("p", "unavailable", m.missing || "not available"));
+    }
+    fig.append(cap);
+    maps.append(fig);
   }
-  const p = document.createElement("p");
-  const n = (st.faces || [st.points]).length;
-  p.textContent = `${n} face${n === 1 ? "" : "s"}, ${st.points.length} points each (iBUG 68), drawn on the photo ` +
-    "above in the photo's own pixels.";
-  body.append(p);
-  setSource(card.querySelector(".source"), st.source, st.model_ms);
+  for (const im of st.images || []) {
+    const [fig, cap] = figure(im.key, im.caption);
+    fig.dataset.image = im.key;
+    const img = el("img");
+    img.alt = im.caption;
+    img.width = im.width; img.height = im.height;
+    img.onload = () => { fig.dataset.ready = "1"; };
+    img.src = `data:image/png;base64,${im.png}`;
+    fig.append(img, cap);
+    images.append(fig);
+  }
+  for (const line of st.lines || []) body.append(el("p", "hint", line));
+  setSource(art.querySelector(".source"), st.source, st.model_ms);
 }
 
 function paintMap(canvas, b64, W, H, kind) {
@@ -455,41 +518,10 @@ function paintMap(canvas, b64, W, H, kind) {
   const d = img.data, pal = state.info.palette;
   for (let i = 0, j = 0; i < labels.length; i++, j += 4) {
     const c = labels[i];
-    const col = kind === "occlusion" ? (c ? [255, 255, 255] : [0, 0, 0]) : (pal[c] || [255, 255, 255]);
+    const col = kind === "mask" ? (c ? [255, 255, 255] : [0, 0, 0]) : (pal[c] || [255, 255, 255]);
     d[j] = col[0]; d[j + 1] = col[1]; d[j + 2] = col[2]; d[j + 3] = 255;
   }
   ctx.putImageData(img, 0, 0);
-}
-
-function renderCompletion(st) {
-  const card = $("#stage-completion");
-  const body = card.querySelector(".body");
-  body.textContent = "";
-  card.querySelector(".source").textContent = "";
-  card.querySelector(".maps").hidden = st.status !== "ok";
-  if (st.status !== "ok") { body.append(statusBox(st)); return; }
-  for (const fig of card.querySelectorAll(".maps figure")) {
-    const key = fig.dataset.map;
-    const canvas = fig.querySelector("canvas");
-    const why = fig.querySelector(".unavailable");
-    if (st.maps[key]) {
-      const [W, H] = st.size || [st.resolution, st.resolution];
-      paintMap(canvas, st.maps[key], W, H, key);
-      canvas.hidden = false; why.hidden = true;
-      fig.dataset.ready = "1";
-    } else {
-      canvas.hidden = true; why.hidden = false;
-      why.textContent = (st.missing && st.missing[key]) || "not available";
-      delete fig.dataset.ready;
-    }
-  }
-  const p = document.createElement("p");
-  p.className = "hint";
-  const [W, H] = st.size || [st.resolution, st.resolution];
-  p.textContent = `${W} × ${H} px` +
-    (st.occluded_fraction !== null ? ` · ${(100 * st.occluded_fraction).toFixed(1)}% of the map occluded` : "");
-  body.append(p);
-  setSource(card.querySelector(".source"), st.source, st.model_ms);
 }
 
 document.addEventListener("DOMContentLoaded", init);
