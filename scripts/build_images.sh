@@ -15,6 +15,7 @@
 #
 # Usage: scripts/build_images.sh [train] [serve] [mlflow]     (none: all three)
 #        scripts/build_images.sh base                         (only the base image)
+#        scripts/build_images.sh check                        (`make images-check`: run each built image)
 # Writes runs/images.env (FACEPARSE_IMAGE=... for the kfp compile: `set -a; . runs/images.env; set +a`)
 # and runs/images.tsv (image, size, build seconds).
 set -euo pipefail
@@ -102,7 +103,23 @@ build() {  # build NAME: Dockerfile.NAME -> localhost/faceparse-NAME:TAG (+ its 
   log "$image: $(size_mb "$image") MB, built in ${secs} s (also tagged $alias)"
 }
 
+check() {  # run each built image offline (--network none): what it is for works in it
+  local img=localhost/faceparse-train:$TAG run=(podman run --rm --network none --no-healthcheck)
+  log "check $img"
+  "${run[@]}" "$img" sh -c 'id -un; python -c "import faceparse, faceparse.launch.dispatch, kfp, torch, cv2; \
+print(\"faceparse\", faceparse.__version__, \"torch\", torch.__version__)"; faceparse --help >/dev/null && echo "faceparse CLI ok"'
+  img=localhost/faceparse-serve:$TAG
+  log "check $img"
+  "${run[@]}" "$img" sh -c 'id -un; python -c "import faceparse, torch; print(\"faceparse\", faceparse.__version__, \"torch\", torch.__version__)"; \
+torchserve --version; java -version 2>&1 | head -1'
+  img=localhost/faceparse-mlflow:$TAG
+  log "check $img"
+  "${run[@]}" --entrypoint sh "$img" -c 'id -un; mlflow --version; python -c "import psycopg2, boto3; print(\"psycopg2\", psycopg2.__version__.split()[0], \"boto3\", boto3.__version__)"'
+  log "all three images run"
+}
+
 targets=("$@")
+if [ "${targets[*]}" = check ]; then check; exit 0; fi
 [ ${#targets[@]} -gt 0 ] || targets=(train serve mlflow)
 make_base
 [ "${targets[*]}" != base ] || exit 0

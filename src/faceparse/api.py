@@ -177,6 +177,13 @@ def pretrained_dir(stage: str = "parser") -> Path:
         f"bundle's two files into {folder}.")
 
 
+def shipped_or_champion(stage: str, registry_name: str) -> str:
+    """The bundle shipped for ``stage`` when this faceparse has one, else ``models:/<registry_name>@champion``
+    (the default model of the commands that run a stage on photos)."""
+    folder = PRETRAINED if stage == "parser" else PRETRAINED / stage
+    return str(folder) if (folder / "bundle.json").is_file() else f"models:/{registry_name}@champion"
+
+
 def shipped_ref(model: str | os.PathLike | None, stage: str | None = None) -> str | os.PathLike:
     """``model`` as given, or the shipped bundle it names: None (``stage``'s, default the parser's), or a bare
     stage name such as ``"landmarks"`` that is no path here."""

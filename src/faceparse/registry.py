@@ -33,6 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import ConfigError, section
+from .defaults import fill_defaults
+from .schema import Registry
 from .stages import bundle_stage
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -139,7 +141,7 @@ def _registry_section(params: dict[str, Any]) -> dict[str, Any]:
     reg = section(params, "registry")
     if not reg.get("model_name"):
         raise ConfigError("params: missing registry.model_name")
-    return reg
+    return fill_defaults(Registry, reg)
 
 
 # ------------------------------------------------------------------------------------------------ register
@@ -302,7 +304,7 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
 
     reg = _registry_section(params)
     name = str(reg["model_name"])
-    margin = float(reg.get("promote_margin", 0.0) or 0.0)
+    margin = float(reg["promote_margin"] or 0.0)   # null: none
     client, uri = client_for(params)
     _registered_model(client, uri, name)
     try:

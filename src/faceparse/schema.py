@@ -3,20 +3,21 @@
 ``check_params`` runs on every params file and every ``--set`` after they are merged
 (``faceparse.config.load_params``), so ``--set train.epoch=3`` or a typo inside a variant file is refused
 with the key and its nearest known spelling instead of being silently ignored. Values keep their YAML
-form: the schema only checks, it never rewrites the dict the commands receive. Keys are optional here
-(defaults stay where they are used); the commands say when one they need is missing.
+form: the schema only checks, it never rewrites the dict the commands receive. Keys are optional; a key with a
+default holds it on its field here (or in a stage's ``params`` module), and ``faceparse.stages.for_stage`` fills
+it into the params a stage's steps read (``faceparse.defaults``); the commands say when a key without one
+is missing.
 """
 from __future__ import annotations
 
 import difflib
-import importlib
-import typing
 from functools import lru_cache
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from .stages import package_of, stage_names
+from .defaults import is_map as _is_map, section_type as _section_type
+from .stages import params_module, stage_names
 
 
 class Section(BaseModel):
@@ -32,16 +33,16 @@ class Splits(Section):
 
 class Synth(Section):
     n: Optional[int] = None
-    renders3d: Optional[int] = None     # rendered 3D faces added to the training split (faceparse.data.synth3d)
-    seed: Optional[int] = None
-    occlusion_prob: Optional[float] = None
+    renders3d: Optional[int] = 0        # rendered 3D faces added to the training split (faceparse.data.synth3d)
+    seed: Optional[int] = 0
+    occlusion_prob: Optional[float] = 0.3
     test_occlusion_prob: Optional[float] = None
     splits: Optional[Splits] = None
 
 
 class Ingest(Section):
-    labelmaps_table: Optional[str] = None
-    split_seed: Optional[int] = None
+    labelmaps_table: Optional[str] = "celebamask-hq"
+    split_seed: Optional[int] = 0
     splits: Optional[Splits] = None
 
 
@@ -57,9 +58,9 @@ class Data(Section):
 
 class Validate(Section):
     out_dir: Optional[str] = None
-    min_classes: Optional[int] = None
-    max_background_fraction: Optional[float] = None
-    min_face_fraction: Optional[float] = None
+    min_classes: Optional[int] = 2
+    max_background_fraction: Optional[float] = 0.98
+    min_face_fraction: Optional[float] = 0.01
 
 
 class Preset(Section):
@@ -88,15 +89,17 @@ class Loss(Section):
 
 
 class Augment(Section):
-    enabled: Optional[bool] = None
-    rotate: Optional[float] = None
-    shear: Optional[float] = None
-    scale: Optional[list[float]] = None
-    brightness: Optional[list[float]] = None
-    contrast: Optional[list[float]] = None
-    saturation: Optional[list[float]] = None
-    hue: Optional[float] = None
-    p: Optional[float] = None
+    """``train.augment`` (faceparse.training.dataset.build_augment); the landmark stage's adds its own keys'
+    defaults (faceparse.stages.landmarks.params.LandmarkAugment)."""
+    enabled: Optional[bool] = True
+    rotate: Optional[float] = 0
+    shear: Optional[float] = 0
+    scale: Optional[list[float]] = [1.0, 1.0]
+    brightness: Optional[list[float]] = [1.0, 1.0]
+    contrast: Optional[list[float]] = [1.0, 1.0]
+    saturation: Optional[list[float]] = [1.0, 1.0]
+    hue: Optional[float] = 0.0
+    p: Optional[float] = 0.8
     shift: Optional[float] = None       # landmarks: translation, fraction of the image
     blur: Optional[float] = None        # landmarks: probability of a blur
     flip: Optional[float] = None        # landmarks: probability of a horizontal flip (iBUG index permutation)
@@ -118,7 +121,7 @@ class Train(Section):
     augment: Optional[Augment] = None
     stop_after_epoch: Optional[int] = None    # tests: simulate a killed run
     device: Optional[str] = None              # auto | cpu | cuda[:N]
-    report: Optional[bool] = None             # MLflow model report / plots
+    report: Optional[bool] = True             # MLflow model report / plots
     threads: Optional[int] = None             # torch intra-op threads per process
     keep: Optional[Literal["last", "best"]] = None   # bundle weights: last epoch | best validation epoch
     init: Optional[str] = None                # start from this bundle's weights (a stage name: its shipped model)
@@ -131,33 +134,34 @@ class Evaluate(Section):
     plots_dir: Optional[str] = None
     table_file: Optional[str] = None
     device: Optional[str] = None
-    batch_size: Optional[int] = None
+    batch_size: Optional[int] = 4             # the parser's; each stage's evaluate section has its own
 
 
 class Registry(Section):
     model_name: Optional[str] = None
     tracking_uri: Optional[str] = None
     experiment: Optional[str] = None
-    promote_margin: Optional[float] = None
+    promote_margin: Optional[float] = 0.0
     floor: Optional[float] = None             # the stage's floor against its trivial baseline (null: off)
     registered_file: Optional[str] = None     # where `register` records the new version (kfp output)
 
 
 class Rollout(Section):
-    router_port: Optional[int] = None
-    percent: Optional[float] = None
-    steps: Optional[list[float]] = None
-    mirror_fraction: Optional[float] = None
-    min_requests: Optional[int] = None
-    min_mirrored: Optional[int] = None
-    window_s: Optional[float] = None
-    poll_s: Optional[float] = None
-    max_error_rate: Optional[float] = None
-    max_client_error_delta: Optional[float] = None
-    max_latency_ratio: Optional[float] = None
-    latency_slack_ms: Optional[float] = None
+    """``serve.rollout``: the canary's thresholds (faceparse.serve.rollout.rollout_params)."""
+    router_port: Optional[int] = 8483
+    percent: Optional[float] = 10
+    steps: Optional[list[float]] = [10, 50]
+    mirror_fraction: Optional[float] = 0.2
+    min_requests: Optional[int] = 30
+    min_mirrored: Optional[int] = 5
+    window_s: Optional[float] = 300
+    poll_s: Optional[float] = 1.0
+    max_error_rate: Optional[float] = 0.01
+    max_client_error_delta: Optional[float] = 0.01
+    max_latency_ratio: Optional[float] = 1.5
+    latency_slack_ms: Optional[float] = 5.0
     min_agreement: Optional[float] = None     # null: the served stage codec's own
-    drain_timeout_s: Optional[float] = None
+    drain_timeout_s: Optional[float] = 60
 
 
 class Serve(Section):
@@ -168,8 +172,8 @@ class Serve(Section):
     max_batch_delay_ms: Optional[int] = None
     workers: Optional[int] = None
     max_pixels: Optional[int] = None
-    response_timeout_s: Optional[int] = None
-    detect: Optional[bool] = None        # parser endpoint: find and align photos' faces (default true)
+    response_timeout_s: Optional[int] = 120
+    detect: Optional[bool] = True        # every endpoint: find and frame photos' faces
     rollout: Optional[Rollout] = None
 
 
@@ -188,16 +192,13 @@ class BaseParams(Section):
 
 def stage_sections() -> dict[str, tuple[type[Section], type[BaseParams]]]:
     """name → (its params section, the params resolved for it), for every registered stage whose package
-    has a ``params`` module (pydantic only: checking params never imports a stage's model)."""
+    has a ``params`` module with a section of its own (pydantic only: checking params never imports a
+    stage's model)."""
     out = {}
     for name in stage_names():
-        try:
-            module = importlib.import_module(f"{package_of(name)}.params")
-        except ModuleNotFoundError as e:
-            if e.name != f"{package_of(name)}.params":
-                raise
-            continue
-        out[name] = (module.SECTION, module.RESOLVED)
+        module = params_module(name)
+        if module is not None and module.SECTION is not None:   # the parser's sections: the top level's
+            out[name] = (module.SECTION, module.RESOLVED)
     return out
 
 
@@ -285,21 +286,6 @@ def section_keys(loc: list[str]) -> list[str]:
     """The known keys directly under the section holding ``loc`` (for the error message)."""
     parent = ".".join(loc[:-1])
     return sorted({k[len(parent) + 1:].split(".")[0] for k in known_keys() if parent and k.startswith(parent + ".")})
-
-
-def _section_type(annotation: Any) -> Any:
-    """The BaseModel inside an Optional[...] / dict[str, ...] annotation (None for plain values)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for a in typing.get_args(annotation):
-        t = _section_type(a)
-        if t is not None:
-            return t
-    return None
-
-
-def _is_map(annotation: Any) -> bool:
-    return typing.get_origin(annotation) is dict or any(_is_map(a) for a in typing.get_args(annotation))
 
 
 def known_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:

@@ -93,7 +93,7 @@ class TrainConfig:
             seed=get(t, "seed", int, default=0), run_dir=Path(get(t, "run_dir", str)),
             bundle_dir=Path(get(t, "bundle_dir", str)), augment=dict(t.get("augment") or {"enabled": False}),
             stop_after_epoch=None if t.get("stop_after_epoch") is None else int(t["stop_after_epoch"]),
-            device=str(t.get("device") or "auto"), report=bool(t.get("report", True)),
+            device=str(t.get("device") or "auto"), report=bool(t["report"]),
             threads=None if t.get("threads") is None else int(t["threads"]),
             keep=str(t.get("keep") or "last"), init=None if t.get("init") in (None, "") else str(t["init"]),
         )

@@ -82,3 +82,34 @@ def test_flatten_nested_sections():
     assert flatten({"x": 1}) == {"x": 1}
     assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": {}, "f": None}, "p.", keep_empty=True) == {
         "p.a.b": 1, "p.a.c.d": [2], "p.e": {}, "p.f": None}
+
+
+def test_fill_defaults_adds_only_what_is_left_out_and_only_inside_given_sections():
+    from faceparse.defaults import fill_defaults, section_defaults
+    from faceparse.schema import BaseParams, Rollout
+
+    given = {"validate": {"min_classes": 5}, "model": {"presets": {"a": {"width": 8}}, "overrides": None},
+             "serve": {"rollout": {"percent": 20, "min_agreement": None}}, "train": "not a mapping"}
+    out = fill_defaults(BaseParams, given)
+    assert out["validate"] == {"min_classes": 5, "max_background_fraction": 0.98, "min_face_fraction": 0.01}  # by alias
+    assert out["model"] == {"presets": {"a": {"width": 8}}, "overrides": None}     # no preset default: unchanged
+    ro = out["serve"]["rollout"]
+    assert ro["percent"] == 20 and ro["router_port"] == 8483 and ro["min_agreement"] is None
+    assert out["serve"]["detect"] is True and out["train"] == "not a mapping"
+    assert set(out) == set(given) and "detect" not in given["serve"]              # no new section; a copy
+    out["serve"]["rollout"]["steps"].append(99)
+    assert fill_defaults(Rollout, None)["steps"] == [10, 50] == section_defaults(Rollout)["steps"]
+    assert section_defaults(Rollout)["min_agreement"] is None and fill_defaults(Rollout, {}).get("min_agreement", 1) == 1
+
+
+def test_fill_defaults_fills_each_entry_of_a_map_section():
+    from typing import Optional
+
+    from faceparse.defaults import fill_defaults
+    from faceparse.schema import Rollout, Section
+
+    class Many(Section):
+        arms: Optional[dict[str, Rollout]] = None
+
+    out = fill_defaults(Many, {"arms": {"a": {"percent": 5}, "b": 3}})
+    assert out["arms"]["a"]["percent"] == 5 and out["arms"]["a"]["router_port"] == 8483 and out["arms"]["b"] == 3

@@ -28,14 +28,29 @@ def test_a_stage_section_replaces_the_top_level_sections_for_that_stage():
     params = {"stage": "parser", "train": {"epochs": 24, "seed": 3}, "registry": {"model_name": "faceparse-fpliif"},
               "landmarks": {"train": {"epochs": 5}, "registry": {"model_name": "faceparse-landmarks"}}}
     lm = for_stage(params, "landmarks")
-    assert lm["stage"] == "landmarks" and lm["train"] == {"epochs": 5}          # whole section replaced
+    assert lm["stage"] == "landmarks" and lm["train"] == {"epochs": 5, "report": True}   # whole section replaced
+                                                                                         # (+ its defaults)
     assert lm["registry"]["model_name"] == "faceparse-landmarks" and "landmarks" not in lm
     params["registry"]["tracking_uri"] = "sqlite:///x.db"   # where runs go is shared unless a stage says
     assert for_stage(params, "landmarks")["registry"] == {"model_name": "faceparse-landmarks",
-                                                          "tracking_uri": "sqlite:///x.db"}
+                                                          "tracking_uri": "sqlite:///x.db", "promote_margin": 0.0}
     p = for_stage(params, "parser")
     assert p["train"]["epochs"] == 24 and "landmarks" not in p
     assert for_stage(lm) == lm                                                  # idempotent
+
+
+def test_for_stage_fills_each_stage_s_own_defaults_into_the_sections_it_holds():
+    """A default lives on its pydantic field; the params a stage reads carry it: the stage's own default for a
+    section it inherits from the top level (evaluate.batch_size: the parser's 4, the landmark stage's 16)."""
+    params = {"stage": "parser", "evaluate": {"split": "test"}, "train": {"augment": {"p": 0.5}},
+              "landmarks": {"registry": {"model_name": "lm", "promote_margin": None}}}
+    p, lm = for_stage(params, "parser"), for_stage(params, "landmarks")
+    assert p["evaluate"] == {"split": "test", "batch_size": 4} and lm["evaluate"]["batch_size"] == 16
+    assert p["train"]["augment"]["p"] == 0.5 and p["train"]["augment"]["shear"] == 0      # given values kept
+    assert "shear" not in lm["train"]["augment"] and lm["train"]["augment"]["flip"] == 0.0  # the landmark keys
+    assert lm["registry"]["promote_margin"] is None          # an explicit null stays null
+    assert "serve" not in p and "data" not in lm             # a section left out stays out
+    assert "batch_size" not in params["evaluate"]            # the params given are not changed
 
 
 def test_stages_json_lists_every_stage():

@@ -130,7 +130,8 @@ def test_a_card_whose_model_is_missing_says_what_to_run_never_a_5xx(bare, real_s
     assert [s["name"] for s in info["registered"]] == stage_names()
     photo = (real_samples / "0.jpg").read_bytes()
     for name, cmd in (("fisn", "faceparse deocclude"), ("recon3d", "faceparse reconstruct"),
-                      ("parser", "--parser"), ("landmarks", "--landmarks"), ("completion", "--completion")):
+                      ("parser", "--model parser="), ("landmarks", "--model landmarks="),
+                      ("completion", "--model completion=")):
         assert info["stages"][name]["available"] is False and info["stages"][name]["no_model"] is True
         r = post(bare, f"/api/stages/{name}", photo)
         assert r.status_code == 409, (name, r.status_code, r.text[:300])

@@ -42,8 +42,9 @@ def bundles(tmp_path_factory, repo_root) -> Path:
 
 @pytest.fixture(scope="module")
 def page_server(bundles, repo_root):
-    """In-process mode on the tiny parser + landmark bundles (completion composed from them)."""
-    p = PageProcess(["-p", str(repo_root / "params.yaml"), "--parser", str(bundles / "parser"),
+    """In-process mode on the tiny parser + landmark bundles (completion composed from them); the landmark
+    model given by the deprecated --landmarks, which still maps onto --model landmarks=…."""
+    p = PageProcess(["-p", str(repo_root / "params.yaml"), "--model", f"parser={bundles / 'parser'}",
                      "--landmarks", str(bundles / "landmarks"), "--in-process",
                      "--max-upload-mb", str(MAX_UPLOAD_MB)], free_ports(1)[0], bundles)
     yield p
@@ -153,8 +154,11 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
 
 
 def page_server_bundle(p: PageProcess, stage: str) -> str:
-    args = p.proc.args
-    return args[args.index(f"--{stage}") + 1]
+    """The model the page was given for ``stage``: ``--model STAGE=REF``, or the deprecated ``--STAGE REF``."""
+    args = [str(a) for a in p.proc.args]
+    given = [b.split("=", 1)[1] for a, b in zip(args, args[1:]) if a == "--model" and b.startswith(f"{stage}=")] or \
+        [b for a, b in zip(args, args[1:]) if a == f"--{stage}"]
+    return given[0]
 
 
 def test_a_text_file_is_refused_with_a_clear_message(page_server, page, tmp_path, real_samples):
@@ -336,9 +340,10 @@ def test_readme_screenshot(page_server, bundles, repo_root, browser, tmp_path):
     own = None
     if models:
         a = Path(models).resolve()
-        own = PageProcess(["-p", str(repo_root / "params.yaml"), "--in-process", "--parser", str(a / "model"),
-                           "--landmarks", str(a / "landmarks" / "model"), "--completion",
-                           str(a / "completion" / "model")], free_ports(1)[0], a.parent, log_dir=tmp_path)
+        own = PageProcess(["-p", str(repo_root / "params.yaml"), "--in-process", "--model", f"parser={a / 'model'}",
+                           "--model", f"landmarks={a / 'landmarks' / 'model'}",
+                           "--model", f"completion={a / 'completion' / 'model'}"], free_ports(1)[0], a.parent,
+                          log_dir=tmp_path)
         # (run from make run's directory: its metrics/*/registered.json name the bundles' registry versions)
     url = own.url if own else page_server.url
     ctx = browser.new_context(viewport=VIEWPORT)

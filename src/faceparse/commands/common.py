@@ -17,6 +17,40 @@ StageOpt = typer.Option(None, "--stage", help="model stage (default: params `sta
 DetectOpt = typer.Option(True, "--detect/--no-detect",
                          help="find and frame every face of a photo, answers in the photo's pixels (default); "
                               "--no-detect: the inputs are aligned face crops, taken whole")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="no progress bar")
+OutOpt = typer.Option(..., "--out", "-o", help="output folder")
+MODEL_REF = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
+CHAMPION = object()   # ModelOpt's default: the stage's registry champion
+
+
+def PhotosArg(required: bool = True) -> Any:   # factories named like the options they make
+    return typer.Argument(... if required else None, help="photos: files, folders or glob patterns")
+
+
+def ModelOpt(stage: str, *names: str, what: str = "", default: Any = CHAMPION, shipped: bool = False) -> Any:
+    """A model reference option (``--model/-m`` unless ``names``) for ``stage``: its help says what the model
+    is (``what``, default "the <stage> model"), its default when left out (``default``; CHAMPION:
+    ``models:/<stage.registry.model_name>@champion``, after the model shipped with faceparse when ``shipped``;
+    "": none said) and the references it takes."""
+    said = f"models:/<{stage}.registry.model_name>@champion" if default is CHAMPION else default
+    said = f"the one shipped with faceparse, else {said}" if shipped else said
+    return typer.Option(None, *(names or ("--model", "-m")),
+                        help=f"{what or f'the {stage} model'}{f' (default: {said})' if said else ''}: {MODEL_REF}")
+
+
+def report_photos(res: Any, verb: str, out: Any) -> None:
+    """The end of a photo command: "<verb> N/M images → OUT (the models used)", the result as JSON, exit 1
+    when a photo could not be read or held no face (``res``: a list of per-photo results, or a dict with
+    ``results`` and ``models``)."""
+    results = res["results"] if isinstance(res, dict) else res
+    ok = [r for r in results if r["ok"]]
+    used = ""
+    if isinstance(res, dict):
+        used = " (" + ", ".join(f"{k} {v.get('model_uri') or v.get('ref')}" for k, v in res["models"].items()) + ")"
+    console.print(f"[green]{verb}[/] {len(ok)}/{len(results)} images → {out}{used}", soft_wrap=True)
+    emit_json(res)
+    if len(ok) < len(results):
+        raise typer.Exit(1)
 
 
 def params_from(params: Optional[Path], sets: Optional[List[str]], stage: Optional[str] = None) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from ..defaults import fill_defaults
+from ..schema import Ingest, Validate
 from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
 data_app = typer.Typer(
@@ -132,10 +134,10 @@ def ingest_cmd(
     from ..data.ingest import ingest
 
     d = params_or_empty(params, set_).get("data", {}) or {}
-    ing = d.get("ingest", {}) or {}
+    ing = fill_defaults(Ingest, d.get("ingest"))   # with no params file: the defaults alone
     path = ingest(fmt, src, out, size=size if size is not None else int(d.get("size", 256)),
-                  labelmaps_table=label_table or ing.get("labelmaps_table", "celebamask-hq"),
-                  split_seed=split_seed if split_seed is not None else int(ing.get("split_seed", 0)),
+                  labelmaps_table=label_table or ing["labelmaps_table"],
+                  split_seed=split_seed if split_seed is not None else int(ing["split_seed"]),
                   splits=ing.get("splits"), progress=not quiet)
     console.print(f"[green]ingested[/] {path}: {_counts(path)}", soft_wrap=True)
 
@@ -164,14 +166,14 @@ def validate_cmd(
     1 on failure with every bad file named on stderr, 2 on unusable input."""
     from ..data.validate import validate_dataset
 
-    v = params_or_empty(params, set_).get("validate", {}) or {}
+    v = fill_defaults(Validate, params_or_empty(params, set_).get("validate"))   # no params file: the defaults
     out = out_dir or Path(v.get("out_dir") or (dataset.parent / "validation"))
     summary = validate_dataset(
         dataset, out,
-        min_classes=min_classes if min_classes is not None else int(v.get("min_classes", 2)),
+        min_classes=min_classes if min_classes is not None else int(v["min_classes"]),
         max_background_fraction=(max_background_fraction if max_background_fraction is not None
-                                 else float(v.get("max_background_fraction", 0.98))),
-        min_face_fraction=min_face_fraction if min_face_fraction is not None else float(v.get("min_face_fraction", 0.01)),
+                                 else float(v["max_background_fraction"])),
+        min_face_fraction=min_face_fraction if min_face_fraction is not None else float(v["min_face_fraction"]),
         progress=not quiet,
     )
     if json_out:

@@ -6,7 +6,44 @@ from typing import List, Optional
 
 import typer
 
-from .common import ParamsOpt, SetOpt, console, friendly_errors, params_or_empty
+from ..stages import get_stage, params_module, stage_names
+from .common import MODEL_REF, ParamsOpt, SetOpt, console, friendly_errors, params_or_empty
+
+# the page's options before every stage had a card: still taken (hidden), each mapped onto --model /
+# --endpoint-model for its stage
+DEPRECATED = {"--parser": ("--model", "parser"), "--landmarks": ("--model", "landmarks"),
+              "--completion": ("--model", "completion"), "--parser-model": ("--endpoint-model", "parser"),
+              "--landmarks-model": ("--endpoint-model", "landmarks"),
+              "--completion-model": ("--endpoint-model", "completion")}
+
+
+def stage_values(option: str, items: Optional[List[str]], what: str, aliases: dict[str, Optional[str]]) -> dict[str, str]:
+    """``STAGE=VALUE`` items of a repeatable ``option`` → {stage: value}, plus the deprecated ``aliases``
+    {old option: value} that map onto it; a ValueError names the option when an item has no ``=``, names an
+    unknown stage, or gives a stage twice."""
+    known = stage_names()
+    out: dict[str, str] = {}
+    pairs = [(f"{option} {item}", *item.partition("=")) for item in items or ()]
+    pairs += [(f"{old} {value}", DEPRECATED[old][1], "=", value) for old, value in aliases.items() if value]
+    for given, stage, eq, value in pairs:
+        stage, value = stage.strip(), value.strip()
+        if not eq or not stage or not value:
+            raise ValueError(f"{given!r}: give {option} STAGE={what}")
+        if stage not in known:
+            raise ValueError(f"{given!r}: no model stage named {stage!r} (known: {', '.join(known)})")
+        if stage in out:
+            raise ValueError(f"{given!r}: {option} {stage}=… is given twice")
+        out[stage] = value
+    return out
+
+
+def registry_name(raw: dict, stage: str) -> str:
+    """A stage's model name on an endpoint: its ``registry.model_name`` in the params (its own section's; the
+    parser's, whose sections are the top level: the top level's), else the stage's default name."""
+    module = params_module(stage)
+    own = raw if module is not None and module.SECTION is None else (raw.get(stage) or {})
+    name = ((own if isinstance(own, dict) else {}).get("registry") or {}).get("model_name")
+    return str(name) if name else get_stage(stage).info.model_name
 
 
 def register(app: typer.Typer) -> None:
@@ -44,31 +81,44 @@ def register(app: typer.Typer) -> None:
                                                  "endpoint and key file (default: used when a server runs there)"),
         in_process: bool = typer.Option(False, "--in-process", help="the models in this process, even when a "
                                         "local server runs"),
-        parser: Optional[str] = typer.Option(None, help="in-process parser: bundle dir or models:/ URI "
-                                             "(default: the registry champion)"),
-        landmarks: Optional[str] = typer.Option(None, help="in-process landmark model (default: its champion)"),
-        completion: Optional[str] = typer.Option(None, help="in-process completion bundle (default: composed "
-                                                 "from --parser and --landmarks)"),
-        parser_model: Optional[str] = typer.Option(None, help="endpoint model name of the parser "
-                                                   "(default: its registry.model_name)"),
-        landmarks_model: Optional[str] = typer.Option(None, help="endpoint model name of the landmark stage"),
-        completion_model: Optional[str] = typer.Option(None, help="endpoint model name of the completion stage"),
+        model: Optional[List[str]] = typer.Option(
+            None, "--model", help=f"STAGE=REF: the model a stage's card loads in this process, {MODEL_REF} "
+            "(repeatable; default: each card's own — its registry champion or what the stage ships; the "
+            "completion: composed from the parser and landmark models)"),
+        endpoint_model: Optional[List[str]] = typer.Option(
+            None, "--endpoint-model", help="STAGE=NAME: the model a stage's card asks the endpoint for "
+            "(repeatable; default: the stage's registry.model_name)"),
+        parser: Optional[str] = typer.Option(None, "--parser", hidden=True, help="deprecated: --model parser=REF"),
+        landmarks: Optional[str] = typer.Option(None, "--landmarks", hidden=True,
+                                                help="deprecated: --model landmarks=REF"),
+        completion: Optional[str] = typer.Option(None, "--completion", hidden=True,
+                                                 help="deprecated: --model completion=REF"),
+        parser_model: Optional[str] = typer.Option(None, "--parser-model", hidden=True,
+                                                   help="deprecated: --endpoint-model parser=NAME"),
+        landmarks_model: Optional[str] = typer.Option(None, "--landmarks-model", hidden=True,
+                                                      help="deprecated: --endpoint-model landmarks=NAME"),
+        completion_model: Optional[str] = typer.Option(None, "--completion-model", hidden=True,
+                                                       help="deprecated: --endpoint-model completion=NAME"),
         samples: Optional[Path] = typer.Option(None, help="a folder of JPEG/PNG photos offered as samples too"),
         max_upload_mb: float = typer.Option(20.0, help="largest file the page takes, MB"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
     ):
-        """A web page for people: upload, drop or pick a photo; see the parser's overlay (classes toggled,
-        output resolution 64…1024), the 68 landmarks, the completion maps, which model version and canary arm
-        answered. Answers come from --endpoint / a running local server, else from the models in this process.
-        Ctrl-C stops it."""
+        """A web page for people: upload, drop or pick a photo; see every model stage's card (the parser's
+        overlay with classes toggled and output resolution 64…1024, the 68 landmarks, the completion maps, …)
+        and which model version and canary arm answered. Answers come from --endpoint / a running local
+        server, else from the models in this process (--model STAGE=REF). Ctrl-C stops it."""
         from ..config import ConfigError, load_params
         from ..serve import server as serve_server
         from ..serve.imaging import DEFAULT_MAX_PIXELS
-        from ..stages import for_stage, get_stage
         from ..ui.app import PageServer, folder_samples, serve, synthetic_samples
         from ..ui.backends import Endpoint, InProcess
 
+        refs = stage_values("--model", model, "REF", {"--parser": parser, "--landmarks": landmarks,
+                                                      "--completion": completion})
+        given_names = stage_values("--endpoint-model", endpoint_model, "NAME",
+                                   {"--parser-model": parser_model, "--landmarks-model": landmarks_model,
+                                    "--completion-model": completion_model})
         if not 0 < max_upload_mb <= 1024:
             raise ValueError(f"--max-upload-mb must be in (0, 1024], got {max_upload_mb}")
         if host not in ("127.0.0.1", "::1", "localhost"):
@@ -84,13 +134,7 @@ def register(app: typer.Typer) -> None:
                 serve_dir = serve_server.run_dir_of(None)
                 console.print(f"a local server runs from {serve_dir}: the page asks it (--in-process: not)")
         if (endpoint or serve_dir) and not in_process:
-            names = {}
-            for stage, given in (("parser", parser_model), ("landmarks", landmarks_model),
-                                 ("completion", completion_model)):
-                try:
-                    names[stage] = given or str(for_stage(raw, stage)["registry"]["model_name"])
-                except (KeyError, TypeError, ValueError):      # no params here: the stage's default name
-                    names[stage] = get_stage(stage).info.model_name
+            names = {stage: given_names.get(stage) or registry_name(raw, stage) for stage in stage_names()}
             table = str((raw.get("data") or {}).get("label_table") or "celebamask-hq")
             backend = Endpoint(endpoint or "", names, token=token, serve_dir=str(serve_dir) if serve_dir else None,
                                label_table=table)
@@ -98,7 +142,7 @@ def register(app: typer.Typer) -> None:
                           + ", ".join(f"{k} {v!r}" for k, v in names.items() if v) + ")")
         else:
             console.print("loading the models in this process…")
-            backend = InProcess(raw, {"parser": parser, "landmarks": landmarks, "completion": completion})
+            backend = InProcess(raw, refs)
             for stage, i in backend.stage_info.items():
                 line = f"{stage}: {i['model']}" if i["available"] else f"{stage}: [yellow]{i['message']}[/]"
                 console.print("  " + line)

@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, require, section
+from ..defaults import fill_defaults
+from ..schema import Ingest, Synth
 from .ingest import FORMATS
 
 # the class table each real layout produces (labelmaps: data.ingest.labelmaps_table)
@@ -14,17 +16,17 @@ FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "hel
 def synthesize(out: Path, size: int, opts: dict[str, Any], progress: bool = True) -> Path:
     """The synthetic dataset of ``data.synth`` options ``opts`` (``n``, ``seed``, ``occlusion_prob``, …) at
     ``out``, plus ``renders3d`` rendered 3D faces in its training split: the one path for ``data prepare``
-    and ``data synth``."""
+    and ``data synth``. Options left out: their defaults (faceparse.schema.Synth)."""
     from .synth import write_dataset
 
-    opts = dict(opts)
-    renders = int(opts.pop("renders3d", 0) or 0)
+    opts = fill_defaults(Synth, opts)
+    renders = int(opts.pop("renders3d") or 0)
     path = Path(write_dataset(out, size=size, progress=progress, **opts))
     if renders > 0:
         from .synth3d import add_renders3d   # imports torch: only when 3D renders are asked for
 
-        add_renders3d(path, renders, seed=int(opts.get("seed", 0)),
-                      occlusion_prob=float(opts.get("occlusion_prob", 0.3)), progress=progress)
+        add_renders3d(path, renders, seed=int(opts["seed"]), occlusion_prob=float(opts["occlusion_prob"]),
+                      progress=progress)
     return path
 
 
@@ -44,8 +46,8 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
             raise ConfigError("params: missing data.synth.n")
         path = synthesize(out, size, opts, progress)
     elif source in FORMATS:
-        ing = dict(data.get("ingest") or {})
-        expected = ing.get("labelmaps_table", "celebamask-hq") if source == "labelmaps" else FORMAT_TABLES[source]
+        ing = fill_defaults(Ingest, data.get("ingest"))
+        expected = ing["labelmaps_table"] if source == "labelmaps" else FORMAT_TABLES[source]
         if table is not None and table != expected:
             raise ConfigError(f"params: data.label_table={table!r}, but data.source={source!r} produces "
                               f"{expected!r} labels; set data.label_table={expected}")
@@ -55,8 +57,8 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
         if not raw.is_dir():
             raise FileNotFoundError(f"data.raw_dir {raw} does not exist: put the {source} layout there "
                                     "(or `faceparse data fetch` it) before `faceparse data prepare`")
-        path = ingest(source, raw, out, size=size, labelmaps_table=ing.get("labelmaps_table", "celebamask-hq"),
-                      split_seed=int(ing.get("split_seed", 0)), splits=ing.get("splits"), progress=progress)
+        path = ingest(source, raw, out, size=size, labelmaps_table=ing["labelmaps_table"],
+                      split_seed=int(ing["split_seed"]), splits=ing.get("splits"), progress=progress)
     else:
         raise ConfigError(f"params: data.source={source!r} is not one of {['synth', *FORMATS]}")
 

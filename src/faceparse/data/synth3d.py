@@ -36,6 +36,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..defaults import fill_defaults
+from ..stages.recon3d.params import Recon3dData
 from .synth import _VISIBLE_LUT, OCCLUDER_KINDS, assign_splits, occlusion_plan, sample_id
 from .synth_face import FaceFrame, Pose, _fx, _occluder
 from .synth_render import SKIN_TONES, SKIN_P, HAIR_COLOURS, HAIR_P, _background, _camera, _jpeg, _noise_bank, \
@@ -222,14 +224,14 @@ def synth3d_from_params(params: dict, out=None, n: int | None = None, size: int 
                         progress: bool = True) -> Path:
     """The 3D set as ``recon3d.data`` says (``params`` resolved for the recon3d stage: its ``data`` section),
     ``out`` / ``n`` / ``size`` overriding: `faceparse data synth3d`, the DVC stage and the kfp component."""
-    d = dict(params.get("data") or {})
+    d = fill_defaults(Recon3dData, params.get("data"))
     syn = dict(d.get("synth3d") or {})
     n = n if n is not None else syn.get("n")
     syn.pop("n", None)
     out = out or d.get("dir")
     if out is None or n is None:
         raise ValueError("give --out and --n (no recon3d.data.dir / recon3d.data.synth3d.n in params)")
-    return write_dataset3d(out, n=int(n), size=int(size if size is not None else d.get("size", 128)),
+    return write_dataset3d(out, n=int(n), size=int(size if size is not None else d["size"]),
                            progress=progress, **syn)
 
 

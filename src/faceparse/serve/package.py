@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, section
+from ..defaults import fill_defaults
+from ..schema import Serve
 
 REPO = Path(__file__).resolve().parents[3]
 HANDLER = REPO / "serving" / "handler.py"
@@ -28,12 +30,13 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def serve_section(params: dict[str, Any]) -> dict[str, Any]:
+    """``params.serve``, the keys without a default required, the others' defaults filled."""
     sec = section(params, "serve")
     for key in ("inference_port", "management_port", "metrics_port", "batch_size", "max_batch_delay_ms",
                 "workers", "max_pixels"):
         if key not in sec:
             raise ConfigError(f"params: missing serve.{key}")
-    return sec
+    return fill_defaults(Serve, sec)
 
 
 def default_model_name(params: dict[str, Any]) -> str:
@@ -66,12 +69,12 @@ def model_config_yaml(params: dict[str, Any]) -> dict[str, Any]:
         "maxWorkers": workers,
         "batchSize": int(s["batch_size"]),
         "maxBatchDelay": int(s["max_batch_delay_ms"]),
-        "responseTimeout": int(s.get("response_timeout_s", 120)),
+        "responseTimeout": int(s["response_timeout_s"]),
         "handler": {
             "max_pixels": int(s["max_pixels"]),
             "min_resolution": 64,
             "max_resolution": 1024,
-            "detect": bool(s.get("detect", True)),   # every stage: find and frame photos' faces by default
+            "detect": bool(s["detect"]),   # every stage: find and frame photos' faces by default
         },
     }
 

@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError
+from ..defaults import section_defaults
+from ..schema import Rollout
 from .client import Client, ServeError, ready_workers
 from .rollout_state import read_rollout, write_rollout
 from ..stages import bundle_stage
 from .codecs import codec_for
 
-DEFAULTS = {
-    "router_port": 8483, "percent": 10, "steps": [10, 50], "mirror_fraction": 0.2,
-    "min_requests": 30, "min_mirrored": 5, "window_s": 300, "poll_s": 1.0,
-    "max_error_rate": 0.01, "max_client_error_delta": 0.01, "max_latency_ratio": 1.5,
-    "latency_slack_ms": 5.0, "min_agreement": None, "drain_timeout_s": 60,
-}
+DEFAULTS = section_defaults(Rollout)   # every serve.rollout key → its default (faceparse.schema.Rollout)
 
 
 def rollout_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +109,7 @@ def start_rollout(params: dict[str, Any], model: str, percent: float | None = No
     if version in registered:
         raise ValueError(f"{name} v{version} is already registered in TorchServe (versions {sorted(registered)})")
     mar = package(bundle, params, model_store=st["model_store"], version=version, name=name)
-    w = int(workers or (params.get("serve") or {}).get("workers", 1))
+    w = int(workers or params["serve"]["workers"])   # package() above required serve.workers
     t0 = time.monotonic()
     try:
         cl.register(mar.name, workers=w)

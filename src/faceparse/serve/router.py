@@ -31,6 +31,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from ..defaults import fill_defaults
+from ..schema import Rollout
 from .codecs import codec_for
 from .rollout_state import ROLLOUT
 
@@ -376,8 +378,7 @@ def main(argv=None) -> None:
 # --- process management (used by faceparse.serve.server) ------------------------------------------------
 
 def _router_port(params: dict[str, Any]) -> int:
-    ro = (params.get("serve") or {}).get("rollout") or {}
-    return int(ro.get("router_port", 8483))
+    return int(fill_defaults(Rollout, (params.get("serve") or {}).get("rollout"))["router_port"])
 
 
 def start_router(params: dict[str, Any], rd: Path, state: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:

@@ -11,6 +11,7 @@ the parser uses the top-level sections as they are (``for_stage``). ``registry.t
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import importlib.util
@@ -18,7 +19,10 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+from ..defaults import fill_defaults
 
 # name → the stage's package; its `stage` module defines `STAGE` (imported on first use: `faceparse stages`
 # stays light), its optional `cli` module adds the stage's own verbs, its optional `codec` module `CODEC`
@@ -237,9 +241,8 @@ class Stage:
     def headline(self, result: dict[str, Any]) -> str:
         """One line of its test evaluation (``evaluate.metrics_file``): `faceparse stages summary`, the end of
         `make run`."""
-        value = result.get(self.primary_metric)
-        shown = "n/a" if not isinstance(value, (int, float)) else f"{value:.4f}"
-        return f"{self.name}: test {self.info.metric_label or self.primary_metric} {shown}  ({result.get('n_images')} test images)"
+        return (f"{self.name}: test {self.info.metric_label or self.primary_metric} "
+                f"{figure(result, self.primary_metric)}  ({result.get('n_images')} test images)")
 
     def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
         """The validation metrics written into bundle.json, marked as the validation split's."""
@@ -279,6 +282,12 @@ class Stage:
         """`faceparse evaluate --photos DIR`: the model ``ref`` on real photos with references → (a markdown
         table, a one-line summary, the result to print as JSON)."""
         raise self._missing("photo_benchmark")
+
+
+def figure(result: dict[str, Any], key: str, digits: int = 4) -> str:
+    """``result[key]`` for a headline: rounded to ``digits``, "n/a" when absent or not a number."""
+    value = result.get(key)
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 def plots_dir(evaluate: dict[str, Any]):
@@ -327,6 +336,18 @@ def get_stage(name: str) -> Stage:
     return importlib.import_module(f"{package_of(name)}.stage").STAGE
 
 
+def params_module(name: str) -> ModuleType | None:
+    """The stage's ``params`` module (``SECTION``: its params section, None for the parser, whose sections
+    are the top level's; ``RESOLVED``: the params resolved for it), or None when its package has none."""
+    module = f"{package_of(name)}.params"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+
+
 def stage_cli_modules() -> list[str]:
     """The registered stages' ``cli`` modules (those that have one), in registration order."""
     return [f"{package_of(n)}.cli" for n in stage_names() if importlib.util.find_spec(f"{package_of(n)}.cli")]
@@ -350,9 +371,9 @@ def stage_of(params: dict[str, Any]) -> Stage:
 
 def for_stage(params: dict[str, Any], name: str | None = None) -> dict[str, Any]:
     """The params a stage's steps read: its own section's sections replace the top-level ones, and
-    ``stage`` names it. Without a section of its name the top level is used as it is (the parser)."""
-    import copy
-
+    ``stage`` names it. Without a section of its name the top level is used as it is (the parser). Every
+    key the result leaves out gets its default from the stage's resolved params model (``RESOLVED`` of its
+    ``params`` module; a stage without one: the parser's), inside the sections the result holds."""
     name = str(name or params.get("stage") or "parser")
     package_of(name)  # unknown → ValueError naming the known ones (without importing the stage: torch)
     out = {k: copy.deepcopy(v) for k, v in params.items() if k not in _PACKAGES}
@@ -365,7 +386,7 @@ def for_stage(params: dict[str, Any], name: str | None = None) -> dict[str, Any]
         if sec in own and (own[sec] or {}).get(key) is None and top is not None:
             out[sec][key] = top
     out["stage"] = name
-    return out
+    return fill_defaults((params_module(name) or params_module("parser")).RESOLVED, out)
 
 
 def headline_of(raw_params: dict[str, Any], name: str) -> str:

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..defaults import fill_defaults
 from ..losses import edge_mask
 from ..models import preprocess
+from ..schema import Augment
 
 
 def derive_seed(*parts: int) -> int:
@@ -40,30 +42,29 @@ def build_augment(cfg: Mapping[str, Any] | None, input_size: int):
     Geometric (probability p): Affine(rotate ±rotate°, shear ±shear°, scale range, fit_output) on image
     (bilinear) and label (nearest), then pad (random position) / random crop back to input_size — so
     scaling down shrinks the face inside the frame and scaling up crops a random window (translation).
-    Photometric (probability p, independently): ColorJitter(brightness, contrast, saturation, hue)."""
+    Photometric (probability p, independently): ColorJitter(brightness, contrast, saturation, hue). Keys
+    left out: their defaults (faceparse.schema.Augment)."""
     import albumentations as A
     import cv2
 
-    cfg = dict(cfg or {})
-    if not cfg.get("enabled", True):
+    cfg = fill_defaults(Augment, cfg)
+    if not cfg["enabled"]:
         return None
-    p = float(cfg.get("p", 0.8))
+    p = float(cfg["p"])
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"train.augment.p must be in [0, 1], got {p}")
-    hue = cfg.get("hue", 0.0)
+    hue = cfg["hue"]
     hue = (-float(hue), float(hue)) if isinstance(hue, (int, float)) else _range(hue, "hue")
     return A.Compose([
-        A.Affine(scale=_range(cfg.get("scale", [1.0, 1.0]), "scale"), rotate=_range(cfg.get("rotate", 0), "rotate"),
-                 shear=_range(cfg.get("shear", 0), "shear"), interpolation=cv2.INTER_LINEAR,
+        A.Affine(scale=_range(cfg["scale"], "scale"), rotate=_range(cfg["rotate"], "rotate"),
+                 shear=_range(cfg["shear"], "shear"), interpolation=cv2.INTER_LINEAR,
                  mask_interpolation=cv2.INTER_NEAREST, fit_output=True, border_mode=cv2.BORDER_CONSTANT,
                  fill=0, fill_mask=0, p=p),
         A.PadIfNeeded(min_height=input_size, min_width=input_size, position="random",
                       border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
         A.RandomCrop(height=input_size, width=input_size),
-        A.ColorJitter(brightness=_range(cfg.get("brightness", [1.0, 1.0]), "brightness"),
-                      contrast=_range(cfg.get("contrast", [1.0, 1.0]), "contrast"),
-                      saturation=_range(cfg.get("saturation", [1.0, 1.0]), "saturation"),
-                      hue=hue, p=p),
+        A.ColorJitter(brightness=_range(cfg["brightness"], "brightness"), contrast=_range(cfg["contrast"], "contrast"),
+                      saturation=_range(cfg["saturation"], "saturation"), hue=hue, p=p),
     ], seed=0)
 
 

@@ -223,7 +223,7 @@ class Endpoint:
             raise ValueError("an endpoint URL is needed (--endpoint URL, or --serve-dir DIR of a running server)")
         self.url = url.rstrip("/")
         self.cards = stage_cards()
-        self.named = {k for k, v in names.items() if v}     # the names the caller gave (its --<stage>-model)
+        self.named = {k for k, v in names.items() if v}     # the names the caller gave (--endpoint-model STAGE=NAME)
         self.names = {sc.name: names.get(sc.name) or get_stage(sc.name).info.model_name
                       for sc in self.cards if sc.card is not None and sc.card.endpoint is not None}
         self.token = token
@@ -312,7 +312,7 @@ class Endpoint:
             return failed(f"the endpoint refused the token (HTTP {r.status_code}): {msg} — give --token, or "
                           "--serve-dir to use the server's own key file")
         if r.status_code == 404:
-            hint = f"; --{stage}-model names it" if stage in self.named else ""
+            hint = f"; --endpoint-model {stage}=NAME names it" if stage in self.named else ""
             return unavailable(f"this endpoint serves no model named {name!r} ({msg}){hint}", no_model=True)
         if r.status_code == 422 and "no face" in msg:
             return no_face(msg)

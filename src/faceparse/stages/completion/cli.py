@@ -7,18 +7,17 @@ from typing import List, Optional
 
 import typer
 
-from ...commands.common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
-
-ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
+from ...commands.common import (DetectOpt, ModelOpt, ParamsOpt, PhotosArg, QuietOpt, SetOpt, console, emit_json,
+                                friendly_errors, report_photos)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("compose")
     @friendly_errors
     def compose_cmd(
-        parser: Optional[str] = typer.Option(None, "--parser", help=f"parser model (default: completion.compose.parser): {ModelRef}"),
-        landmarks: Optional[str] = typer.Option(None, "--landmarks",
-                                                help=f"landmark model (default: completion.compose.landmarks): {ModelRef}"),
+        parser: Optional[str] = ModelOpt("parser", "--parser", what="parser model", default="completion.compose.parser"),
+        landmarks: Optional[str] = ModelOpt("landmarks", "--landmarks", what="landmark model",
+                                            default="completion.compose.landmarks"),
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
         stage: Optional[str] = typer.Option("completion", "--stage", help="the composed stage (`faceparse stages`: trainable no)"),
@@ -43,20 +42,19 @@ def register(app: typer.Typer) -> None:
     @app.command("complete")
     @friendly_errors
     def complete_cmd(
-        images: Optional[List[str]] = typer.Argument(None, help="photos: files, folders or glob patterns"),
+        images: Optional[List[str]] = PhotosArg(required=False),
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (photos: required; "
                                            "--dataset: default completion.dataset_out)"),
         dataset: Optional[Path] = typer.Option(None, "--dataset", help="complete every sample of this canonical "
                                                "dataset instead (completed/ + occlusion/ for the next stage)"),
-        model: Optional[str] = typer.Option(None, "--model", "-m", help=f"a completion bundle: {ModelRef}"),
-        parser: Optional[str] = typer.Option(None, "--parser", help="parser model (default: its registry champion)"),
-        landmarks: Optional[str] = typer.Option(None, "--landmarks",
-                                                help="landmark model (default: its registry champion)"),
+        model: Optional[str] = ModelOpt("completion", what="a completion bundle", default=""),
+        parser: Optional[str] = ModelOpt("parser", "--parser", what="parser model", shipped=True),
+        landmarks: Optional[str] = ModelOpt("landmarks", "--landmarks", what="landmark model", shipped=True),
         resolution: Optional[int] = typer.Option(None, "--resolution", "-r",
                                                  help="long side of the maps (default: the photo's own; an aligned "
                                                       "face or --no-detect: the bundle's input size)"),
         detect: bool = DetectOpt,
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        quiet: bool = QuietOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
     ):
@@ -79,10 +77,5 @@ def register(app: typer.Typer) -> None:
             return
         if not images or out is None:
             raise ValueError("give photos and --out DIR (or --dataset DIR)")
-        res = complete_images(p, images, out, model, parser, landmarks, resolution, progress=not quiet,
-                              detect=detect)
-        ok = [r for r in res if r["ok"]]
-        console.print(f"[green]completed[/] {len(ok)}/{len(res)} images → {out}", soft_wrap=True)
-        emit_json(res)
-        if len(ok) < len(res):
-            raise typer.Exit(1)
+        report_photos(complete_images(p, images, out, model, parser, landmarks, resolution, progress=not quiet,
+                                      detect=detect), "completed", out)

@@ -83,7 +83,7 @@ def evaluate_completion(model, settings, input_size: int, frame, data_dir: Path,
     face = settings.face_ids()
     total, by_kind, kinds = Tally(face), {}, _kinds(data_dir)
     examples: list = []
-    bs = int(params["evaluate"].get("batch_size", 8))
+    bs = int(params["evaluate"]["batch_size"])
     rows = [r for _, r in frame.iterrows()]
     with progress_bar("evaluate completion", len(rows), enabled=progress) as advance:
         for i in range(0, len(rows), bs):

@@ -19,12 +19,16 @@ class Compose(Section):
     landmarks: Optional[str] = None
 
 
+class CompletionEvaluate(Evaluate):
+    batch_size: Optional[int] = 8
+
+
 class CompletionSection(Section):
     """``completion:``: the map-completion stage's sections (nothing trained: ``train.bundle_dir`` only)."""
     model: Optional[CompletionModel] = None
     compose: Optional[Compose] = None
     train: Optional[Train] = None
-    evaluate: Optional[Evaluate] = None
+    evaluate: Optional[CompletionEvaluate] = None
     registry: Optional[Registry] = None
     dataset_out: Optional[str] = None
 
@@ -33,6 +37,7 @@ class CompletionParams(BaseParams):
     """Params resolved for the completion stage: its model section holds Algorithm 1's settings."""
     model: Optional[CompletionModel] = None
     compose: Optional[Compose] = None
+    evaluate: Optional[CompletionEvaluate] = None
     dataset_out: Optional[str] = None
 
 

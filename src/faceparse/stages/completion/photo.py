@@ -1,8 +1,8 @@
 """`faceparse complete`: map completion on photos or on a whole canonical dataset.
 
 The model is a completion bundle (``model``: ``models:/faceparse-completion@champion``, a bundle dir) or,
-by default, composed in memory from the registry's parser and landmark champions (``parser`` /
-``landmarks`` override either). A photo's faces are found and completed in place (``complete_photo``: the
+by default, composed in memory from the parser and landmark models that ship with faceparse (where one does
+not ship: that stage's registry champion; ``parser`` / ``landmarks`` override either). A photo's faces are found and completed in place (``complete_photo``: the
 maps have the photo's shape); a photo without a face is named and skipped. Per photo ``<stem>`` in ``out_dir``: ``<stem>_alpha.png`` (the parser's
 map), ``_beta.png`` (drawn from the landmarks), ``_gamma.png`` (Algorithm 1), palette PNGs of CelebAMask-HQ
 ids; ``_occlusion.png`` (0/255); ``_points.json``; ``_sheet.png`` (all of them side by side).
@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from ...api import shipped_or_champion
 from ...runtime import tick
 
 
 def load_completion(params: dict[str, Any], model: str | None = None, parser: str | None = None,
                     landmarks: str | None = None):
     """(CompletionModel, meta): a completion bundle, or one composed from the two models' references
-    (default each stage's ``models:/<name>@champion``)."""
+    (default each model shipped with faceparse, else that stage's ``models:/<name>@champion``)."""
     from ...bundle import load_bundle
     from ...registry import resolve_bundle
     from .. import for_stage, get_stage
@@ -37,7 +38,7 @@ def load_completion(params: dict[str, Any], model: str | None = None, parser: st
             raise ValueError(f"{model} is a {meta.get('stage', 'parser')!r} model, not a completion bundle "
                              "(give --parser / --landmarks to compose one)")
         return net, meta
-    refs = {name: ref or f"models:/{for_stage(params, name)['registry']['model_name']}@champion"
+    refs = {name: ref or shipped_or_champion(name, for_stage(params, name)["registry"]["model_name"])
             for name, ref in (("parser", parser), ("landmarks", landmarks))}
     return get_stage("completion").assemble(params, refs)
 

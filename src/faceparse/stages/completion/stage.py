@@ -10,7 +10,7 @@ from .algorithm import Settings
 from ...hashing import sha256_file
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
-from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_stage, for_stage, get_stage
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_stage, figure, for_stage, get_stage
 from .evaluate import evaluate_completion, write_completion_reports
 from .maps import CompletionModel
 
@@ -81,7 +81,7 @@ class CompletionStage(Stage):
     # --- evaluation ----------------------------------------------------------------------------------
     def headline(self, m: dict[str, Any]) -> str:
         def f(k):
-            return "n/a" if m.get(k) is None else f"{m[k]:.4f}"
+            return figure(m, k, 4)
 
         return (f"completion: F1 inside the occluded face region {f('f1_occluded_gamma')} (parser alone "
                 f"{f('f1_occluded_alpha')}); over the face {f('f1_face_gamma')} (parser alone {f('f1_face_alpha')}); "

@@ -28,7 +28,8 @@ def load(params: dict[str, Any], name: str, ref: str | None, refs: Mapping[str, 
         if lacking:
             raise NoModel(f"No {name} model here: it is composed from the parser and landmark models, and the page "
                           f"has no {' and no '.join(lacking)} model. Run {MAKE_RUN}, or give the page them "
-                          "(`faceparse ui page --parser … --landmarks …`) or a completion bundle (`--completion`).")
+                          "(`faceparse ui page --model parser=… --model landmarks=…`) or a completion bundle "
+                          "(`--model completion=…`).")
         try:
             net, meta = load_completion(params, parser=refs["parser"], landmarks=refs["landmarks"])
         except Exception as e:  # noqa: BLE001 - said as what it is: the two models do not compose
@@ -68,5 +69,5 @@ def decode(answers: dict[str, bytes], size) -> dict[str, Any]:
 CARD = Card(
     title="Map completion", subtitle="M_α · M_β · M_γ · occlusion", run=run, load=load,
     default_ref=lambda params, name: None, wide=True,
-    get_model="give the page a completion bundle: `faceparse ui page --completion BUNDLE_DIR_OR_MODELS_URI`",
+    get_model="give the page a completion bundle: `faceparse ui page --model completion=BUNDLE_DIR_OR_MODELS_URI`",
     endpoint=EndpointAsk(("json",), decode, resolution=MAP_RESOLUTION))

@@ -6,24 +6,21 @@ from typing import List, Optional
 
 import typer
 
-from ...commands.common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
-
-ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
+from ...commands.common import (DetectOpt, ModelOpt, OutOpt, ParamsOpt, PhotosArg, QuietOpt, SetOpt, friendly_errors,
+                                report_photos)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("deocclude")
     @friendly_errors
     def deocclude_cmd(
-        images: List[str] = typer.Argument(..., help="photos: files, folders or glob patterns"),
-        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-        model: Optional[str] = typer.Option(None, "--model", "-m",
-                                            help="the FISN model (default: the one shipped with faceparse, else "
-                                            f"models:/<fisn.registry.model_name>@champion): {ModelRef}"),
-        completion: Optional[str] = typer.Option(None, "--completion",
-                                                 help=f"a completion model to run instead of the one the FISN bundle carries: {ModelRef}"),
+        images: List[str] = PhotosArg(),
+        out: Path = OutOpt,
+        model: Optional[str] = ModelOpt("fisn", what="the FISN model", shipped=True),
+        completion: Optional[str] = ModelOpt("completion", "--completion", default="",
+                                             what="a completion model to run instead of the one the FISN bundle carries"),
         detect: bool = DetectOpt,
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        quiet: bool = QuietOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
     ):
@@ -36,11 +33,5 @@ def register(app: typer.Typer) -> None:
         from ...config import load_params
         from .photo import deocclude_images
 
-        res = deocclude_images(load_params(params, set_ or []), images, out, model, completion, progress=not quiet,
-                               detect=detect)
-        ok = [r for r in res["results"] if r["ok"]]
-        names = ", ".join(f"{k} {v.get('model_uri') or v.get('ref')}" for k, v in res["models"].items())
-        console.print(f"[green]de-occluded[/] {len(ok)}/{len(res['results'])} images → {out} ({names})", soft_wrap=True)
-        emit_json(res)
-        if len(ok) < len(res["results"]):
-            raise typer.Exit(1)
+        report_photos(deocclude_images(load_params(params, set_ or []), images, out, model, completion,
+                                       progress=not quiet, detect=detect), "de-occluded", out)

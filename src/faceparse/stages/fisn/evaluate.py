@@ -6,7 +6,11 @@ face region, against the clean render:
   photo outside it (``psnr_raw``: the generator's whole output, the same inside the mask);
 - ``psnr_input`` / ``ssim_input``: the occluded photo as it is;
 - ``psnr_inpaint`` / ``ssim_inpaint``: a classical peer, OpenCV's ``cv2.inpaint`` (Telea, radius 3) on the
-  same occlusion mask;
+  same occlusion mask; ``_inpaint_true_mask`` / ``_out_true_mask``: Telea and the generator given the true
+  occluder instead (what a perfect occlusion mask would give each);
+- ``occlusion_iou``: a model with an occlusion head (the gated preset) — its mask against the true occluder,
+  pooled over every face of the split (the unoccluded ones too: a false alarm counts); ``occlusion_iou_face``:
+  the mask's face part against the occluded face region;
 - ``parser_miou``: SPADE's semantic check — the parser (the one inside the carried completion model) on the
   output vs the target map M_γ, mIoU over the classes present (``parser_miou_input`` / ``_clean``: the same on
   the occluded photo and on the clean render, the floor and the ceiling).
@@ -40,7 +44,7 @@ from ..completion.maps import run_maps
 from .model import psnr, to_uint8
 
 EXAMPLES = 6
-METHODS = ("out", "input", "inpaint", "inpaint_true_mask", "raw")
+METHODS = ("out", "input", "inpaint", "out_true_mask", "inpaint_true_mask", "raw")
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -115,7 +119,7 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
     n = int(meta["num_classes"])
     conf = {k: Confusion(n) for k in ("out", "input", "clean")}
     rows, examples, ious = [], [], MaskIoU()
-    bs = int(ev.get("batch_size", 8))
+    bs = int(ev["batch_size"])
     with progress_bar("evaluate de-occlusion", len(ds), enabled=progress) as advance:
         for start in range(0, len(ds), bs):
             idx = list(range(start, min(start + bs, len(ds))))
@@ -133,14 +137,18 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
             image = torch.stack([preprocess(r["image"]) for r in raws]).to(device)
             head = model.occlusion_mask(image)
             masks = masks if head is None else list(head.cpu().numpy())
-            out = to_uint8(model(image, torch.from_numpy(np.stack(src).astype(np.int64)).to(device),
-                                 torch.from_numpy(np.stack(tgt).astype(np.int64)).to(device), head).float().cpu())
+            maps = [torch.from_numpy(np.stack(m).astype(np.int64)).to(device) for m in (src, tgt)]
+            out = to_uint8(model(image, *maps, head).float().cpu())
+            true = torch.from_numpy(np.stack([r["occluder"] for r in raws])).to(device)
+            out_true = to_uint8(model(image, *maps, true).float().cpu()) if head is not None else out
             for k, (i, r) in enumerate(zip(idx, raws)):
                 region = r["region"]
                 ious.add(masks[k], r["occluder"], region)
                 answers = {"out": composite(out[k], r["image"], masks[k]), "input": r["image"],
                            "inpaint": inpaint(r["image"], masks[k]),
-                           "inpaint_true_mask": inpaint(r["image"], r["occluder"]), "raw": out[k]}
+                           "inpaint_true_mask": inpaint(r["image"], r["occluder"]), "raw": out[k],
+                           "out_true_mask": composite(out_true[k], r["image"], r["occluder"] if head is not None
+                                                      else masks[k])}
                 row: dict[str, Any] = {"id": ds.ids[i], "kinds": "+".join(kinds.get(ds.ids[i], [])),
                                        "region_pixels": int(region.sum()), "mask_pixels": int(masks[k].sum())}
                 if region.any():
@@ -165,6 +173,8 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
     if result.get("psnr_out") is not None:
         result["psnr_gain_db"] = result["psnr_out"] - result["psnr_input"]
         result["psnr_vs_inpaint_db"] = result["psnr_out"] - result["psnr_inpaint"]
+    if getattr(model, "occlusion", None) is not None:
+        _false_alarms(model, frame, data_dir, size, set(ds.ids), ious, device)
     result.update(ious.compute())
     result.update({"parser_miou": conf["out"].present_miou() if parser is not None else None,
                    "parser_miou_input": conf["input"].present_miou() if parser is not None else None,
@@ -193,6 +203,20 @@ class MaskIoU:
     def compute(self) -> dict[str, float | None]:
         i, u, fi, fu = (int(v) for v in self.sums)
         return {"occlusion_iou": i / u if u else None, "occlusion_iou_face": fi / fu if fu else None}
+
+
+def _false_alarms(model, frame, data_dir: Path, size: int, scored: set, ious: "MaskIoU", device) -> None:
+    """The occlusion head on the split's faces without an occluder too: what it marks there counts against
+    its IoU (a head that marks every face would otherwise pass)."""
+    from .dataset import FisnDataset
+
+    clean = FisnDataset(frame, data_dir, size)
+    idx = [i for i, sid in enumerate(clean.ids) if sid not in scored]
+    for start in range(0, len(idx), 16):
+        items = [clean[i] for i in idx[start:start + 16]]
+        found = model.occlusion_mask(torch.stack([it["image"] for it in items]).to(device)).cpu().numpy()
+        for it, mask in zip(items, found):
+            ious.add(mask, it["occluder"].numpy(), it["region"].numpy())
 
 
 def _means(rows: list[dict]) -> dict[str, float | None]:
@@ -258,7 +282,14 @@ def markdown_table(result: dict[str, Any]) -> str:
              "| answer inside the occluded region | PSNR (dB) | SSIM |", "|---|---|---|",
              f"| occluded input, as is | {f(result.get('psnr_input'))} | {f(result.get('ssim_input'), 3)} |",
              f"| cv2.inpaint (Telea), same mask | {f(result.get('psnr_inpaint'))} | {f(result.get('ssim_inpaint'), 3)} |",
-             f"| FISN | {f(result.get('psnr_out'))} | {f(result.get('ssim_out'), 3)} |", "",
+             f"| FISN | {f(result.get('psnr_out'))} | {f(result.get('ssim_out'), 3)} |",
+             f"| cv2.inpaint, the true occluder's mask | {f(result.get('psnr_inpaint_true_mask'))} | "
+             f"{f(result.get('ssim_inpaint_true_mask'), 3)} |",
+             f"| FISN, the true occluder's mask | {f(result.get('psnr_out_true_mask'))} | "
+             f"{f(result.get('ssim_out_true_mask'), 3)} |", "",
+             f"Occlusion mask IoU with the true occluder over every {result.get('split', 'test')} face: "
+             f"{f(result.get('occlusion_iou'), 3)} (its face part against the occluded face region: "
+             f"{f(result.get('occlusion_iou_face'), 3)}).", "",
              f"FISN − input: {f(result.get('psnr_gain_db'))} dB; FISN − cv2.inpaint: "
              f"{f(result.get('psnr_vs_inpaint_db'))} dB.", "",
              f"Parser mIoU vs M_γ (the parser: {result.get('parser')}): on the output {f(result.get('parser_miou'), 3)}, "

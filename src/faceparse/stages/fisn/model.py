@@ -7,12 +7,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...defaults import section_defaults
 from ...losses_gan import d_hinge_loss, generator_loss
+from .params import FisnLoss
 from .unet import Inpainter
 
 BETAS = (0.0, 0.9)
-LOSS_DEFAULTS = {"perceptual": "parser", "w_gan": 1.0, "w_fm": 10.0, "w_per": 10.0, "w_l1": 0.0, "w_hole": 0.0,
-                 "w_occlusion": 1.0}
+LOSS_DEFAULTS = section_defaults(FisnLoss)   # fisn.loss: eq. 9's weights and the perceptual network
 
 
 def erase_occluded(image: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -113,7 +114,7 @@ class GanStep(nn.Module):
             total = total + float(w["w_hole"]) * parts["hole"]
         if self.occlusion is not None and occluder is not None:
             parts["occlusion"] = occlusion_loss(self.occlusion(image).float(), occluder)
-            total = total + float(w.get("w_occlusion", 1.0)) * parts["occlusion"]
+            total = total + float(w.get("w_occlusion", LOSS_DEFAULTS["w_occlusion"])) * parts["occlusion"]
         return total, {k: v.detach() for k, v in parts.items()}
 
     def _adversarial(self, fake, real, target, perceptual, w) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -36,26 +36,27 @@ class FisnModel(Section):
     """``fisn.model``: a preset of faceparse.stages.fisn.network.PRESETS (tiny | paper | gated) and overrides."""
     preset: Optional[str] = None
     overrides: Optional[FisnOverrides] = None
-    erase_occluded: Optional[bool] = None   # the generator sees the occluded region as mid-grey
+    erase_occluded: Optional[bool] = False  # the generator sees the occluded region as mid-grey
 
 
 class FisnLoss(Section):
     """``fisn.loss``: eq. 9's weights and the perceptual network (parser | parser:REF | vgg19:PATH)."""
-    perceptual: Optional[str] = None
-    w_gan: Optional[float] = None
-    w_fm: Optional[float] = None
-    w_per: Optional[float] = None
-    w_l1: Optional[float] = None
-    w_hole: Optional[float] = None
-    w_occlusion: Optional[float] = None   # the occlusion head's BCE + Dice (gated preset)
+    perceptual: Optional[str] = "parser"
+    w_gan: Optional[float] = 1.0
+    w_fm: Optional[float] = 10.0
+    w_per: Optional[float] = 10.0
+    w_l1: Optional[float] = 0.0
+    w_hole: Optional[float] = 0.0
+    w_occlusion: Optional[float] = 1.0    # the occlusion head's BCE + Dice (gated preset)
 
 
 class FisnTrain(Train):
     mode: Optional[Literal["supervised", "paper"]] = None
-    occluded_only: Optional[bool] = None      # train on the occluded faces only
+    occluded_only: Optional[bool] = False     # train on the occluded faces only
 
 
 class FisnEvaluate(Evaluate):
+    batch_size: Optional[int] = 8
     maps: Optional[Literal["truth", "predicted"]] = None
 
 

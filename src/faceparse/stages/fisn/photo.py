@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..completion.photo import write_label
-from ...api import PRETRAINED
+from ...api import shipped_or_champion
 from ...photos import paint_order, paste_image
 
 
@@ -133,8 +133,7 @@ def paste(photo, raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def default_model(own: dict[str, Any]) -> str:
     """The shipped de-occluder when this faceparse has one, else ``models:/<registry name>@champion``."""
-    shipped = PRETRAINED / "fisn"
-    return str(shipped) if (shipped / "bundle.json").is_file() else f"models:/{own['registry']['model_name']}@champion"
+    return shipped_or_champion("fisn", own["registry"]["model_name"])
 
 
 def load_chain(params: dict[str, Any], model: str | None = None, completion: str | None = None):

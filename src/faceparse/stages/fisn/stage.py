@@ -6,10 +6,12 @@ from typing import Any
 
 import torch
 
+from ...defaults import fill_defaults
 from ...photo_eval import labelled_photos
-from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, bundle_stage, plots_dir
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, bundle_stage, figure, plots_dir
 from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
-from .model import BETAS, LOSS_DEFAULTS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
+from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
+from .params import FisnLoss, FisnModel as FisnModelSection
 from .pasted import KINDS, markdown, pasted_cases, score_chain, sheet
 from .photo import load_chain
 
@@ -42,7 +44,7 @@ class FisnStage(Stage):
     def model_config(self, params) -> dict[str, Any]:
         from .network import PRESETS
 
-        m = dict(params.get("model") or {})
+        m = fill_defaults(FisnModelSection, params.get("model"))
         name = str(m.get("preset") or "tiny")
         if name not in PRESETS:
             raise ValueError(f"unknown FISN preset {name!r}; known: {sorted(PRESETS)} (fisn.model.preset)")
@@ -52,7 +54,7 @@ class FisnStage(Stage):
             raise ValueError(f"fisn.model.overrides: unknown sections {sorted(unknown)} (generator, discriminator)")
         return {"preset": name, "generator": {**PRESETS[name]["generator"], **(over.get("generator") or {})},
                 "discriminator": {**PRESETS[name]["discriminator"], **(over.get("discriminator") or {})},
-                "occlusion": PRESETS[name].get("occlusion"), "erase_occluded": bool(m.get("erase_occluded", False))}
+                "occlusion": PRESETS[name].get("occlusion"), "erase_occluded": bool(m["erase_occluded"])}
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
         """num_classes / label_table (CelebAMask-HQ: the maps' face classes), the carried completion model
@@ -113,10 +115,10 @@ class FisnStage(Stage):
         from .dataset import FisnDataset
 
         root = Path(str(params["data"]["dir"])).resolve()
-        t = params.get("train") or {}
+        t = params["train"]
         mode = str(t.get("mode") or "supervised")
         train = FisnDataset(frames["train"], root, cfg.input_size, mode=mode, seed=cfg.seed,
-                            occluded_only=bool(t.get("occluded_only", False)))
+                            occluded_only=bool(t["occluded_only"]))
         if len(train) == 0:
             raise ValueError(f"{root}: no occluded training face (clean/<id>.jpg) for fisn.train.occluded_only")
         val = FisnDataset(frames["val"], root, cfg.input_size, mode="supervised", occluded_only=True)
@@ -143,7 +145,7 @@ class FisnStage(Stage):
 
         if ctx.model.completion is not None:
             load_carried(ctx.model, ctx.params)
-        loss = {**LOSS_DEFAULTS, **(ctx.params.get("loss") or {})}
+        loss = fill_defaults(FisnLoss, ctx.params.get("loss"))
         net = perceptual_network_for(str(loss["perceptual"]), ctx.model, ctx.params)
         ctx.state["perceptual"] = PerceptualLoss(net).to(ctx.dd.device)
         ctx.state["weights"] = {k: float(v) for k, v in loss.items() if k.startswith("w_")}
@@ -177,7 +179,7 @@ class FisnStage(Stage):
 
     def headline(self, m: dict[str, Any]) -> str:
         def f(k):
-            return "n/a" if m.get(k) is None else f"{m[k]:.2f}"
+            return figure(m, k, 2)
 
         return (f"de-occlusion: PSNR inside the occluded face region {f('psnr_out')} dB (occluded input "
                 f"{f('psnr_input')}, cv2.inpaint {f('psnr_inpaint')}); SSIM {f('ssim_out')} (input {f('ssim_input')}, "
@@ -270,7 +272,7 @@ def load_carried(model: FisnModel, params) -> None:
 
 def perceptual_source(params, meta) -> str:
     """What ``fisn.loss.perceptual`` names, resolved to something a reader can find again."""
-    spec = str({**LOSS_DEFAULTS, **(params.get("loss") or {})}["perceptual"])
+    spec = str(fill_defaults(FisnLoss, params.get("loss"))["perceptual"])
     kind, _, ref = spec.partition(":")
     if kind == "vgg19":
         if not ref:

@@ -30,9 +30,11 @@ import numpy as np
 import torch
 
 from ...align import face_crop, five_points, placement
+from ...defaults import fill_defaults
 from ...ibug68 import ALBU_OFFSET, IBUG_FLIP, NUM_POINTS, inter_ocular
 from ...models import preprocess
 from ...training.dataset import EpochSeeded, _range, derive_seed
+from .params import LandmarkAugment
 
 GEOMETRIC_TRIES = 10
 AUGMENT_KEYS = {"enabled", "rotate", "scale", "shift", "brightness", "contrast", "saturation", "hue", "blur",
@@ -42,8 +44,8 @@ FRAMINGS = ("image", "face")
 LOOSE_ZOOM, LOOSE_SHIFT = (1.0, 1.6), 0.08   # a loose frame: up to 1.6× as wide, moved ±8 % of its side
 
 
-def _prob(cfg: Mapping[str, Any], key: str, default: float) -> float:
-    v = float(cfg.get(key, default))
+def _prob(cfg: Mapping[str, Any], key: str) -> float:
+    v = float(cfg[key])
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"augment.{key} must be a probability in [0, 1], got {v}")
     return v
@@ -62,23 +64,23 @@ def build_landmark_augment(cfg: Mapping[str, Any] | None):
     unknown = set(cfg) - AUGMENT_KEYS
     if unknown:
         raise ValueError(f"unknown landmark augment keys {sorted(unknown)} (known: {sorted(AUGMENT_KEYS)})")
-    if not cfg.get("enabled", True):
+    cfg = fill_defaults(LandmarkAugment, cfg)   # keys left out: their defaults
+    if not cfg["enabled"]:
         return None
-    p, shift = _prob(cfg, "p", 0.8), float(cfg.get("shift", 0.0))
-    hue = cfg.get("hue", 0.0)
+    p, shift = _prob(cfg, "p"), float(cfg["shift"])
+    hue = cfg["hue"]
     hue = (-float(hue), float(hue)) if isinstance(hue, (int, float)) else _range(hue, "hue")
     kp = A.KeypointParams(format="xy", remove_invisible=False)
     geometric = A.Compose([
-        A.HorizontalFlip(p=_prob(cfg, "flip", 0.0)),
-        A.Affine(scale=_range(cfg.get("scale", [1.0, 1.0]), "scale"), rotate=_range(cfg.get("rotate", 0), "rotate"),
+        A.HorizontalFlip(p=_prob(cfg, "flip")),
+        A.Affine(scale=_range(cfg["scale"], "scale"), rotate=_range(cfg["rotate"], "rotate"),
                  translate_percent=(-shift, shift), interpolation=cv2.INTER_LINEAR,
                  border_mode=cv2.BORDER_CONSTANT, fill=0, p=p),
     ], keypoint_params=kp, save_applied_params=True, seed=0)
     photometric = A.Compose([
-        A.ColorJitter(brightness=_range(cfg.get("brightness", [1.0, 1.0]), "brightness"),
-                      contrast=_range(cfg.get("contrast", [1.0, 1.0]), "contrast"),
-                      saturation=_range(cfg.get("saturation", [1.0, 1.0]), "saturation"), hue=hue, p=p),
-        A.GaussianBlur(blur_limit=(3, 5), p=_prob(cfg, "blur", 0.0)),
+        A.ColorJitter(brightness=_range(cfg["brightness"], "brightness"), contrast=_range(cfg["contrast"], "contrast"),
+                      saturation=_range(cfg["saturation"], "saturation"), hue=hue, p=p),
+        A.GaussianBlur(blur_limit=(3, 5), p=_prob(cfg, "blur")),
     ], seed=0)
     return geometric, photometric
 

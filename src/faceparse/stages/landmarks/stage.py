@@ -120,7 +120,7 @@ class LandmarkStage(Stage):
     def datasets(self, params, frames, meta, cfg):
         from .dataset import LandmarkDataset
 
-        aug = cfg.augment if cfg.augment.get("enabled", True) else None
+        aug = cfg.augment if cfg.augment["enabled"] else None
         fr = meta.get("framing") or framing_of({})
         return (LandmarkDataset(frames["train"], cfg.input_size, augment=aug, seed=cfg.seed, framing=fr["mode"],
                                 jitter=fr["jitter"], loose=fr["loose"]),
@@ -190,7 +190,7 @@ class LandmarkStage(Stage):
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         ds = eval_dataset(frame, meta, int(meta.get("input_size", 256)))
         ev = PointsEvaluator(meta.get("mean_shape"), framed=is_face_framed(meta))
-        bs = int(params["evaluate"].get("batch_size", 16))
+        bs = int(params["evaluate"]["batch_size"])
         loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False)
         device = next(model.parameters()).device
         for batch in loader:

@@ -32,5 +32,5 @@ def decode(answers: dict[str, bytes], size) -> dict[str, Any]:
 
 CARD = Card(
     title="68 landmarks", subtitle="iBUG 68 points", run=run, layer="points",
-    get_model="give the page one: `faceparse ui page --landmarks BUNDLE_DIR_OR_MODELS_URI`",
+    get_model="give the page one: `faceparse ui page --model landmarks=BUNDLE_DIR_OR_MODELS_URI`",
     endpoint=EndpointAsk(("json",), decode))

@@ -111,7 +111,7 @@ def evaluate_parser(model, meta, df, data_dir: Path, params: dict[str, Any], pro
     bad = [s for s in out_sizes if s < 1]
     if bad:
         raise ConfigError(f"params: evaluate.out_sizes must be positive, got {bad}")
-    batch_size = int(ev.get("batch_size", 4))
+    batch_size = int(ev["batch_size"])
     rows = list(zip(df["image_path"], df["label_path"]))
     prog = Progress(TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, disable=not progress, transient=False)

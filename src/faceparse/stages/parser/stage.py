@@ -106,7 +106,7 @@ class ParserStage(Stage):
         k = int(params["loss"]["edge_kernel"])
         n = int(meta["num_classes"])
         train = FaceParsingDataset(frames["train"], cfg.input_size, cfg.out_size, n, k,
-                                   augment=cfg.augment if cfg.augment.get("enabled", True) else None,
+                                   augment=cfg.augment if cfg.augment["enabled"] else None,
                                    sample_queries=cfg.sample_queries, seed=cfg.seed)
         return train, FaceParsingDataset(frames["val"], cfg.input_size, cfg.out_size, n, k)
 

@@ -32,5 +32,5 @@ def decode(answers: dict[str, bytes], size) -> dict[str, Any]:
 
 CARD = Card(
     title="Face parsing", subtitle="FP-LIIF, any output resolution", run=run, layer="labels",
-    resizable=True, get_model="give the page one: `faceparse ui page --parser BUNDLE_DIR_OR_MODELS_URI`",
+    resizable=True, get_model="give the page one: `faceparse ui page --model parser=BUNDLE_DIR_OR_MODELS_URI`",
     endpoint=EndpointAsk(("png",), decode))

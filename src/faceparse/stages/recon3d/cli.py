@@ -6,23 +6,21 @@ from typing import List, Optional
 
 import typer
 
-from ...commands.common import DetectOpt, ParamsOpt, SetOpt, console, emit_json, friendly_errors
-
-ModelRef = "models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory"
+from ...commands.common import (DetectOpt, ModelOpt, OutOpt, ParamsOpt, PhotosArg, QuietOpt, SetOpt, friendly_errors,
+                                report_photos)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("reconstruct")
     @friendly_errors
     def reconstruct_cmd(
-        images: List[str] = typer.Argument(..., help="photos: files, folders or glob patterns"),
-        out: Path = typer.Option(..., "--out", "-o", help="output folder"),
-        model: Optional[str] = typer.Option(None, "--model", "-m",
-                                            help=f"the recon3d model (default: models:/<recon3d.registry.model_name>@champion): {ModelRef}"),
+        images: List[str] = PhotosArg(),
+        out: Path = OutOpt,
+        model: Optional[str] = ModelOpt("recon3d"),
         deocclude: bool = typer.Option(False, "--deocclude", help="remove occluders first (the de-occlusion chain)"),
-        fisn: Optional[str] = typer.Option(None, "--fisn", help=f"--deocclude: the FISN model (default: its champion): {ModelRef}"),
+        fisn: Optional[str] = ModelOpt("fisn", "--fisn", what="--deocclude: the FISN model", default="its champion"),
         detect: bool = DetectOpt,
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        quiet: bool = QuietOpt,
         params: Optional[Path] = ParamsOpt,
         set_: Optional[List[str]] = SetOpt,
     ):
@@ -35,11 +33,5 @@ def register(app: typer.Typer) -> None:
         from ...config import load_params
         from .photo import reconstruct_images
 
-        res = reconstruct_images(load_params(params, set_ or []), images, out, model, deocclude, fisn,
-                                 progress=not quiet, detect=detect)
-        ok = [r for r in res["results"] if r["ok"]]
-        names = ", ".join(f"{k} {v.get('model_uri') or v.get('ref')}" for k, v in res["models"].items())
-        console.print(f"[green]reconstructed[/] {len(ok)}/{len(res['results'])} images → {out} ({names})", soft_wrap=True)
-        emit_json(res)
-        if len(ok) < len(res["results"]):
-            raise typer.Exit(1)
+        report_photos(reconstruct_images(load_params(params, set_ or []), images, out, model, deocclude, fisn,
+                                         progress=not quiet, detect=detect), "reconstructed", out)

@@ -84,7 +84,7 @@ def evaluate_recon3d(model, meta, frame, data_dir: Path, params, progress: bool)
     from .dataset import Recon3dDataset
 
     ev = params["evaluate"]
-    size, bs = int(meta.get("input_size", 128)), int(ev.get("batch_size", 16))
+    size, bs = int(meta.get("input_size", 128)), int(ev["batch_size"])
     if not (data_dir / "coeffs").is_dir() or not (data_dir / "clean").is_dir():
         raise ValueError(f"{data_dir}: no coeffs/ or clean/: the 3D benchmark needs the synthetic 3D set "
                          "(`faceparse data synth3d`)")

@@ -16,6 +16,7 @@ class Synth3d(Section):
 
 
 class Recon3dData(Data):
+    size: Optional[int] = 128               # faceparse.data.synth3d's renders
     synth3d: Optional[Synth3d] = None
 
 
@@ -23,9 +24,9 @@ class Recon3dModel(Section):
     """``recon3d.model``: a ResNet preset of faceparse.models.resnet.PRESETS and the face model's sizes."""
     preset: Optional[str] = None
     overrides: Optional[dict[str, Any]] = None
-    n_id: Optional[int] = None
-    n_exp: Optional[int] = None
-    n_albedo: Optional[int] = None
+    n_id: Optional[int] = 100               # identity modes regressed (ICT has 100)
+    n_exp: Optional[int] = 53               # expression blendshapes (ICT has 53)
+    n_albedo: Optional[int] = 16            # mesh-Laplacian eigenvectors per colour channel
     head_scale: Optional[dict[str, float]] = None
 
 
@@ -45,6 +46,7 @@ class Recon3dLoss(Section):
 
 
 class Recon3dEvaluate(Evaluate):
+    batch_size: Optional[int] = 16
     deocclude: Optional[str] = None
     deocclude_registered: Optional[str] = None
 

@@ -6,9 +6,11 @@ from typing import Any
 
 import torch
 
+from ...defaults import fill_defaults
 from ...photos import RENDERED
-from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs
+from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
 from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
+from .params import Recon3dModel
 from .scoring import MeshEvaluator
 
 
@@ -39,7 +41,7 @@ class Recon3dStage(Stage):
     def model_config(self, params) -> dict[str, Any]:
         from ...models.resnet import PRESETS
 
-        m = dict(params.get("model") or {})
+        m = fill_defaults(Recon3dModel, params.get("model"))
         name = str(m.get("preset") or "small")
         if name not in PRESETS:
             raise ValueError(f"unknown recon3d preset {name!r}; known: {sorted(PRESETS)} (recon3d.model.preset)")
@@ -47,7 +49,7 @@ class Recon3dStage(Stage):
         unknown = set(over) - {"block", "layers", "width", "grid"}
         if unknown:
             raise ValueError(f"recon3d.model.overrides: unknown keys {sorted(unknown)} (block, layers, width, grid)")
-        face = {k: int(m.get(k, d)) for k, d in (("n_id", 100), ("n_exp", 53), ("n_albedo", 16))}
+        face = {k: int(m[k]) for k in ("n_id", "n_exp", "n_albedo")}
         scale = {str(k): float(v) for k, v in dict(m.get("head_scale") or {}).items()}
         return {"preset": name, **PRESETS[name], **over, **face, **({"head_scale": scale} if scale else {})}
 
@@ -138,7 +140,7 @@ class Recon3dStage(Stage):
 
     def headline(self, m: dict[str, Any]) -> str:
         def f(k):
-            return "n/a" if m.get(k) is None else f"{m[k]:.2f}"
+            return figure(m, k, 2)
 
         return (f"3D reconstruction: 90th-percentile vertex error {f('p90_mm_clean')} mm clean, {f('p90_mm_occluded')} "
                 f"occluded, {f('p90_mm_deoccluded')} de-occluded first (the mean face: {f('p90_mm_mean_face')} mm)")
