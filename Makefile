@@ -55,7 +55,7 @@ clean:
 # Container images, built for real with podman (docs/containers.md): the train (kfp components, training
 # pods; CPU torch here), serve (TorchServe) and mlflow images as localhost/faceparse-{train,serve,mlflow}:<version>,
 # also tagged with their published ghcr.io names; a local Debian 12 base made once with debootstrap. Installs
-# Debian's podman/runc/debootstrap once (root). Cold ~11 min on 2 cores; a code-only change rebuilds in ~1 min.
+# Debian's podman/runc/debootstrap once (root). Cold ~14 min on 2 cores; a code-only change rebuilds in ~15 s.
 # FACEPARSE_IMAGE for the kfp compile: runs/images.env. images-check runs each image offline.
 .PHONY: images images-check
 images:

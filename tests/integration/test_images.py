@@ -3,7 +3,7 @@ three exist, run offline (--network none) as a non-root user, the train image im
 serve image has TorchServe + Java 17, the mlflow image the MLflow server; and every image the compiled
 pipeline (pipelines/faceparse_pipeline.yaml), the launchers' default and the cluster manifests name is one
 of the tags `make images` gives. Skipped, with the reason, where podman is missing or the images have not
-been built (`make images` first: ~11 min cold)."""
+been built (`make images` first: ~14 min cold)."""
 from __future__ import annotations
 
 import os
