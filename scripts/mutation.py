@@ -57,18 +57,28 @@ class Target:
 TARGETS: tuple[Target, ...] = (
     Target("src/faceparse/metrics.py", ("*",),
            ("tests/code/test_metrics.py", "tests/code/test_metrics_units.py")),
-    Target("src/faceparse/serve/router.py", ("percentile", "Stats.*", "Router.route"),
+    # the request path users call (the canary router): what reaches TorchServe, the split, the shadow request
+    # and its agreement, who may read the stats. Async methods too: their unit tests drive the aiohttp app in
+    # front of a stand-in TorchServe on loopback (tests/code/test_router_units.py, no JVM)
+    Target("src/faceparse/serve/router.py",
+           ("percentile", "Stats.*", "Router.route", "Router.predict", "Router.retry", "Router.mirror",
+            "Router.valid_keys", "Router.authorised", "upstream_body"),
            ("tests/code/test_router_units.py", "tests/code/test_canary_gates.py")),
-    Target("src/faceparse/serve/rollout.py", ("judge", "rollout_params"),
-           ("tests/code/test_rollout_units.py", "tests/code/test_canary_gates.py")),
-    Target("src/faceparse/registry.py", ("promote", "_version_by_alias", "_float_tag", "_registry_section"),
-           ("tests/code/test_registry_units.py",)),
+    Target("src/faceparse/serve/rollout.py", ("judge", "rollout_params", "agreement_floor", "auto"),
+           ("tests/code/test_rollout_units.py", "tests/code/test_canary_gates.py",
+            "tests/code/test_router_units.py")),
+    # promote's decision, and what register / rollback decide (the metrics a version is tagged with, which
+    # version becomes champion again): MlflowClient stood in for by dicts
+    Target("src/faceparse/registry.py", ("promote", "_version_by_alias", "_float_tag", "_registry_section",
+                                         "_load_metrics", "_tag", "rollback"),
+           ("tests/code/test_registry_units.py", "tests/code/test_router_units.py")),
     Target("src/faceparse/stages/__init__.py", ("Stage.better",),   # the promotion's comparison, per stage
            ("tests/code/test_registry_units.py",)),
     Target("src/faceparse/serve/imaging.py",
-           ("_text", "parse_options", "encode_png", "label_png", "overlay_png", "class_fractions",
-            "read_label_png", "mean_iou", "RequestError.body"),
-           ("tests/code/test_imaging_units.py", "tests/code/test_canary_gates.py")),
+           ("_text", "parse_options", "payload_bytes", "decode_image", "encode_png", "label_png", "overlay_png",
+            "class_fractions", "read_label_png", "mean_iou", "RequestError.body"),
+           ("tests/code/test_imaging_units.py", "tests/code/test_canary_gates.py",
+            "tests/code/test_router_units.py")),
     Target("src/faceparse/config.py", ("*",),
            ("tests/code/test_config.py", "tests/code/test_config_units.py")),
     Target("src/faceparse/schema.py", ("*",),
@@ -78,6 +88,11 @@ TARGETS: tuple[Target, ...] = (
     # stage's metrics) — 2026-12-01 its tests killed 172/269 mutants (63.9 %): tests to add before it joins
     Target("src/faceparse/serve/codecs.py", ("label_agreement", "points_agreement", "codec_for"),
            ("tests/code/test_codecs.py",)),
+    # the served stages' own agreement (what the router's mirror computes for a FISN / 3D canary)
+    Target("src/faceparse/stages/fisn/codec.py", ("FisnCodec.agreement",),
+           ("tests/code/test_codecs.py", "tests/code/test_router_units.py")),
+    Target("src/faceparse/stages/recon3d/codec.py", ("Recon3dCodec.agreement",),
+           ("tests/code/test_codecs.py", "tests/code/test_router_units.py")),
 )
 
 # Files the selected tests read besides the code (tests/conftest.py's repo_root is the scratch copy).
@@ -91,7 +106,30 @@ _F64 = ("float64 instead of float32 arithmetic: identical output at the served a
 _NCLS = "a larger class count only adds classes absent from both maps, which the mean leaves out"
 _SIB = "siblings of a non-empty parent have exactly one more dotted part: the last part is the same"
 _JSON_F64 = "JSON numbers parse to Python floats (ints are promoted by the norm and the division): float64 anyway"
+_HDR = "HTTP header names are case-insensitive (aiohttp's CIMultiDict on both ends)"
+_MIRROR_FMT = ("aiohttp's client sets a dict's headers case-insensitively in order, and the mirror format comes last: "
+               "a client's x-format (any case) is replaced whether or not the filter drops it")
+_MIRROR_LINE = ('h = {**{k: v for k, v in headers.items() if k.lower() != "x-format"}, "X-Format": '
+                'codec.mirror_format}')
 EQUIVALENT: dict[tuple[str, str], str] = {
+    ("src/faceparse/serve/rollout.py", "log = log or (lambda _m: 0)"): "the log callback's return value is unused",
+    ("src/faceparse/registry.py", "prev = (cur.tags or {}).get(TAG_PREVIOUS, None)"):
+        "no previous-champion tag: None and '' are both falsy, refused alike",
+    ("src/faceparse/registry.py", "prev = (cur.tags or {}).get(TAG_PREVIOUS, )"):
+        "no previous-champion tag: None and '' are both falsy, refused alike",
+    ("src/faceparse/serve/router.py", 'h = request.headers.get("Authorization", "XXXX")'):
+        "a missing header's default is no bearer token either way: no token, refused",
+    ("src/faceparse/serve/router.py", _MIRROR_LINE.replace("k.lower()", "k.upper()")): _MIRROR_FMT,
+    ("src/faceparse/serve/router.py", _MIRROR_LINE.replace('!= "x-format"', '!= "XXx-formatXX"')): _MIRROR_FMT,
+    ("src/faceparse/serve/router.py", _MIRROR_LINE.replace('!= "x-format"', '!= "X-FORMAT"')): _MIRROR_FMT,
+    ("src/faceparse/serve/router.py", _MIRROR_LINE.replace('"X-Format":', '"x-format":')): _MIRROR_FMT,
+    ("src/faceparse/serve/router.py", _MIRROR_LINE.replace('"X-Format":', '"X-FORMAT":')): _MIRROR_FMT,
+    ("src/faceparse/serve/router.py", "ms = (time.perf_counter() - t0) * 1001"):
+        "0.1 % on a latency: below any timing a test can pin (the gate compares p95 ratios)",
+    ("src/faceparse/serve/router.py",
+     'resp = web.Response(status=status, body=data, headers={**rh, **({"x-canary-arm": arm} if arm else {})})'): _HDR,
+    ("src/faceparse/serve/router.py",
+     'resp = web.Response(status=status, body=data, headers={**rh, **({"X-CANARY-ARM": arm} if arm else {})})'): _HDR,
     ("src/faceparse/serve/codecs.py",
      'pa, pb = (np.asarray(json.loads(x)[key], dtype=None) for x in (a, b))'): _JSON_F64,
     ("src/faceparse/serve/codecs.py", 'pa, pb = (np.asarray(json.loads(x)[key], ) for x in (a, b))'): _JSON_F64,
@@ -169,8 +207,12 @@ def defined_functions(path: Path) -> set[str]:
 
 def resolve_targets(names: list[str] | None) -> list[Target]:
     """The configured targets (or those named); a target whose module, function or test file no longer
-    exists fails the run, naming it: a renamed test must not drop its mutants silently."""
+    exists, a target without tests, or a name that is no target fails the run, naming it: a renamed test or a
+    mistyped ``--module`` must not drop mutants silently."""
     chosen, problems = [], []
+    known = {n for t in TARGETS for n in (t.short, t.module)}
+    problems += [f"--module {n}: no such target (known: {', '.join(t.short for t in TARGETS)})"
+                 for n in names or () if n not in known]
     for t in TARGETS:
         if names and t.short not in names and t.module not in names:
             continue
@@ -182,6 +224,8 @@ def resolve_targets(names: list[str] | None) -> list[Target]:
         problems += [f"{t.path} has no function {f!r}" for f in t.functions
                      if not (f == "*" or (f.endswith(".*") and any(h.startswith(f[:-1]) for h in have)) or f in have)]
         problems += [f"{t.path}: test file {x} does not exist" for x in t.tests if not (REPO / x).is_file()]
+        if not t.tests:
+            problems.append(f"{t.path}: no test files (its mutants would all survive)")
         chosen.append(t)
     if problems:
         raise SystemExit("mutation targets out of date (update TARGETS in scripts/mutation.py):\n  "

@@ -300,17 +300,25 @@ async def upstream_body(request, headers: dict) -> bytes:
     as ``application/octet-stream`` unless it is JSON (KServe v1). Multipart forms are unpacked here: the
     image field becomes the raw body and ``resolution`` / ``format`` fields become X- headers; a malformed
     form is the client's mistake (ValueError → 400), never a 5xx from upstream."""
+    from aiohttp import web
+    from aiohttp.http_exceptions import HttpProcessingError
+
     for k in [k for k in headers if k.lower() == "content-type"]:
         del headers[k]
     ctype = request.content_type
-    if ctype == "application/json":
-        headers["Content-Type"] = "application/json"
-        return await request.read()
-    headers["Content-Type"] = "application/octet-stream"
+    headers["Content-Type"] = "application/json" if ctype == "application/json" else "application/octet-stream"
     if ctype != "multipart/form-data":
-        return await request.read()
+        try:
+            return await request.read()   # over MAX_BODY: aiohttp's own 413 (web.HTTPRequestEntityTooLarge)
+        except (web.RequestPayloadError, HttpProcessingError) as e:
+            # a body its Content-Encoding does not decode (corrupt gzip / deflate): an HTTP 500 before
+            cause = e if isinstance(e, HttpProcessingError) else e.__cause__
+            why = cause.message if isinstance(cause, HttpProcessingError) else str(e)
+            raise ValueError(f"unreadable request body: {why.strip() or type(e).__name__}") from None
     try:
         form = await request.post()
+    except web.HTTPException:
+        raise   # aiohttp's own answer: 413 for a form over MAX_BODY (it was "malformed", 400, before)
     except Exception as e:  # noqa: BLE001 - aiohttp raises several types for a broken form
         raise ValueError(f"malformed multipart body: {type(e).__name__}") from None
     for opt in ("resolution", "format"):
