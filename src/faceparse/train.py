@@ -277,7 +277,7 @@ def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, tor
 
     model = stage.build_model(meta)
     if cfg.init:
-        _initial_weights(model, cfg.init, stage.name, params)
+        _initial_weights(model, cfg.init, stage, params)
     model = model.to(dd.device)
     if dd.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -291,7 +291,7 @@ def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, tor
     return ctx, torch.Generator().manual_seed(cfg.seed)
 
 
-def _initial_weights(model, ref: str, stage: str, params: dict[str, Any]) -> None:
+def _initial_weights(model, ref: str, stage, params: dict[str, Any]) -> None:
     """``train.init``: the weights of another bundle of this stage and architecture (a bare stage name: the
     model shipped in the package, ``faceparse.api.shipped_ref``) — fine-tuning instead of a random start."""
     from .api import shipped_ref
@@ -302,12 +302,12 @@ def _initial_weights(model, ref: str, stage: str, params: dict[str, Any]) -> Non
     src = shipped_ref(ref)
     bdir, _ = resolve_bundle(src, tracking_uri=tracking_uri(params) if str(src).startswith("models:/") else None)
     net, meta = load_bundle(bdir)
-    if bundle_stage(meta) != stage:
-        raise ConfigError(f"params: train.init={ref!r} is a {meta.get('stage', 'parser')} model, not a {stage} one")
+    if bundle_stage(meta) != stage.name:
+        raise ConfigError(f"params: train.init={ref!r} is a {meta.get('stage', 'parser')} model, not a {stage.name} one")
     try:
-        model.load_state_dict(net.state_dict())
+        stage.load_initial(model, net.state_dict())
     except RuntimeError as e:
-        raise ConfigError(f"params: train.init={ref!r} has another architecture than the {stage} model params "
+        raise ConfigError(f"params: train.init={ref!r} has another architecture than the {stage.name} model params "
                           f"give ({str(e).splitlines()[0].rstrip(':')}); set train.init to a bundle of this "
                           "architecture, or null to train from scratch") from None
 

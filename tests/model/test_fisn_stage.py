@@ -18,7 +18,7 @@ from faceparse.config import load_params
 from faceparse.stages import for_stage, get_stage
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["fisn.model.overrides.generator.ngf=8", "fisn.model.overrides.generator.style_dim=8",
+SMALL = ["fisn.model.preset=tiny", "fisn.train.init=null", "fisn.model.overrides.generator.ngf=8", "fisn.model.overrides.generator.style_dim=8",
          "fisn.model.overrides.generator.spade_hidden=8", "fisn.model.overrides.discriminator.ndf=8"]
 
 

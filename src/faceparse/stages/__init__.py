@@ -244,6 +244,11 @@ class Stage:
         return (f"{self.name}: test {self.info.metric_label or self.primary_metric} "
                 f"{figure(result, self.primary_metric)}  ({result.get('n_images')} test images)")
 
+    def load_initial(self, model, state: dict[str, Any]) -> None:
+        """``train.init``: another bundle's weights into the model about to train (RuntimeError on another
+        architecture); a stage whose bundle carries a model it does not train loads only its own part."""
+        model.load_state_dict(state)
+
     def bundle_metrics(self, val: dict[str, Any], cfg) -> dict[str, Any]:
         """The validation metrics written into bundle.json, marked as the validation split's."""
         return {"split": "val", **val}

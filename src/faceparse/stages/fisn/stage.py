@@ -107,6 +107,15 @@ class FisnStage(Stage):
                 "report.carries_completion": (meta.get("carries") or {}).get("completion", {}).get("model_uri")
                 or (meta.get("carries") or {}).get("completion", {}).get("ref")}
 
+    def load_initial(self, model, state) -> None:
+        """Generator, discriminator and occlusion head from ``state``; the carried completion model comes from
+        ``fisn.carry`` (prepare), whatever the initial bundle carried."""
+        own = {k: v for k, v in state.items() if not k.startswith("completion.")}
+        missing, unexpected = model.load_state_dict(own, strict=False)
+        missing = [k for k in missing if not k.startswith("completion.")]
+        if missing or unexpected:
+            raise RuntimeError(f"Error(s) in loading state_dict: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
     def run_name(self, mcfg) -> str:
         return f"train-fisn-{mcfg['preset']}"
 
