@@ -18,7 +18,9 @@ from faceparse.config import load_params
 from faceparse.stages import for_stage, get_stage
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["fisn.model.preset=tiny", "fisn.train.init=null", "fisn.model.overrides.generator.ngf=8", "fisn.model.overrides.generator.style_dim=8",
+# the paper's SEAN generator with eq. 9's weights (+ the hole L1), as make run trained it before the gated preset
+SMALL = ["fisn.model.preset=tiny", "fisn.train.init=null", "fisn.loss.w_gan=1", "fisn.loss.w_fm=10", "fisn.loss.w_per=10",
+         "fisn.loss.w_l1=0", "fisn.loss.w_hole=100", "fisn.train.lr=1e-3", "fisn.train.occluded_only=true", "fisn.model.overrides.generator.ngf=8", "fisn.model.overrides.generator.style_dim=8",
          "fisn.model.overrides.generator.spade_hidden=8", "fisn.model.overrides.discriminator.ndf=8"]
 
 

@@ -25,13 +25,14 @@ class FisnStage(Stage):
     meta_keys = ("num_classes", "label_table")
     floor = Floor("psnr_input", "plus", 2.0)          # 2 dB over the occluded photo as it is
     baseline_metrics = ("psnr_input", "psnr_inpaint", "ssim_out", "ssim_input", "ssim_inpaint", "parser_miou")
-    dvc = DvcInputs(train=TrainInputs(data="src/faceparse/stages/fisn/dataset.py", model="src/faceparse/models",
+    dvc = DvcInputs(train=TrainInputs(data="src/faceparse/pretrained/fisn", model="src/faceparse/models",
                                       lib="src/faceparse/losses_gan.py", uses="${fisn.carry.completion}",
                                       record="${fisn.carry.registered_file}",
                                       params=("fisn.model", "fisn.loss", "fisn.train", "fisn.carry")),
                     evaluate=EvaluateInputs(eval="src/faceparse/stages/fisn/evaluate.py",
                                             lib="src/faceparse/stages/fisn/dataset.py", model="src/faceparse/models"),
                     notes={"train": "the generator; its bundle carries the completion model",
+                           "train.data": "train.init: the shipped weights it fine-tunes",
                            "train.model": "FISN + the carried parser / landmark networks",
                            "train.uses": "carried; its parser's encoder = the perceptual network",
                            "train.record": "the carried completion's registry version",
