@@ -59,16 +59,18 @@ SKIN = ("skin", "nose", "l_brow", "r_brow", "u_lip", "l_lip")
 class FitConfig:
     """The fit's settings (params ``recon3d.fit``; see the module's docstring)."""
     enabled: bool = True
-    steps: int = 12               # Levenberg–Marquardt iterations (landmarks, silhouette, priors)
-    sigma_lmk: float = 0.04       # landmark noise (per point), fraction of the inter-ocular distance
+    steps: int = 12               # Levenberg–Marquardt iterations (landmarks, outline, priors)
+    sigma_lmk: float = 0.06       # landmark noise (per point), fraction of the inter-ocular distance
     w_jaw: float = 0.5            # the jaw points' weight (they are the least sure)
     sigma_id: float = 1.0         # identity prior (ICT: N(0, 1) per mode)
-    sigma_exp: float = 0.3        # expression prior (a pull to 0; weights in [0, 1])
+    sigma_exp: float = 0.15       # expression prior (a pull to 0; weights in [0, 1])
     silhouette: bool = True       # (b) the outline term, when a parsing map is given
     sigma_sil: float = 0.04       # outline noise, fraction of the inter-ocular distance
     n_sil: float = 68.0           # the outline counts as this many independent points
+    sil_after: int = 3            # LM iterations on the landmarks alone before the outline joins
+    robust: float = 0.7           # Cauchy scale (in σ) of the landmark and outline residuals (0: plain squares)
     photo_steps: int = 0          # (c) Adam steps on the photometric term (0: none)
-    light_steps: int = 10         # of which the first fit albedo and light alone
+    light_steps: int = 6          # of which the first fit albedo and light alone
     lr: float = 0.01              # Adam's step for the photometric phase
     sigma_pix: float = 0.02       # the photometric term's noise (RGB in [0, 1])
     sigma_albedo: float = 0.2     # albedo prior (the Laplacian basis' coefficients)
@@ -226,7 +228,8 @@ class _Problem:
         if point_weights is not None:
             w = w * point_weights.to(dt)
         self.iod = inter_ocular(self.points)
-        self.rw = w.sqrt() / (cfg.sigma_lmk * self.iod)[:, None]                            # (B, L)
+        self.rw0 = w.sqrt() / (cfg.sigma_lmk * self.iod)[:, None]                           # (B, L)
+        self.rw = self.rw0
         self.prior = torch.cat([torch.full((self.n_id,), 1 / cfg.sigma_id),
                                 torch.full((self.n_exp,), 1 / cfg.sigma_exp)]).to(dt).to(points.device)
         self.outline = None if outline is None else outline.to(dt)                           # (B, 3, H, W)
@@ -283,10 +286,22 @@ class _Problem:
         # each point's weight, fixed until the next selection: trusted (its nearest boundary faces the
         # background) × √(n_sil / trusted count) / (σ_sil · inter-ocular distance in pixels)
         xy, _ = self.project(theta, vid)
-        trust = (_sample(self.outline[:, 1:2], xy)[..., 0] > 0.5).to(theta.dtype) * mask
+        s = _sample(self.outline[:, :2], xy)
+        trust = (s[..., 1] > 0.5).to(theta.dtype) * mask
         count = trust.sum(1).clamp_min(1.0)
         scale = (self.cfg.n_sil / count).sqrt() / (self.cfg.sigma_sil * self.iod * self.outline.shape[-1])
-        self.sil_vid, self.sil_w = vid, trust * scale[:, None]
+        w = trust * scale[:, None]
+        self.sil_vid, self.sil_w = vid, w * _cauchy(s[..., 0] * w * count.sqrt()[:, None] / math.sqrt(self.cfg.n_sil),
+                                                        self.cfg.robust)
+
+    def reweight(self, theta) -> None:
+        """Robust (Cauchy, IRLS) weights of the landmarks from the current fit: a point many σ off (an
+        occluded point the landmark model guessed wrong) counts less."""
+        b = theta.shape[0]
+        with torch.no_grad():
+            xy, _ = self.project(theta, self.lmk.expand(b, -1))
+            e = (xy - self.points).norm(dim=-1) * self.rw0
+        self.rw = self.rw0 * _cauchy(e, self.cfg.robust)
 
     def residuals(self, theta):
         b = theta.shape[0]
@@ -310,6 +325,13 @@ class _Problem:
         prior = torch.cat([torch.diag(self.prior), torch.zeros(n_shape, 6, dtype=theta.dtype, device=theta.device)], 1)
         blocks.append(prior.expand(b, -1, -1))
         return torch.cat(blocks, 1)
+
+
+def _cauchy(e: torch.Tensor, c: float) -> torch.Tensor:
+    """√ of the Cauchy IRLS weight 1 / (1 + (e / c)²) of residuals ``e`` (in σ); 1 when ``c`` is 0."""
+    if not c:
+        return torch.ones_like(e)
+    return (1.0 / (1.0 + (e / c).square())).sqrt()
 
 
 def _neck_id() -> int:
@@ -337,8 +359,11 @@ def fit_shape(face, y0: torch.Tensor, points: torch.Tensor, cfg: FitConfig, poin
     lam = torch.full((b,), 1e-3, dtype=dt, device=theta.device)
     eye = torch.eye(theta.shape[-1], dtype=dt, device=theta.device)
     it = 0
+    use_outline = prob.outline is not None
     for it in range(1, int(cfg.steps) + 1):
-        prob.select_outline(theta, size)
+        prob.reweight(theta)
+        if use_outline and it > int(cfg.sil_after):
+            prob.select_outline(theta, size)
         r, jac = prob.residuals(theta), prob.jacobian(theta)
         cost = r.square().sum(-1)
         jtj, jtr = jac.transpose(1, 2) @ jac, (jac.transpose(1, 2) @ r[..., None])[..., 0]
@@ -372,13 +397,17 @@ def photometric_energy(renderer, y: torch.Tensor, image01: torch.Tensor, visible
 
 def fit_photometric(renderer, y: torch.Tensor, points: torch.Tensor, image01: torch.Tensor,
                     visible: torch.Tensor | None, cfg: FitConfig, point_weights: torch.Tensor | None = None,
-                    history: list | None = None) -> tuple[torch.Tensor, int]:
+                    history: list | None = None, outline: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Adam on identity, expression, pose, albedo and light against the photometric term over the visible
-    skin, the landmark term and the priors; ``cfg.photo_steps`` steps (the first ``light_steps`` fit albedo
-    and light alone)."""
+    skin, the landmark and outline terms (their robust weights and outline points as the shape fit left
+    them) and the priors; ``cfg.photo_steps`` steps (the first ``light_steps`` fit albedo and light alone)."""
     face = renderer.face
     size = int(image01.shape[-1])
-    prob = _Problem(face, points, cfg, point_weights)
+    prob = _Problem(face, points, cfg, point_weights, outline if cfg.silhouette else None)
+    theta0 = torch.cat([face.split(y.detach())[k] for k in ("id", "exp", "pose")], -1).double()
+    prob.reweight(theta0)
+    if prob.outline is not None:
+        prob.select_outline(theta0, prob.outline.shape[-1])
     groups = face.split(y.detach())
     names = list(groups)
     var = {k: v.clone().requires_grad_(True) for k, v in groups.items()}
@@ -415,7 +444,8 @@ def fit_faces(renderer, y0: torch.Tensor, points: torch.Tensor, cfg: FitConfig, 
     y, n_lm = fit_shape(face, y0, points, cfg, point_weights, outline, hist)
     n_ph = 0
     if cfg.photo_steps > 0 and image01 is not None:
-        y, n_ph = fit_photometric(renderer, y, points, image01, visible, cfg, point_weights, hist)
+        with torch.enable_grad():           # callers may hold no_grad (inference paths)
+            y, n_ph = fit_photometric(renderer, y, points, image01, visible, cfg, point_weights, hist, outline)
     with torch.no_grad():
         c = face.split(y)
         xy = project(face.vertices(c["id"], c["exp"])[:, face.landmarks], c["pose"], 1)[0]

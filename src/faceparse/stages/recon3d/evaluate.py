@@ -13,6 +13,13 @@ percentile (mm), and the landmark NME (projected landmark vertices vs the true o
 distance); the split's numbers are means over its faces. ``p90_mm_mean_face`` / ``mean_mm_mean_face``: the
 mean face (all-zero identity and expression) scored the same way, the baseline. ``lmk_nme`` is the clean
 inputs' NME.
+
+With ``recon3d.fit.enabled`` (the default) each condition is scored again after the per-face fit
+(faceparse.stages.recon3d.fitting: the shipped landmark model's points, the shipped parser's outline and
+visible skin, the completion stage's occlusion mask): ``p90_mm_fitted_<condition>``, ``mean_mm_fitted_*``,
+``lmk_nme_fitted_*``; ``p90_mm_fitted_true_points`` fits the clean faces to their true 68 points instead (the
+upper bound of what the landmarks give); ``fit`` records the settings, the models and the seconds per face
+(one face at a time, as a photo costs).
 """
 from __future__ import annotations
 
@@ -94,15 +101,19 @@ def evaluate_recon3d(model, meta, frame, data_dir: Path, params, progress: bool)
     occ = [i for i in everyone if kinds.get(photo.ids[i])]
     rows: dict[str, list] = {}
     inputs: dict[str, torch.Tensor] = {}
+    truth: dict[str, dict[str, torch.Tensor]] = {}
     for cond, ds, idx in (("clean", clean, everyone), ("occluded", photo, occ)):
         b = _stack(ds, idx) if idx else None
         inputs[cond] = b["image"] if b else torch.zeros(0, 3, size, size)
         rows[cond] = _score(model, b["image"], b["coeffs"], b["points"], bs) if b else []
+        if b:
+            truth[cond] = {"coeffs": b["coeffs"], "points": b["points"]}
     chain, prov = deocclusion_chain(params)
     if chain is not None and occ:
         x, _ = _deoccluded(chain, photo, occ, size)
         b = _stack(photo, occ)
         inputs["deoccluded"], rows["deoccluded"] = x, _score(model, x, b["coeffs"], b["points"], bs)
+        truth["deoccluded"] = truth["occluded"]
     result: dict[str, Any] = {}
     for cond in CONDITIONS:
         a = np.asarray(rows.get(cond) or [], np.float64).reshape(-1, 4)
@@ -117,7 +128,54 @@ def evaluate_recon3d(model, meta, frame, data_dir: Path, params, progress: bool)
                    "per_kind_p90_mm_occluded": _per_kind(rows["occluded"], [photo.ids[i] for i in occ], kinds)})
     ids = {"clean": [clean.ids[i] for i in everyone], "occluded": [photo.ids[i] for i in occ]}
     ids["deoccluded"] = ids["occluded"] if "deoccluded" in rows else []
-    return result, {"rows": rows, "ids": ids, "inputs": inputs, "model": model}
+    fitted = _fitted(model, params, inputs, truth, bs, result, progress)
+    return result, {"rows": rows, "ids": ids, "inputs": inputs, "model": model, "fitted": fitted}
+
+
+def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dict], bs: int, result: dict[str, Any],
+            progress: bool) -> dict[str, list]:
+    """Each condition scored after the per-face fit (``recon3d.fit``): adds ``*_fitted_*`` and ``fit`` to
+    ``result``; returns the per-face rows ({condition: rows, "clean_true_points": rows})."""
+    from ...log import console
+    from .fitting import FitInputs, fit_config, fit_each
+
+    cfg = fit_config(params)
+    if cfg is None:
+        result["fit"] = {"enabled": False}
+        return {}
+    seen = FitInputs.load(params)
+    device = next(model.parameters()).device
+    rows: dict[str, list] = {}
+    secs: list[float] = []
+    jobs = [(c, c, None) for c in CONDITIONS if c in truth and len(inputs.get(c, ()))]
+    jobs += [("clean_true_points", "clean", "points")] if "clean" in truth and len(inputs.get("clean", ())) else []
+    for name, cond, use in jobs:
+        x, t = inputs[cond], truth[cond]
+        rows[name] = []
+        for s in range(0, len(x), bs):
+            xb = x[s:s + bs]
+            with torch.no_grad():
+                y0 = model(xb.to(device)).float()
+            obs = seen.observe(xb)
+            y, sec = fit_each(model, xb, y0, cfg, obs, None if use is None else t[use][s:s + bs])
+            secs += sec
+            rows[name] += face_rows(model, y.to(device), t["coeffs"][s:s + bs].to(device), t["points"][s:s + bs].to(device))
+            tick()
+        if progress:
+            console.print(f"recon3d fit: {name} {len(x)} faces", soft_wrap=True)
+    for name, r in rows.items():
+        a = np.asarray(r, np.float64).reshape(-1, 4)
+        key = "true_points" if name == "clean_true_points" else name
+        result[f"p90_mm_fitted_{key}"] = float(a[:, 1].mean()) if len(a) else None
+        result[f"mean_mm_fitted_{key}"] = float(a[:, 0].mean()) if len(a) else None
+        result[f"lmk_nme_fitted_{key}"] = float(a[:, 2].mean()) if len(a) else None
+    for cond in CONDITIONS:
+        result.setdefault(f"p90_mm_fitted_{cond}", None)
+        result.setdefault(f"mean_mm_fitted_{cond}", None)
+    result["fit"] = {"enabled": True, **cfg.to_dict(), "models": seen.versions, "faces": len(secs),
+                     "seconds_per_face": float(np.mean(secs)) if secs else None,
+                     "seconds_per_face_max": float(np.max(secs)) if secs else None}
+    return rows
 
 
 def _mean_face_errors(model, ds, idx: list[int]) -> tuple[float | None, float | None]:
@@ -169,9 +227,13 @@ def write_recon3d_reports(result, extras, params) -> list[Path]:
     for cond in CONDITIONS:
         for i, r in zip(extras["ids"].get(cond, []), extras["rows"].get(cond, [])):
             lines.append(f"{cond},{i}," + ",".join(f"{v:.4f}" for v in r))
+    for name, rows in (extras.get("fitted") or {}).items():
+        for i, r in zip(extras["ids"].get(name.replace("_true_points", ""), []), rows):
+            lines.append(f"{name}_fitted,{i}," + ",".join(f"{v:.4f}" for v in r))
     (pdir / "per_image.csv").write_text("\n".join(lines) + "\n")
     (pdir / "conditions.csv").write_text("condition,p90_mm,mean_mm\n" + "".join(
-        f"{c},{_cell(result.get(f'p90_mm_{c}'))},{_cell(result.get(f'mean_mm_{c}'))}\n" for c in (*CONDITIONS, "mean_face")))
+        f"{c},{_cell(result.get(f'p90_mm_{c}'))},{_cell(result.get(f'mean_mm_{c}'))}\n"
+        for c in (*CONDITIONS, *(f"fitted_{k}" for k in (*CONDITIONS, "true_points")), "mean_face")))
     for cond in CONDITIONS:
         x = extras["inputs"].get(cond)
         if x is not None and len(x):
@@ -194,11 +256,24 @@ def markdown_table(r: dict[str, Any]) -> str:
     for cond in CONDITIONS:
         lines.append(f"| {cond} | {r.get(f'n_{cond}')} | {f(r.get(f'p90_mm_{cond}'))} | {f(r.get(f'mean_mm_{cond}'))} | "
                      f"{f(r.get(f'lmk_nme_{cond}'), 4)} |")
+    fit = r.get("fit") or {}
+    if fit.get("enabled"):
+        for cond in CONDITIONS:
+            if r.get(f"p90_mm_fitted_{cond}") is not None:
+                lines.append(f"| {cond}, fitted | {r.get(f'n_{cond}')} | {f(r.get(f'p90_mm_fitted_{cond}'))} | "
+                             f"{f(r.get(f'mean_mm_fitted_{cond}'))} | {f(r.get(f'lmk_nme_fitted_{cond}'), 4)} |")
+        if r.get("p90_mm_fitted_true_points") is not None:
+            lines.append(f"| clean, fitted to the true 68 points (upper bound) | {r.get('n_clean')} | "
+                         f"{f(r.get('p90_mm_fitted_true_points'))} | {f(r.get('mean_mm_fitted_true_points'))} | "
+                         f"{f(r.get('lmk_nme_fitted_true_points'), 4)} |")
     lines += [f"| mean face (baseline) | {r.get('n_clean')} | {f(r.get('p90_mm_mean_face'))} | "
               f"{f(r.get('mean_mm_mean_face'))} | — |", "",
               f"De-occlusion: {dc.get('model_uri') or dc.get('ref') or 'none'}"
               + (f" — {dc['note']}" if dc.get("note") else "") + ".", "",
               f"Face-feature loss (eq. 15): {r.get('face_feature_loss')}.", "",
+              (f"Fit (recon3d.fit): {fit.get('steps')} Levenberg–Marquardt steps"
+               + (f" + {fit.get('photo_steps')} photometric" if fit.get("photo_steps") else "")
+               + f", {f(fit.get('seconds_per_face'))} s per face." if fit.get("enabled") else "Fit: off."), "",
               "| occluder | faces | p90 (mm) |", "|---|---|---|"]
     lines += [f"| {k} | {v['n']} | {f(v['p90_mm'])} |" for k, v in (r.get("per_kind_p90_mm_occluded") or {}).items()]
     return "\n".join(lines) + "\n"

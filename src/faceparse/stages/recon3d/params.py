@@ -45,6 +45,33 @@ class Recon3dLoss(Section):
     attention_low: Optional[float] = None
 
 
+class Recon3dFit(Section):
+    """``recon3d.fit``: per-face fitting after the regressor (faceparse.face3d.fit; issue #32) — identity,
+    expression and pose against the landmark stage's 68 points and the parser's outline under the model's
+    priors (Levenberg–Marquardt, ``steps`` iterations), then optionally ``photo_steps`` Adam steps on the
+    photometric term over the visible skin (the completion stage's occlusion mask taken out). Used by the
+    evaluation (``p90_mm_fitted_*``) and `faceparse reconstruct`. The defaults are the ones measured in
+    docs/stages/recon3d.md; faceparse.face3d.fit.FitConfig holds the same."""
+    enabled: bool = True
+    steps: int = 12
+    sigma_lmk: float = 0.06
+    w_jaw: float = 0.5
+    sigma_id: float = 1.0
+    sigma_exp: float = 0.15
+    silhouette: bool = True
+    sigma_sil: float = 0.04
+    n_sil: float = 68.0
+    sil_after: int = 3
+    robust: float = 0.7
+    photo_steps: int = 0
+    light_steps: int = 6
+    lr: float = 0.01
+    sigma_pix: float = 0.02
+    sigma_albedo: float = 0.2
+    landmarks: Optional[str] = None     # landmark bundle / models:/ URI (null: the shipped one)
+    parser: Optional[str] = None        # parser bundle / models:/ URI (null: the shipped one)
+
+
 class Recon3dEvaluate(Evaluate):
     batch_size: Optional[int] = 16
     deocclude: Optional[str] = None
@@ -56,6 +83,7 @@ class Recon3dSection(Section):
     data: Optional[Recon3dData] = None
     model: Optional[Recon3dModel] = None
     loss: Optional[Recon3dLoss] = None
+    fit: Optional[Recon3dFit] = None
     train: Optional[Train] = None
     evaluate: Optional[Recon3dEvaluate] = None
     registry: Optional[Registry] = None
@@ -66,6 +94,7 @@ class Recon3dParams(BaseParams):
     data: Optional[Recon3dData] = None
     model: Optional[Recon3dModel] = None
     loss: Optional[Recon3dLoss] = None
+    fit: Optional[Recon3dFit] = None
     evaluate: Optional[Recon3dEvaluate] = None
 
 

@@ -10,6 +10,10 @@ Per photo ``<stem>`` in ``out_dir``: ``<stem>.obj`` — the mesh (cm, per-vertex
 landmark vertices in the photo's pixels; ``_overlay.png`` — the render over the photo (at its own size);
 ``_deoccluded.png`` — what the regressor saw, when de-occluded. ``reconstruct.json``: the models' references,
 registry versions and weights hashes, and one entry per photo.
+
+Fitting (``recon3d.fit``, on by default; issue #32): each face's coefficients are then refined against the
+shipped landmark model's 68 points, the shipped parser's outline and visible skin (faceparse.stages.recon3d.
+fitting) — the regressor alone stays at the mean face. Each photo's entry records the fit's seconds per face.
 """
 from __future__ import annotations
 
@@ -41,9 +45,9 @@ def load_recon3d(params: dict[str, Any], model: str | None = None):
 
 def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, model: str | None = None,
                        deocclude: bool = False, fisn: str | None = None, progress: bool = True,
-                       detect: bool = True) -> dict[str, Any]:
+                       detect: bool = True, fit: bool | None = None) -> dict[str, Any]:
     """Reconstruct every input photo; {"models", "results": [{"input", "ok", files...} | {"ok": False, "error"}]},
-    also written to ``out_dir/reconstruct.json``."""
+    also written to ``out_dir/reconstruct.json``. ``fit``: refine each face by fitting (None: ``recon3d.fit.enabled``)."""
     from ...predict import each_photo, expand_inputs
 
     paths = expand_inputs(inputs)
@@ -51,6 +55,9 @@ def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLik
         raise ValueError(f"no input images found in {inputs}")
     net, meta, entry = load_recon3d(params, model)
     versions: dict[str, Any] = {"recon3d": entry}
+    fitter = load_fitter(params, fit)
+    if fitter is not None:
+        versions["fit"] = {**fitter[0].to_dict(), "models": fitter[1].versions}
     chain = None
     if deocclude:
         from ..fisn.photo import load_chain
@@ -60,24 +67,53 @@ def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = each_photo(paths, "reconstruct", progress,
-                         lambda path, stem, img: _write_one(out, stem, path, img, net, meta, chain, entry, detect))
-    record = {"models": versions, "deoccluded": bool(deocclude), "results": results}
+                         lambda path, stem, img: _write_one(out, stem, path, img, net, meta, chain, entry, detect, fitter))
+    record = {"models": versions, "deoccluded": bool(deocclude), "fitted": fitter is not None, "results": results}
     (out / "reconstruct.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
-def reconstruct_photo(net, meta: dict[str, Any], img, plan):
+def load_fitter(params: dict[str, Any], fit: bool | None = None):
+    """(FitConfig, FitInputs) for the photo path, or None when fitting is off (``fit`` False, or None and
+    ``recon3d.fit.enabled`` false)."""
+    from .. import for_stage
+    from .fitting import FitInputs, fit_config
+
+    if fit is False:
+        return None
+    own = for_stage(params, "recon3d")
+    cfg = fit_config({**own, "fit": {**(own.get("fit") or {}), "enabled": True}} if fit else own)
+    return None if cfg is None else (cfg, FitInputs.load(own))
+
+
+def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: dict | None = None):
     """(coefficients (N, K), Render at the input size, placements) of each face of ``plan`` (a photo's faces,
-    or the whole image), cropped as the 3D training faces were framed (``photos.frame_for``)."""
+    or the whole image), cropped as the 3D training faces were framed (``photos.frame_for``). ``fitter``
+    (``load_fitter``): each face's coefficients fitted after the regressor; ``info`` gets the fit's seconds
+    per face."""
+    import torch
+
     from ...face3d.io import reconstruct
     from ...photos import crop_batch, frame_for
 
     pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
     y, rend = reconstruct(net, x)
+    if fitter is not None:
+        from .fitting import fit_each
+
+        cfg, seen = fitter
+        dev = next(net.parameters()).device
+        yf, secs = fit_each(net, x, torch.from_numpy(y).to(dev), cfg, seen.observe(x))
+        with torch.no_grad():
+            rend = net.render(yf.float(), x.shape[-1])
+        y = yf.float().cpu().numpy()
+        if info is not None:
+            info["fit_seconds"] = [round(s, 4) for s in secs]
     return y, rend, pls
 
 
-def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, detect: bool = True) -> dict[str, Any]:
+def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, detect: bool = True,
+               fitter=None) -> dict[str, Any]:
     """The most confident face's mesh and coefficients (landmarks in the photo's pixels), every face's render
     over the photo (de-occluded first with ``chain``). No face: named, nothing written."""
     from PIL import Image
@@ -100,11 +136,12 @@ def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, d
         photo = Image.fromarray(deocclude_photo(chain, img, detect, what=str(path)).output)
         files["deoccluded"] = out / f"{stem}_deoccluded.png"
         photo.save(files["deoccluded"])
-    y, rend, pls = reconstruct_photo(net, meta, photo, plan)
+    info: dict[str, Any] = {}
+    y, rend, pls = reconstruct_photo(net, meta, photo, plan, fitter, info)
     version = str(entry.get("model_uri") or entry["ref"])
     files["obj"].write_text(mesh_obj(net.face, rend, 0, f"faceparse recon3d: {version}\nsource: {path}"))
     files["coeffs"].write_bytes(coeffs_json(net.face, y[0], landmarks_in_photo(rend, 0, pls[0], size), img.size, version))
     Image.fromarray(overlay_faces(np.asarray(photo.convert("RGB")), rend.image, rend.mask, pls,
                                   paint_order(plan))).save(files["overlay"])
     return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
-            "faces": faces_json(plan)}
+            "faces": faces_json(plan), **info}

@@ -29,7 +29,7 @@ class Recon3dStage(Stage):
                                       lib="src/faceparse/face3d", uses="src/faceparse/stages/recon3d/dataset.py",
                                       record="src/faceparse/assets/ict_facekit",
                                       params=("recon3d.model", "recon3d.loss", "recon3d.train", "recon3d.data.dir")),
-                    evaluate=EvaluateInputs(eval="src/faceparse/stages/recon3d/evaluate.py", lib="${recon3d.data.dir}",
+                    evaluate=EvaluateInputs(lib="${recon3d.data.dir}",
                                             model="${recon3d.evaluate.deocclude}"),
                     notes={"train": "its own data: the synthetic 3D set",
                            "train.lib": "face model, renderer, loss (eq. 10-16)",
