@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from .stages import bundle_stage
+from .stages import bundle_stage, stage_names
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
@@ -169,7 +169,7 @@ def pretrained_dir(stage: str = "parser") -> Path:
     folder = PRETRAINED if stage == "parser" else PRETRAINED / stage
     if (folder / META).is_file():
         return folder
-    shipped = sorted(s for s in LOADERS if (PRETRAINED if s == "parser" else PRETRAINED / s).joinpath(META).is_file())
+    shipped = sorted(s for s in stage_names() if (PRETRAINED if s == "parser" else PRETRAINED / s).joinpath(META).is_file())
     raise NoPretrainedModel(
         f"no {stage} model ships with this faceparse (no {META} in {folder}; shipped: {', '.join(shipped) or 'none'}). "
         "Pass one: faceparse.load('models:/faceparse-fpliif@champion') (the MLflow registry that `make run` "
@@ -189,7 +189,7 @@ def shipped_ref(model: str | os.PathLike | None, stage: str | None = None) -> st
     stage name such as ``"landmarks"`` that is no path here."""
     if model is None:
         return pretrained_dir(stage or "parser")
-    if str(model) in LOADERS and not Path(model).exists():
+    if str(model) in stage_names() and not Path(model).exists():
         return pretrained_dir(str(model))
     return model
 

@@ -6,13 +6,14 @@ real fixture photos with pasted occluders — so a broken weight file or a regre
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
-from faceparse.api import pretrained_dir
+from faceparse.api import NoPretrainedModel, pretrained_dir, shipped_ref
 from faceparse.bundle import META, load_bundle
 from faceparse.cli import app
 from faceparse.config import load_params
@@ -26,8 +27,8 @@ from faceparse.stages.fisn.photo import deocclude_photo, load_chain
 
 FIXED_IOU = 0.42            # the fixed synthetic set below: measured 0.454 (card: test split 0.509)
 FIXED_OVER_INPAINT = 0.6    # dB of PSNR over cv2.inpaint on the same mask there (measured 0.98; card 1.37)
-PASTED_IOU = 0.30           # the four fixtures with pasted occluders (card 0.35)
-PASTED_OVER_INPUT = 3.5     # dB over the occluded input there (card 4.19)
+PASTED_IOU = 0.30           # the four fixtures with pasted occluders (card 0.36)
+PASTED_OVER_INPUT = 3.5     # dB over the occluded input there (card 3.88)
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,22 @@ def test_deocclude_without_a_model_uses_the_shipped_one(real_samples, tmp_path):
     out = Image.open(tmp_path / "2_deoccluded.png")
     assert out.size == (1024, 1024)
     assert str(pretrained_dir("fisn")) in json.loads((tmp_path / "deocclude.json").read_text())["models"]["fisn"]["ref"]
+
+
+def test_a_bare_stage_name_names_the_shipped_bundle():
+    """`fisn.train.init: fisn` (make run's recipe) and `faceparse.load`'s bare names resolve to the folder."""
+    assert Path(shipped_ref("fisn")) == pretrained_dir("fisn")
+    with pytest.raises(NoPretrainedModel, match="shipped: fisn, landmarks, parser"):
+        pretrained_dir("recon3d")
+
+
+def test_on_clean_real_photos_it_leaves_the_eyes_alone(chain, real_samples):
+    """The head learned occluders on synthetic faces and takes a real eye for one now and then; what the
+    parser sees as a face feature is not painted over (measured: at most 3.4 % of a photo's eye pixels marked;
+    60 % on two of the four photos without that rule)."""
+    for photo, label in labelled_photos(real_samples):
+        img = Image.open(photo).convert("RGB")
+        res = deocclude_photo(chain, img)
+        eyes = np.asarray(Image.open(label).resize(img.size, Image.NEAREST))
+        eyes = np.isin(eyes, (4, 5))
+        assert (res.mask & eyes).sum() < 0.05 * eyes.sum(), photo.name

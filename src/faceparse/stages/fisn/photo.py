@@ -80,9 +80,18 @@ class Chain:
             src = torch.from_numpy(np.stack([m.alpha for m in maps]).astype(np.int64))
             tgt = torch.from_numpy(np.stack([m.gamma for m in maps]).astype(np.int64))
             head = self.fisn.occlusion_mask(g_in)
+            if head is not None:
+                head = head & ~torch.from_numpy(seen_features(maps, self.settings)).to(head.device)
             raw = to_uint8(self.fisn(g_in, src, tgt, head).float().cpu())
         masks = [m.occlusion for m in maps] if head is None else list(head.cpu().numpy())
         return [Answer(m, r, paste(im, r, k), k) for im, r, m, k in zip(images, raw, maps, masks)]
+
+
+def seen_features(maps, settings) -> np.ndarray:
+    """(B, S, S) bool: where the parser sees an eye, brow, nose, lip or the mouth (M_α). The occlusion head
+    takes dark features of real faces for occluders now and then (it learned on synthetic ones); what the parser
+    sees as a face feature is not painted over."""
+    return np.isin(np.stack([m.alpha for m in maps]), settings.feature_ids())
 
 
 @dataclass
