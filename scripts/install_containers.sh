@@ -11,15 +11,6 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
-sudo=""
-if [ "$(id -u)" != "0" ]; then
-  command -v sudo >/dev/null || { echo "install_containers: ${missing[*]} missing and this is not root: install Debian's podman runc debootstrap" >&2; exit 1; }
-  sudo="sudo -n"
-fi
-echo "install_containers: installing Debian's podman runc debootstrap (once)" >&2
-t0=$(date +%s)
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends podman runc debootstrap uidmap slirp4netns fuse-overlayfs \
-  containernetworking-plugins iptables >/dev/null
-echo "install_containers: $(podman --version) installed in $(( $(date +%s) - t0 )) s" >&2
+"$(dirname "$0")/apt_install.sh" install_containers podman runc debootstrap uidmap slirp4netns fuse-overlayfs \
+  containernetworking-plugins iptables
+echo "install_containers: $(podman --version)" >&2
