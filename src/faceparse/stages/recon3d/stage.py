@@ -142,8 +142,10 @@ class Recon3dStage(Stage):
         def f(k):
             return figure(m, k, 2)
 
-        return (f"3D reconstruction: 90th-percentile vertex error {f('p90_mm_clean')} mm clean, {f('p90_mm_occluded')} "
-                f"occluded, {f('p90_mm_deoccluded')} de-occluded first (the mean face: {f('p90_mm_mean_face')} mm)")
+        return (f"3D reconstruction: 90th-percentile vertex error, clean / occluded / de-occluded first: regressor "
+                f"{f('p90_mm_clean')} / {f('p90_mm_occluded')} / {f('p90_mm_deoccluded')} mm, fitted "
+                f"{f('p90_mm_fitted_clean')} / {f('p90_mm_fitted_occluded')} / {f('p90_mm_fitted_deoccluded')} mm "
+                f"(the mean face: {f('p90_mm_mean_face')} mm)")
 
     def describe(self, val: dict[str, Any]) -> str:
         return (f"val p90 {val['p90_mm']:.2f} mm, mean {val['mean_mm']:.2f} mm (mean face p90 "
