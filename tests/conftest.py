@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from faceparse import stages
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SAMPLES = REPO.parent / "shared" / "fixtures" / "celebamask-hq-samples"
 
@@ -21,3 +23,14 @@ def real_samples() -> Path:
     if not SHARED_SAMPLES.is_dir():
         pytest.fail(f"shared fixtures missing: {SHARED_SAMPLES} (CI clones shared/ beside the repo)")
     return SHARED_SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def _stage_registry_restored():
+    """Each test sees the stage registry as the session found it: a test that registers a stage (or discovers
+    the toy plug-in's entry point while tests/fixtures/plugin is on sys.path) leaves nothing behind."""
+    packages, discovered = dict(stages._PACKAGES), list(stages._DISCOVERED)
+    yield
+    stages._PACKAGES.clear()
+    stages._PACKAGES.update(packages)
+    stages._DISCOVERED[:] = discovered

@@ -115,6 +115,9 @@ class GanStep(nn.Module):
         if self.occlusion is not None and occluder is not None:
             parts["occlusion"] = occlusion_loss(self.occlusion(image).float(), occluder)
             total = total + float(w.get("w_occlusion", LOSS_DEFAULTS["w_occlusion"])) * parts["occlusion"]
+        if zero_unused and "gan" not in parts:
+            # DDP wants a gradient for every parameter it holds; the idle discriminator gets zeros
+            total = total + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
         return total, {k: v.detach() for k, v in parts.items()}
 
     def _adversarial(self, fake, real, target, perceptual, w) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -178,6 +178,7 @@ class FisnStage(Stage):
         with ctx.autocast():
             g_loss, parts = ctx.step_module("G", image, source, target, real, perceptual=ctx.state["perceptual"],
                                             weights=ctx.state["weights"], occluder=occluder,
+                                            zero_unused=ctx.dd.world_size > 1,
                                             region=batch["region"].to(dev, non_blocking=True) if "region" in batch else None)
         loss = ctx.step(g_loss.float(), "G")
         ctx.tally({**({"d_loss": d_loss.detach()} if d_loss is not None else {}),
