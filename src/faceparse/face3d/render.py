@@ -79,12 +79,17 @@ def _incidence(faces: torch.Tensor, n: int, device) -> torch.Tensor:
     """The sparse (N, T) vertex–triangle incidence matrix (cached per faces tensor and device)."""
     key = (faces.data_ptr(), tuple(faces.shape), n, str(device))
     if key not in _INCIDENCE:
-        t = faces.shape[0]
-        rows = faces.reshape(-1)
-        cols = torch.arange(t, device=faces.device).repeat_interleave(3)
-        _INCIDENCE[key] = torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(3 * t, device=faces.device),
-                                                  (n, t), check_invariants=True).coalesce().to(device)
+        with torch.inference_mode(False):   # made under inference mode, a cached tensor would refuse autograd later
+            _INCIDENCE[key] = _incidence_matrix(faces, n, device)
     return _INCIDENCE[key]
+
+
+def _incidence_matrix(faces: torch.Tensor, n: int, device) -> torch.Tensor:
+    t = faces.shape[0]
+    rows = faces.clone().reshape(-1)   # an inference tensor in, a normal one out
+    cols = torch.arange(t, device=faces.device).repeat_interleave(3)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.ones(3 * t, device=faces.device),
+                                   (n, t), check_invariants=True).coalesce().to(device)
 
 
 def project(verts: torch.Tensor, pose: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
