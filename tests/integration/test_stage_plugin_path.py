@@ -28,6 +28,7 @@ def plugin(monkeypatch_module):
     monkeypatch_module.syspath_prepend(str(PLUGIN))
     from faceparse import stages
 
+    monkeypatch_module.setattr(stages, "_PACKAGES", dict(stages._PACKAGES))   # the toy stage leaves with the module
     monkeypatch_module.setattr(stages, "_DISCOVERED", [])     # found again, now that its entry point is on the path
     assert "toy" in stages.stage_names()
     return dict(os.environ)
