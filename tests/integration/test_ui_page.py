@@ -123,8 +123,10 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     assert "68 points" in pg.inner_text("#stage-landmarks")
     # M_alpha, M_beta, M_gamma and the occlusion mask, painted
     assert pg.locator("#stage-completion figure[data-ready='1'] canvas").count() == 4
-    # the stages with no model here (none given, none shipped, no registry champion) say what to run, no output
-    for card, cmd in (("#stage-fisn", "faceparse deocclude"), ("#stage-recon3d", "faceparse reconstruct")):
+    # the de-occluder ships with faceparse: its card answers with nothing given
+    assert "de-occluded, 1024 × 1024 px" in pg.inner_text("#stage-fisn")
+    # a stage with no model here (none given, none shipped, no registry champion) says what to run, no output
+    for card, cmd in (("#stage-recon3d", "faceparse reconstruct"),):
         text = pg.inner_text(card)
         assert "No " in text and "make run" in text and cmd in text and "--model" in text, text
         assert pg.get_attribute(card, "data-status") == "unavailable"
