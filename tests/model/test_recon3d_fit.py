@@ -141,3 +141,17 @@ def test_the_stage_reads_a_rendered_face_with_the_shipped_models_and_fits_it():
     y, secs = fit_each(Net(), x, y0, fit_config({}), obs)
     assert len(secs) == 1 and secs[0] > 0 and not torch.equal(y, y0)
     assert _p90(face, y, torch.from_numpy(s.coeffs)[None]) < _p90(face, y0, torch.from_numpy(s.coeffs)[None]) + 0.5
+
+
+def test_the_fit_survives_a_change_of_thread_count(faces):
+    """MKL's batched LU broke after set_num_threads(1) then (2) (what train.threads and the thread governor do):
+    the CI failure of 2026-12-07; the fit's damped normal equations are solved by Cholesky."""
+    face, renderer, y, points = faces
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.set_num_threads(2)
+        res = fit_faces(renderer, torch.zeros_like(y[:2]), points[:2], FitConfig(steps=3, silhouette=False, photo_steps=0))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.isfinite(res.y).all() and res.lm_iters == 3

@@ -340,6 +340,20 @@ def _neck_id() -> int:
     return CELEBAMASK_HQ.index("neck")
 
 
+def spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x with a x = b for symmetric positive-definite (B, n, n) ``a`` (the damped normal equations): Cholesky,
+    an item whose factorisation fails solved by least squares. Not ``torch.linalg.solve``: with MKL, its batched
+    LU returns invalid pivots once the process's thread count has changed (measured, torch 2.13: set_num_threads
+    1 then 2 — what ``train.threads`` and the runtime's thread governor do — then a (2, 159, 159) solve raises
+    "Pivots given to lu_solve must all be ≥ 1")."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    x = torch.cholesky_solve(b, chol)
+    bad = info != 0
+    if bool(bad.any()):
+        x[bad] = torch.linalg.lstsq(a[bad], b[bad]).solution
+    return x
+
+
 def fit_shape(face, y0: torch.Tensor, points: torch.Tensor, cfg: FitConfig, point_weights: torch.Tensor | None = None,
               outline: torch.Tensor | None = None, history: list | None = None) -> tuple[torch.Tensor, int]:
     """(B, K) initial coefficients, (B, 68, 2) target points in [0, 1], ``outline`` (B, 3, H, W) from
@@ -368,7 +382,7 @@ def fit_shape(face, y0: torch.Tensor, points: torch.Tensor, cfg: FitConfig, poin
         cost = r.square().sum(-1)
         jtj, jtr = jac.transpose(1, 2) @ jac, (jac.transpose(1, 2) @ r[..., None])[..., 0]
         damp = lam[:, None, None] * (torch.diagonal(jtj, dim1=1, dim2=2)[..., None] * eye + 1e-6 * eye)
-        step = torch.linalg.solve(jtj + damp, -jtr[..., None])[..., 0]
+        step = spd_solve(jtj + damp, -jtr[..., None])[..., 0]
         cand = torch.maximum(torch.minimum(theta + step, hi), lo)
         new = prob.residuals(cand).square().sum(-1)
         ok = new < cost
