@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 # The Python API, imported on first use so that `import faceparse` stays light (no torch, no cv2):
 # `faceparse.load()`, `faceparse.NoFaceError`, ... (see faceparse.api).
 _LAZY = {"load": "api", "Parser": "api", "ParseResult": "api", "NoPretrainedModel": "api", "Landmarker": "api",
-         "LandmarkResult": "api",
+         "LandmarkResult": "api", "load_chain": "chain", "FaceChain": "chain", "ChainResult": "chain",
          "NoFaceError": "photos", "Face": "detect"}
 
 

@@ -1,4 +1,4 @@
-"""The Python API: two lines from a photo to its face parsing, or to its faces' 68 landmarks.
+"""The Python API: two lines from a photo to its face parsing, its faces' 68 landmarks, or any stage's answer.
 
     import faceparse
     parser = faceparse.load()                                  # the model shipped in faceparse/pretrained/
@@ -15,6 +15,11 @@
     found.points       # [(68, 2) iBUG points per face, most confident first], the photo's pixels
     found.overlay      # PIL image: the points over the photo
 
+    faceparse.load("completion")("photo.jpg").completed        # M_γ, the face under its occluder (H, W)
+    faceparse.load("fisn")("photo.jpg").output                 # the photo de-occluded (H, W, 3)
+    faceparse.load("recon3d")("photo.jpg").meshes[0].obj()     # a fitted 3D mesh per face
+    faceparse.load_chain()("photo.jpg")                        # all of it in one call (faceparse.chain)
+
 Faces are detected, aligned, parsed and warped back onto the photo (``faceparse.photos``); a photo without a
 face raises :class:`faceparse.NoFaceError`; ``detect=False`` parses an already aligned face crop whole.
 """
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from .stages import bundle_stage, stage_names
+from .stages import bundle_stage, get_stage, stage_names
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
@@ -92,7 +97,7 @@ class Parser:
         from .models import check_out_size
         from .photos import parse_planned, parse_whole, plan_photo
 
-        img, what = _as_image(image)
+        img, what = as_image(image)
         if resolution is not None:
             check_out_size(int(resolution))
         plan = plan_photo(img, self.input_size, resolution, detect=detect, what=what)
@@ -136,17 +141,14 @@ class Landmarker:
 
         from .stages import get_stage
 
-        img, what = _as_image(image)
+        img, what = as_image(image)
         with torch.inference_mode():
             points, plan = get_stage("landmarks").predict_photo(self.net, self.meta, img, detect=detect, what=what)
         return LandmarkResult(points, plan.faces, img)
 
 
-LOADERS = {"parser": Parser, "landmarks": Landmarker}
-
-
-def _as_image(image):
-    """(RGB PIL image, how to name it in messages)."""
+def as_image(image):
+    """(RGB PIL image, how to name it in messages) of a path, a PIL image or a uint8 RGB array."""
     from PIL import Image
 
     if isinstance(image, (str, os.PathLike)):
@@ -196,8 +198,10 @@ def shipped_ref(model: str | os.PathLike | None, stage: str | None = None) -> st
 
 def load(model: str | os.PathLike | None = None, device: str | None = None,
          tracking_uri: str | None = None):
-    """A :class:`Parser` or :class:`Landmarker` (by the bundle's stage) from ``model``: None → the parser
-    shipped in ``faceparse/pretrained/``; a stage name (``"landmarks"``) → that stage's shipped model;
+    """The loaded model of a bundle, ready to call on a photo — a :class:`Parser`, a :class:`Landmarker`, or
+    what the bundle's stage answers with (``Stage.open``: the completion's ``Completer``, the de-occluder's
+    ``Deoccluder``, the 3D stage's ``Reconstructor``). ``model``: None → the parser shipped in
+    ``faceparse/pretrained/``; a stage name (``"landmarks"``, ``"recon3d"``, …) → that stage's shipped model;
     ``models:/name@alias`` / ``models:/name/<version>`` (tracking URI: given, else $MLFLOW_TRACKING_URI /
     params.yaml), a bundle directory or a training checkpoint ``.pt``."""
     from .bundle import load_bundle
@@ -207,8 +211,9 @@ def load(model: str | os.PathLike | None = None, device: str | None = None,
     ref = shipped_ref(model)
     bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri)
     net, meta = load_bundle(bdir)
-    stage = bundle_stage(meta)
-    if stage not in LOADERS:
-        raise ValueError(f"{ref} is a {stage} bundle: the Python API loads {' and '.join(LOADERS)} models; use "
-                         f"`faceparse {'complete' if stage == 'completion' else 'deocclude' if stage == 'fisn' else 'reconstruct'}` for it")
-    return LOADERS[stage](net.to(pick_device(device)), meta, str(info.get("uri") or ref))
+    stage = get_stage(bundle_stage(meta))
+    try:
+        return stage.open(net.to(pick_device(device)), meta, str(info.get("uri") or ref))
+    except NotImplementedError:
+        raise ValueError(f"{ref} is a {stage.name} bundle: the Python API has no loader for that stage; use "
+                         f"`faceparse {stage.info.verb or 'predict'}` for it") from None

@@ -38,7 +38,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 # Command groups, in pipeline order; each module's register(app) adds its commands. A stage's own verbs
 # (`complete`, `deocclude`, …) come from its package's `cli` module, after evaluation.
-COMMAND_MODULES = ("data", "model", "train", "evaluate", *stage_cli_modules(), "serve", "ui")
+COMMAND_MODULES = ("data", "model", "train", "evaluate", *stage_cli_modules(), "chain", "serve", "ui")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name if "." in _name else f"faceparse.commands.{_name}").register(app)

@@ -36,13 +36,13 @@ PLUGIN = Path(__file__).resolve().parents[1] / "fixtures" / "plugin"
 class ThreadedPage:
     """The page's aiohttp app on 127.0.0.1 in a thread of this process (so a test picks any backend)."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, chain=None):
         from aiohttp import web
 
         self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(make_app(PageServer(backend, synthetic_samples(128))))
+        self.runner = web.AppRunner(make_app(PageServer(backend, synthetic_samples(128), chain=chain)))
         started = threading.Event()
 
         def serve():

@@ -10,7 +10,7 @@ from faceparse.photo_eval import labelled_photos
 from faceparse.stages import get_stage
 from faceparse.stages.fisn.evaluate import MaskIoU
 from faceparse.stages.fisn.model import GanStep, dilate
-from faceparse.stages.fisn.pasted import KINDS, mask_iou, occlude, pasted_cases, read_face
+from faceparse.occluders import KINDS, mask_iou, occlude, pasted_cases, read_face
 from faceparse.stages.fisn.unet import Inpainter
 
 WEIGHTS = {"w_gan": 0.0, "w_fm": 0.0, "w_per": 0.0, "w_l1": 0.1, "w_hole": 1.0, "w_occlusion": 1.0}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
+from faceparse import api
 from faceparse.api import NoPretrainedModel, pretrained_dir, shipped_ref
 from faceparse.bundle import META, load_bundle
 from faceparse.cli import app
@@ -22,7 +23,8 @@ from faceparse.data.prepare import synthesize
 from faceparse.photo_eval import labelled_photos
 from faceparse.stages import for_stage
 from faceparse.stages.fisn.evaluate import evaluate_fisn
-from faceparse.stages.fisn.pasted import pasted_cases, score_chain
+from faceparse.occluders import pasted_cases
+from faceparse.stages.fisn.pasted import score_chain
 from faceparse.stages.fisn.photo import deocclude_photo, load_chain
 
 FIXED_IOU = 0.42            # the fixed synthetic set below: measured 0.454 (card: test split 0.509)
@@ -85,11 +87,16 @@ def test_deocclude_without_a_model_uses_the_shipped_one(real_samples, tmp_path):
     assert str(pretrained_dir("fisn")) in json.loads((tmp_path / "deocclude.json").read_text())["models"]["fisn"]["ref"]
 
 
-def test_a_bare_stage_name_names_the_shipped_bundle():
-    """`fisn.train.init: fisn` (make run's recipe) and `faceparse.load`'s bare names resolve to the folder."""
+def test_a_bare_stage_name_names_the_shipped_bundle(tmp_path, monkeypatch):
+    """`fisn.train.init: fisn` (make run's recipe) and `faceparse.load`'s bare names resolve to the folder; a
+    faceparse shipped without one says which it has."""
     assert Path(shipped_ref("fisn")) == pretrained_dir("fisn")
-    with pytest.raises(NoPretrainedModel, match="shipped: fisn, landmarks, parser"):
-        pretrained_dir("recon3d")
+    (tmp_path / META).write_text("{}")
+    (tmp_path / "landmarks").mkdir()
+    (tmp_path / "landmarks" / META).write_text("{}")
+    monkeypatch.setattr(api, "PRETRAINED", tmp_path)
+    with pytest.raises(NoPretrainedModel, match="shipped: landmarks, parser"):
+        pretrained_dir("fisn")
 
 
 def test_on_clean_real_photos_it_leaves_the_eyes_alone(chain, real_samples):

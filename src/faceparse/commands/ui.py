@@ -113,6 +113,7 @@ def register(app: typer.Typer) -> None:
         from ..serve.imaging import DEFAULT_MAX_PIXELS
         from ..ui.app import PageServer, folder_samples, serve, synthetic_samples
         from ..ui.backends import Endpoint, InProcess
+        from ..ui.chain_api import ChainRoute
 
         refs = stage_values("--model", model, "REF", {"--parser": parser, "--landmarks": landmarks,
                                                       "--completion": completion})
@@ -148,7 +149,8 @@ def register(app: typer.Typer) -> None:
                 console.print("  " + line)
         found = synthetic_samples() + (folder_samples(samples) if samples else [])
         max_pixels = int((raw.get("serve") or {}).get("max_pixels") or DEFAULT_MAX_PIXELS)
-        page_server = PageServer(backend, found, max_upload=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
+        page_server = PageServer(backend, found, max_upload=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels,
+                                 chain=ChainRoute(refs))
         try:
             serve(page_server, host=host, port=port,
                   ready=lambda url: console.print(f"faceparse page: [bold]{url}[/] (Ctrl-C stops it)"))

@@ -283,6 +283,11 @@ class Stage:
         """A photo's answer in its own pixels (faces found, aligned, warped back; NoFaceError without one)."""
         raise self._missing("predict_photo")
 
+    def open(self, net, meta: dict[str, Any], source: str):
+        """`faceparse.load`: a loaded bundle of this stage as the Python API's callable (photo → answer in the
+        photo's pixels); ``source``: where it came from, for its repr."""
+        raise self._missing("open")
+
     def photo_benchmark(self, ref: str, folder: Path, detect: bool, params) -> tuple[str, str, dict[str, Any]]:
         """`faceparse evaluate --photos DIR`: the model ``ref`` on real photos with references → (a markdown
         table, a one-line summary, the result to print as JSON)."""

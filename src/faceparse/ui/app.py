@@ -14,6 +14,8 @@ another output resolution (the slider).
 ``POST /api/stages/<name>`` (same form): one stage's card: 200 with its answer; 404 for no such stage or a
 stage without a card; 409 when the stage has no model here (the message says what to run); 422 when it finds
 no face; 500 when it failed on the photo.
+``POST /api/chain`` (same form): the whole chain on the photo in this process, every output in one answer
+(faceparse.ui.chain_api); 409 when its models cannot be loaded, 422 when it finds no face.
 ``GET /-/healthz``: liveness.
 
 A photo the page cannot use is answered 400 / 413 / 415 with ``{"error": {"status", "title", "message"}}``;
@@ -30,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..photos import NoFaceError
 from ..serve import imaging
 from ..stages import describe
 from .backends import FACE_DETECTION, EndpointDown
+from .chain_api import ChainRoute, ChainUnavailable
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -96,8 +100,10 @@ class PageServer:
     """The handlers around one backend (``faceparse.ui.backends``)."""
 
     def __init__(self, backend, samples: list[Sample], max_upload: int = DEFAULT_MAX_UPLOAD,
-                 max_pixels: int = imaging.DEFAULT_MAX_PIXELS, default_resolution: int = 256):
+                 max_pixels: int = imaging.DEFAULT_MAX_PIXELS, default_resolution: int = 256,
+                 chain: ChainRoute | None = None):
         self.backend = backend
+        self.chain_route = chain or ChainRoute()
         self.samples = {s.name: s for s in samples}
         self.order = [s.name for s in samples]
         self.max_upload = int(max_upload)
@@ -230,6 +236,23 @@ class PageServer:
             return error_response(status, answer.get("message") or answer["status"])
         return web.json_response(body)
 
+    async def chain(self, request):
+        """The whole chain on one photo (faceparse.ui.chain_api): 200, or the page's error shape."""
+        from aiohttp import web
+
+        try:
+            image, _, name, opts = await self._photo(request)
+        except imaging.RequestError as e:
+            return error_response(e.status, e.message)
+        try:
+            body = await self.chain_route.run(image, opts.detect)
+        except ChainUnavailable as e:
+            return error_response(409, str(e))
+        except NoFaceError as e:
+            return error_response(422, f"{name}: {e}")
+        return web.json_response({"image": {"name": name, "width": image.size[0], "height": image.size[1]},
+                                  "detect": opts.detect, **body})
+
     async def healthz(self, request):
         from aiohttp import web
 
@@ -270,10 +293,12 @@ def make_app(page: PageServer):
     app.router.add_post("/api/analyze", page.analyze)
     app.router.add_post("/api/parse", page.parse)
     app.router.add_post("/api/stages/{name}", page.stage)
+    app.router.add_post("/api/chain", page.chain)
     app.router.add_get("/-/healthz", page.healthz)
 
     async def on_cleanup(app):
         page.backend.close()
+        page.chain_route.close()
 
     app.on_cleanup.append(on_cleanup)
     return app

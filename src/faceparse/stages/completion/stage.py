@@ -13,6 +13,11 @@ from ...tracking import tracking_uri
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_stage, figure, for_stage, get_stage
 from .evaluate import evaluate_completion, write_completion_reports
 from .maps import CompletionModel
+from .pasted import markdown as pasted_markdown
+from .pasted import score_pasted
+from .photo import Completer, load_completion
+from ...occluders import KINDS, pasted_cases
+from ...photo_eval import labelled_photos
 
 
 class CompletionStage(Stage):
@@ -93,6 +98,20 @@ class CompletionStage(Stage):
 
     def write_reports(self, result, extras, params) -> list[Path]:
         return write_completion_reports(result, extras, params)
+
+    def open(self, net, meta, source):
+        return Completer(net, meta, source)
+
+    def photo_benchmark(self, ref, folder, detect, params):
+        """Real labelled photos with occluders pasted at known masks (faceparse.occluders): F1 inside the
+        occluded face region of M_α and M_γ against each photo's label map, and the occlusion mask's IoU."""
+        net, meta = load_completion(params, ref)
+        cases = pasted_cases(labelled_photos(folder))
+        res = score_pasted(net, meta, cases, detect)
+        line = (f"completed {res['n_cases']} pasted occluders on {len(cases) // len(KINDS)} photos in {folder}: F1 "
+                f"inside the occluded face region {res['f1_occluded_gamma']:.3f} (parser alone "
+                f"{res['f1_occluded_alpha']:.3f}); occlusion mask IoU {res['occlusion_iou']:.3f}")
+        return pasted_markdown(res), line, res
 
 
 def _resolve(params, name: str, ref: str | None):

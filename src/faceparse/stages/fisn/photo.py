@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..completion.photo import write_label
-from ...api import shipped_or_champion
+from ...api import as_image, shipped_or_champion
 from ...photos import paint_order, paste_image
 
 
@@ -237,3 +237,20 @@ def _write_one(out: Path, stem: str, path: Path, img, chain, palette, detect: bo
                   files["sheet"])
     return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
             "generator_size": chain.size, "occluded_fraction": float(res.mask.mean()), "faces": faces_json(res.plan)}
+
+
+class Deoccluder:
+    """A loaded de-occlusion bundle (``Stage.open``) with the completion model it carries; call it on a photo
+    (path, PIL image, uint8 RGB array) → :class:`PhotoAnswer` (``output``: the photo de-occluded at its own
+    size, ``mask``: the pixels replaced)."""
+
+    def __init__(self, net, meta: dict[str, Any], source: str):
+        self.chain, self.source = Chain.of(net, meta), source
+
+    def __repr__(self) -> str:
+        return f"Deoccluder({self.source!r}, input_size={self.chain.size})"
+
+    def __call__(self, image, detect: bool = True) -> PhotoAnswer:
+        """NoFaceError when detection finds no face; ``detect=False``: the image is one framed face."""
+        img, what = as_image(image)
+        return deocclude_photo(self.chain, img, detect, what)

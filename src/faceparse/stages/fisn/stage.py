@@ -12,8 +12,9 @@ from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainIn
 from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
 from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
 from .params import FisnLoss, FisnModel as FisnModelSection
-from .pasted import KINDS, markdown, pasted_cases, score_chain, sheet
-from .photo import load_chain
+from ...occluders import KINDS, pasted_cases
+from .pasted import markdown, score_chain, sheet
+from .photo import Deoccluder, load_chain
 
 
 class FisnStage(Stage):
@@ -220,6 +221,9 @@ class FisnStage(Stage):
     # --- evaluation on a split ----------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         return evaluate_fisn(model, meta, frame, Path(data_dir), params, progress)
+
+    def open(self, net, meta, source):
+        return Deoccluder(net, meta, source)
 
     def photo_benchmark(self, ref, folder, detect, params):
         """Real labelled photos with occluders pasted at known masks (``pasted``): PSNR / SSIM inside the

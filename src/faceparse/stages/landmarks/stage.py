@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...api import load
+from ...api import Landmarker, load
 from ...photo_eval import nme_table, reference_points, score_landmarks
 from ...runtime import tick
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, write_table
@@ -218,6 +218,9 @@ class LandmarkStage(Stage):
     def mlflow_metrics(self, result) -> dict[str, float]:
         return {f"test_{k}": float(v) for k, v in result.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
+
+    def open(self, net, meta, source):
+        return Landmarker(net, meta, source)
 
     def photo_benchmark(self, ref, folder, detect, params):
         """NME against the reference points beside the photos (dlib68.json), beside the trivial baseline."""

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...api import load
+from ...api import Parser, load
 from ...photo_eval import f1_table, labelled_photos, score_photos
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs
 from .photo import predict_steps
@@ -191,6 +191,9 @@ class ParserStage(Stage):
     # --- evaluation on a split ----------------------------------------------------------------------
     def predict_steps(self, net, meta, out, resolution=None, masks=False, detect: bool = True):
         return predict_steps(net, meta, out, resolution, masks, detect)
+
+    def open(self, net, meta, source):
+        return Parser(net, meta, source)
 
     def photo_benchmark(self, ref, folder, detect, params):
         """Per-class F1 against the label maps beside the photos."""

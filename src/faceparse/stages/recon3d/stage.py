@@ -11,6 +11,7 @@ from ...photos import RENDERED
 from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
 from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
 from .params import Recon3dModel
+from .photo import Reconstructor
 from .scoring import MeshEvaluator
 
 
@@ -164,6 +165,9 @@ class Recon3dStage(Stage):
     # --- evaluation / serving ------------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         return evaluate_recon3d(model, meta, frame, Path(data_dir), params, progress)
+
+    def open(self, net, meta, source):
+        return Reconstructor(net, meta, source)
 
     def write_reports(self, result, extras, params) -> list[Path]:
         return write_recon3d_reports(result, extras, params)
