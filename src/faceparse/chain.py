@@ -146,7 +146,7 @@ class FaceChain:
         cfg = fit_config({"fit": dict(fit or {})})
         seen = FitInputs(comp.landmarks, self.landmarks_meta, comp.parser, self.completion_meta["parser"], {})
         net, meta = models["recon3d"]
-        self.reconstructor = Reconstructor(net, meta, meta["ref"], None if cfg is None else (cfg, seen), cfg is not None)
+        self.reconstructor = Reconstructor(net, meta, meta["ref"], None if cfg is None else (cfg, seen))
 
     def __repr__(self) -> str:
         refs = ", ".join(f"{s}={m[1]['ref']!r}" for s, m in self.models.items())

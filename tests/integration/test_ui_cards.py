@@ -17,7 +17,7 @@ import pytest
 import requests
 from PIL import Image
 
-from faceparse import stages
+from faceparse import api, stages
 from faceparse.config import load_params
 from faceparse.serve.imaging import encode_png
 from faceparse.serve.testing import free_ports
@@ -87,8 +87,18 @@ def bundles(tmp_path_factory, params) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bare(params):
-    """The page with no model anywhere."""
+def bare(params, tmp_path_factory):
+    """The page with no model anywhere: none registered, none given, none shipped (an empty pretrained/)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(api, "PRETRAINED", tmp_path_factory.mktemp("nothing-shipped"))
+        p = ThreadedPage(InProcess(params, {}))
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def shipped(params):
+    """The page of a fresh install: nothing trained or registered, the models shipped with faceparse."""
     p = ThreadedPage(InProcess(params, {}))
     yield p
     p.stop()
@@ -129,9 +139,7 @@ def test_a_card_whose_model_is_missing_says_what_to_run_never_a_5xx(bare, real_s
     assert [c["name"] for c in info["cards"]] == stage_names()
     assert [s["name"] for s in info["registered"]] == stage_names()
     photo = (real_samples / "0.jpg").read_bytes()
-    # the de-occluder ships with faceparse (faceparse/pretrained/fisn): its card works with no registry at all
-    assert info["stages"]["fisn"]["available"] is True and post(bare, "/api/stages/fisn", photo).status_code == 200
-    for name, cmd in (("recon3d", "faceparse reconstruct"),
+    for name, cmd in (("recon3d", "faceparse reconstruct"), ("fisn", "make run"),
                       ("parser", "--model parser="), ("landmarks", "--model landmarks="),
                       ("completion", "--model completion=")):
         assert info["stages"][name]["available"] is False and info["stages"][name]["no_model"] is True
@@ -145,10 +153,21 @@ def test_a_card_whose_model_is_missing_says_what_to_run_never_a_5xx(bare, real_s
     assert r.status_code == 200
     answers = r.json()["stages"]
     assert list(answers) == stage_names()
-    assert answers.pop("fisn")["status"] == "ok"
     assert all(a["status"] == "unavailable" and a["no_model"] and "make run" in a["message"] for a in answers.values())
     r = post(bare, "/api/stages/nope", photo)
     assert r.status_code == 404 and "no model stage named 'nope'" in r.json()["error"]["message"]
+
+
+def test_a_fresh_install_fills_every_card_from_the_shipped_models(shipped, real_samples):
+    """Nothing trained, nothing registered: every card answers a real photo (issue #32)."""
+    info = requests.get(f"{shipped.url}/api/info", timeout=30).json()
+    for name in ("parser", "landmarks", "fisn", "recon3d"):
+        assert info["stages"][name]["available"] is True, (name, info["stages"][name])
+        assert "pretrained" in info["stages"][name]["model"], info["stages"][name]["model"]
+    assert info["stages"]["completion"]["available"] is True
+    r = post(shipped, "/api/analyze", (real_samples / "0.jpg").read_bytes())
+    assert r.status_code == 200
+    assert {k: a["status"] for k, a in r.json()["stages"].items()} == {n: "ok" for n in stage_names()}
 
 
 def test_every_card_answers_a_real_photo_with_its_images(full, bundles, real_samples):

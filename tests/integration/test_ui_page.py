@@ -43,9 +43,11 @@ def bundles(tmp_path_factory, repo_root) -> Path:
 @pytest.fixture(scope="module")
 def page_server(bundles, repo_root):
     """In-process mode on the tiny parser + landmark bundles (completion composed from them); the landmark
-    model given by the deprecated --landmarks, which still maps onto --model landmarks=…."""
+    model given by the deprecated --landmarks, which still maps onto --model landmarks=…; a 3D model that is
+    no bundle (its card says so); the de-occluder the one shipped."""
     p = PageProcess(["-p", str(repo_root / "params.yaml"), "--model", f"parser={bundles / 'parser'}",
-                     "--landmarks", str(bundles / "landmarks"), "--in-process",
+                     "--landmarks", str(bundles / "landmarks"), "--model", f"recon3d={bundles / 'no-such-bundle'}",
+                     "--in-process",
                      "--max-upload-mb", str(MAX_UPLOAD_MB)], free_ports(1)[0], bundles)
     yield p
     p.stop()
@@ -125,12 +127,11 @@ def test_a_real_photo_shows_overlay_landmarks_and_maps_and_the_slider_requeries(
     assert pg.locator("#stage-completion figure[data-ready='1'] canvas").count() == 4
     # the de-occluder ships with faceparse: its card answers with nothing given
     assert "de-occluded, 1024 × 1024 px" in pg.inner_text("#stage-fisn")
-    # a stage with no model here (none given, none shipped, no registry champion) says what to run, no output
-    for card, cmd in (("#stage-recon3d", "faceparse reconstruct"),):
-        text = pg.inner_text(card)
-        assert "No " in text and "make run" in text and cmd in text and "--model" in text, text
-        assert pg.get_attribute(card, "data-status") == "unavailable"
-        assert pg.locator(f"{card} canvas, {card} img").count() == 0
+    # a stage whose model does not load says which and why, with no output
+    text = pg.inner_text("#stage-recon3d")
+    assert "cannot load" in text and "no-such-bundle" in text, text
+    assert pg.get_attribute("#stage-recon3d", "data-status") == "unavailable"
+    assert pg.locator("#stage-recon3d canvas, #stage-recon3d img").count() == 0
 
     # per-class toggles: none → the photo alone; all → the same overlay again
     full = canvas_sum(pg, "#overlay")

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from PIL import Image
 
+from ..api import shipped_or_champion
 from ..hashing import sha256_file
 from ..registry import resolve_bundle
 from ..serve.imaging import encode_png
@@ -73,10 +74,11 @@ class EndpointAsk:
     resolution: int | None = None     # X-Resolution sent (a ``resizable`` card sends the page's instead)
 
 
-def champion(params: dict[str, Any], stage: str) -> str | None:
-    """``models:/<registry.model_name>@champion`` of the stage's params section (None without one)."""
+def shipped_else_champion(params: dict[str, Any], stage: str) -> str | None:
+    """The stage's model shipped with faceparse (``faceparse/pretrained``), else ``models:/<registry.model_name>
+    @champion`` of the stage's params section (None without one)."""
     try:
-        return f"models:/{for_stage(params, stage)['registry']['model_name']}@champion"
+        return shipped_or_champion(stage, for_stage(params, stage)["registry"]["model_name"])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -98,8 +100,9 @@ class Card:
     # stages loaded before it) → Loaded; NoModel when there is nothing to load (its message, or
     # ``missing``'s), any other error: the reference does not load
     load: Callable[[dict[str, Any], str, str | None, Mapping[str, str]], Loaded] = load_bundle_card
-    # (raw params, the stage's name) → the model used when none is given (default: its registry champion)
-    default_ref: Callable[[dict[str, Any], str], str | None] = champion
+    # (raw params, the stage's name) → the model used when none is given (default: the one shipped with
+    # faceparse, else its registry champion)
+    default_ref: Callable[[dict[str, Any], str], str | None] = shipped_else_champion
     # how else to get a model when there is none, after MAKE_RUN ("run one you have: `faceparse … --model …`")
     get_model: str = ""
     endpoint: EndpointAsk | None = None

@@ -7,18 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .photo import default_model, deocclude_photo, load_chain
+from .photo import deocclude_photo, load_chain
 from ...photos import faces_json
 from ...serve.imaging import read_label_png
 from ...ui.cards import Answer, Card, EndpointAsk, Loaded, NoModel, Options, mask_png, plural, version_of
-from .. import for_stage
-
-
-def default_ref(params: dict[str, Any], name: str) -> str | None:
-    try:
-        return default_model(for_stage(params, name))
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def load(params: dict[str, Any], name: str, ref: str | None, refs: Mapping[str, str]) -> Loaded:
@@ -51,6 +43,6 @@ def decode(answers: dict[str, bytes], size) -> dict[str, Any]:
 
 
 CARD = Card(
-    title="De-occluded face", subtitle="FISN: the occluder replaced", run=run, load=load, default_ref=default_ref,
+    title="De-occluded face", subtitle="FISN: the occluder replaced", run=run, load=load,
     get_model="run a FISN bundle you have on photos: `faceparse deocclude PHOTOS --out DIR --model BUNDLE`",
     endpoint=EndpointAsk(("png", "mask"), decode))

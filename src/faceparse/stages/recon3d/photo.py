@@ -1,6 +1,7 @@
 """`faceparse reconstruct`: 3D faces from photos with the recon3d stage's model, optionally de-occluded first.
 
-Model: ``model`` (default ``models:/<recon3d.registry.model_name>@champion``; a bundle dir too). With
+Model: ``model`` (default: the one shipped with faceparse, else ``models:/<recon3d.registry.model_name>@champion``;
+a bundle dir too). With
 ``deocclude``, each photo first goes through the de-occlusion chain (landmarks → parser → Algorithm 1 → FISN,
 faceparse.stages.fisn.photo) of ``fisn`` (default: the fisn stage's registry champion), as Zhao & Qi feed the
 regressor I_out.
@@ -25,14 +26,20 @@ from typing import Any
 
 import numpy as np
 
-from ...api import as_image
+from ...api import as_image, shipped_or_champion
 from ...face3d.io import landmarks_in_photo, obj_text, overlay_faces
 from ...face3d.net import describe
 from ...photos import paint_order, plan_photo
 
 
+def default_model(own: dict[str, Any]) -> str:
+    """The shipped 3D model when this faceparse has one, else ``models:/<registry name>@champion``."""
+    return shipped_or_champion("recon3d", own["registry"]["model_name"])
+
+
 def load_recon3d(params: dict[str, Any], model: str | None = None):
-    """(network, meta, version entry) of ``model`` (default: the recon3d registry champion)."""
+    """(network, meta, version entry) of ``model`` (default: the one shipped with faceparse, else the recon3d
+    registry champion)."""
     from ...bundle import WEIGHTS, load_bundle
     from ...hashing import sha256_file
     from ...registry import resolve_bundle
@@ -40,7 +47,7 @@ def load_recon3d(params: dict[str, Any], model: str | None = None):
     from ...tracking import tracking_uri
 
     own = for_stage(params, "recon3d")
-    ref = str(model or f"models:/{own['registry']['model_name']}@champion")
+    ref = str(model or default_model(own))
     bdir, info = resolve_bundle(ref, tracking_uri=tracking_uri(own) if ref.startswith(("models:/", "runs:/")) else None)
     net, meta = load_bundle(bdir)
     if meta.get("stage") != "recon3d":
@@ -172,17 +179,20 @@ class Reconstruction:
     meshes: list               # one Mesh per face, most confident first
     render: np.ndarray         # (H, W, 3) uint8: the photo with each face's mesh drawn over it
     faces: list                # detected faces (photo pixels); [] with detection off
+    crops: Any = None          # faceparse.face3d.render.Render of each face at the model's input size
+    coefficients: Any = None   # (N, K) the fitted coefficient vectors
     fit_seconds: list = field(default_factory=list)
 
 
 class Reconstructor:
     """A loaded recon3d bundle (``Stage.open``); call it on a photo (path, PIL image, uint8 RGB array). Each
-    face is fitted after the regressor (``fitter``: (FitConfig, FitInputs); default the ``recon3d.fit`` defaults
-    with the shipped landmark model and parser; ``fit=False``: the regressor alone)."""
+    face is fitted after the regressor by ``fitter`` ((FitConfig, FitInputs) from ``load_fitter``; the default
+    ``"defaults"``: the ``recon3d.fit`` defaults with the shipped landmark model and parser; None: the regressor
+    alone)."""
 
-    def __init__(self, net, meta: dict[str, Any], source: str, fitter=None, fit: bool = True):
+    def __init__(self, net, meta: dict[str, Any], source: str, fitter: Any = "defaults"):
         self.net, self.meta, self.source = net, meta, source
-        self.fitter = fitter if fitter is not None or not fit else load_fitter({"stage": "recon3d"}, True)
+        self.fitter = load_fitter({"stage": "recon3d"}, True) if fitter == "defaults" else fitter
 
     def __repr__(self) -> str:
         return f"Reconstructor({self.source!r}, fitted={self.fitter is not None})"
@@ -198,4 +208,4 @@ class Reconstructor:
         meshes = [Mesh(rend.vertices[k].detach().cpu().numpy(), tri, rend.colours[k].detach().cpu().numpy(),
                        describe(self.net.face, y[k]), landmarks_in_photo(rend, k, pls[k], s)) for k in range(len(pls))]
         pic = overlay_faces(np.asarray(img, dtype=np.uint8), rend.image, rend.mask, pls, paint_order(plan))
-        return Reconstruction(meshes, pic, plan.faces, info.get("fit_seconds", []))
+        return Reconstruction(meshes, pic, plan.faces, rend, y, info.get("fit_seconds", []))

@@ -8,33 +8,32 @@ from typing import Any
 
 import numpy as np
 
-from .photo import load_recon3d, reconstruct_photo
-from ...photos import faces_json, paint_order, plan_photo
+import torch
+
+from .. import for_stage
+from .photo import Reconstructor, load_fitter, load_recon3d
 from ...ui.cards import Answer, Card, EndpointAsk, Loaded, NoModel, Options, image_entry, plural, version_of
 
 
 def load(params: dict[str, Any], name: str, ref: str | None, refs) -> Loaded:
+    """The bundle with the per-face fit after its regressor (``recon3d.fit``, as `faceparse reconstruct`)."""
     if not ref:
         raise NoModel()
     net, meta, entry = load_recon3d(params, ref)
-    return Loaded(net.eval(), meta, ref, version_of(entry))
+    return Loaded(Reconstructor(net.eval(), meta, ref, load_fitter(for_stage(params, name))), meta, ref,
+                  version_of(entry))
 
 
 def run(loaded: Loaded, image, opts: Options) -> dict[str, Any]:
-    # (imported here: faceparse.face3d brings torch, which the page in endpoint mode never needs)
-    from ...face3d.io import overlay_faces
-    from ...face3d.net import describe
-
-    net, meta = loaded.model, loaded.meta
-    plan = plan_photo(image, int(meta.get("input_size", 128)), detect=opts.detect, what="this photo")
-    y, rend, pls = reconstruct_photo(net, meta, image, plan)
-    over = overlay_faces(np.asarray(image.convert("RGB")), rend.image, rend.mask, pls, paint_order(plan))
-    rgb = rend.image[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    alpha = rend.mask[0][0].cpu().numpy()[..., None]
+    with torch.inference_mode(False):           # the fit takes the renderer's gradients
+        rec = loaded.model(image, detect=opts.detect)
+    rend = rec.crops
+    rgb = rend.image[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    alpha = rend.mask[0][0].detach().cpu().numpy()[..., None]
     mesh = np.round(255 * (rgb * alpha + (1 - alpha))).astype(np.uint8)    # on white
-    a = answer(over, describe(net.face, y[0]), faces_json(plan) if opts.detect else None)
-    a["images"].append(image_entry("mesh", f"the mesh rendered alone, {mesh.shape[1]} × {mesh.shape[0]} px "
-                                           f"({rend.vertices.shape[1]} vertices)", mesh))
+    a = answer(rec.render, rec.meshes[0].coefficients, [f.to_dict() for f in rec.faces] if opts.detect else None)
+    a["images"].append(image_entry("mesh", f"the fitted mesh rendered alone, {mesh.shape[1]} × {mesh.shape[0]} px "
+                                           f"({len(rec.meshes[0].vertices)} vertices)", mesh))
     return a
 
 
