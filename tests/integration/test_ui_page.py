@@ -5,17 +5,15 @@ slider re-queries; class toggles; drop and samples; a text file, an oversized fi
 a page server that is gone each give a clear message. Tiny random bundles (serve/testing.py): seconds, not
 minutes. Every test saves a screenshot under its tmp dir (page.png, plus named ones).
 
-The README's screenshot (docs/img/ui.png) comes from ``test_readme_screenshot``: with
-``FACEPARSE_UI_README_MODELS=<artifacts dir of make run>`` it runs the page on those trained bundles and
-writes the PNG; without it, the same test runs on the tiny bundles and writes under its tmp dir only.
+The README's screenshot (docs/img/ui.png) comes from scripts/ui_screenshot.py (the shipped models, every card
+filled); ``test_readme_screenshot`` runs that script's shot into its tmp dir.
 """
 from __future__ import annotations
 
 import base64
 import io
-import os
 import re
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +26,11 @@ from faceparse.serve.testing import completion_bundle, faceless_photos, free_por
 from faceparse.stages import stage_names
 from ui_browser import VIEWPORT, PageProcess, canvas_sum, drop_file, launch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import ui_screenshot  # noqa: E402
+
 pytestmark = pytest.mark.integration
 MAX_UPLOAD_MB = 1.0
-README_PNG = Path(__file__).resolve().parents[2] / "docs" / "img" / "ui.png"
 
 
 @pytest.fixture(scope="module")
@@ -336,38 +336,13 @@ def test_through_a_real_endpoint_the_version_and_canary_arm_are_shown(bundles, r
         server.stop(tmp_path / "run")
 
 
-def test_readme_screenshot(page_server, bundles, repo_root, browser, tmp_path):
-    """The README's picture: a bundled sample with a face mask, every stage shown. On the trained bundles of
-    `make run` when FACEPARSE_UI_README_MODELS names its artifacts dir (then docs/img/ui.png is written)."""
-    models = os.environ.get("FACEPARSE_UI_README_MODELS")
-    own = None
-    if models:
-        a = Path(models).resolve()
-        own = PageProcess(["-p", str(repo_root / "params.yaml"), "--in-process", "--model", f"parser={a / 'model'}",
-                           "--model", f"landmarks={a / 'landmarks' / 'model'}",
-                           "--model", f"completion={a / 'completion' / 'model'}"], free_ports(1)[0], a.parent,
-                          log_dir=tmp_path)
-        # (run from make run's directory: its metrics/*/registered.json name the bundles' registry versions)
-    url = own.url if own else page_server.url
-    ctx = browser.new_context(viewport=VIEWPORT)
-    pg = ctx.new_page()
-    try:
-        open_page(pg, url)
-        pg.click("#samples button[data-sample*='mask']")
-        wait_ready(pg)
-        pg.fill("#resolution", "512")
-        pg.wait_for_selector("#overlay[data-resolution='512']", timeout=120_000)
-        wait_ready(pg)
-        shot = tmp_path / "ui.png"
-        pg.screenshot(path=str(shot), full_page=True)
-        assert Image.open(shot).size[0] == VIEWPORT["width"]
-        if models:
-            README_PNG.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, README_PNG)
-    finally:
-        ctx.close()
-        if own is not None:
-            own.stop()
+def test_readme_screenshot(real_samples, tmp_path):
+    """The README's picture comes from scripts/ui_screenshot.py: a fresh install's page (the shipped models,
+    nothing trained or registered) with every card answering a real fixture photo with a bar over its mouth.
+    Here into tmp_path; `python scripts/ui_screenshot.py` writes docs/img/ui.png."""
+    shot = ui_screenshot.shoot(ui_screenshot.occluded_photo(real_samples / "0.jpg", tmp_path), tmp_path / "ui.png",
+                               tmp_path)
+    assert Image.open(shot).size[0] == VIEWPORT["width"]
 
 
 def test_the_api_refuses_bad_requests_without_a_traceback(page_server):

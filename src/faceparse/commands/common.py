@@ -46,7 +46,8 @@ def report_photos(res: Any, verb: str, out: Any) -> None:
     ok = [r for r in results if r["ok"]]
     used = ""
     if isinstance(res, dict):
-        used = " (" + ", ".join(f"{k} {v.get('model_uri') or v.get('ref')}" for k, v in res["models"].items()) + ")"
+        named = {k: v.get("model_uri") or v.get("ref") for k, v in res["models"].items() if isinstance(v, dict)}
+        used = " (" + ", ".join(f"{k} {v}" for k, v in named.items() if v) + ")"
     console.print(f"[green]{verb}[/] {len(ok)}/{len(results)} images → {out}{used}", soft_wrap=True)
     emit_json(res)
     if len(ok) < len(results):

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from PIL import Image
 
-from ..api import shipped_or_champion
+from ..api import NoPretrainedModel, pretrained_dir
 from ..hashing import sha256_file
 from ..registry import resolve_bundle
 from ..serve.imaging import encode_png
@@ -78,7 +78,11 @@ def shipped_else_champion(params: dict[str, Any], stage: str) -> str | None:
     """The stage's model shipped with faceparse (``faceparse/pretrained``), else ``models:/<registry.model_name>
     @champion`` of the stage's params section (None without one)."""
     try:
-        return shipped_or_champion(stage, for_stage(params, stage)["registry"]["model_name"])
+        return str(pretrained_dir(stage))
+    except NoPretrainedModel:
+        pass
+    try:
+        return f"models:/{for_stage(params, stage)['registry']['model_name']}@champion"
     except (KeyError, TypeError, ValueError):
         return None
 
