@@ -46,7 +46,7 @@ from .stages.fisn.photo import Chain as DeocclusionChain
 from .stages.fisn.photo import deocclude_photo
 from .stages.landmarks.photo import draw_points
 from .stages.recon3d.fitting import FitInputs, fit_config
-from .stages.recon3d.photo import Mesh, Reconstructor
+from .stages.recon3d.api import Mesh, Reconstructor
 
 # the bundles a chain loads (completion: the one fisn carries unless given); the page's copy: ui.chain_api
 STAGES = ("fisn", "recon3d", "completion")

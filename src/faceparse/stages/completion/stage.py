@@ -15,7 +15,8 @@ from .evaluate import evaluate_completion, write_completion_reports
 from .maps import CompletionModel
 from .pasted import markdown as pasted_markdown
 from .pasted import score_pasted
-from .photo import Completer, load_completion
+from .api import Completer
+from .photo import load_completion
 from ...occluders import KINDS, pasted_cases
 from ...photo_eval import labelled_photos
 

@@ -11,7 +11,7 @@ from ...photos import RENDERED
 from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
 from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
 from .params import Recon3dModel
-from .photo import Reconstructor
+from .api import Reconstructor
 from .scoring import MeshEvaluator
 
 

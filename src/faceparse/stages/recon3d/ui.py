@@ -8,15 +8,16 @@ from typing import Any
 
 import numpy as np
 
-import torch
-
 from .. import for_stage
-from .photo import Reconstructor, load_fitter, load_recon3d
+from .photo import load_fitter, load_recon3d
 from ...ui.cards import Answer, Card, EndpointAsk, Loaded, NoModel, Options, image_entry, plural, version_of
 
 
 def load(params: dict[str, Any], name: str, ref: str | None, refs) -> Loaded:
     """The bundle with the per-face fit after its regressor (``recon3d.fit``, as `faceparse reconstruct`)."""
+    # imported here: the mesh code brings torch, which the page in endpoint mode never loads
+    from .api import Reconstructor
+
     if not ref:
         raise NoModel()
     net, meta, entry = load_recon3d(params, ref)
@@ -25,6 +26,8 @@ def load(params: dict[str, Any], name: str, ref: str | None, refs) -> Loaded:
 
 
 def run(loaded: Loaded, image, opts: Options) -> dict[str, Any]:
+    import torch    # (in-process only, as above)
+
     with torch.inference_mode(False):           # the fit takes the renderer's gradients
         rec = loaded.model(image, detect=opts.detect)
     rend = rec.crops
