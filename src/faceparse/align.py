@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+from PIL import Image
 
 OUTSIDE = 255   # label value of photo pixels no crop covers (never a class id: tables have < 255 classes)
 
@@ -125,8 +127,6 @@ def _cv(m: np.ndarray) -> np.ndarray:
 def to_crop(array: np.ndarray, pl: Placement, size: int, nearest: bool = False) -> np.ndarray:
     """The crop (``size``², rotated upright) of a photo-sized array: an RGB image (bilinear; mirrored past the
     photo's edge, so an edge face keeps plausible surroundings) or a label map (``nearest``: 255 outside)."""
-    import cv2
-
     flags = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
     border = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=OUTSIDE) if nearest else \
         dict(borderMode=cv2.BORDER_REFLECT_101)
@@ -137,8 +137,6 @@ def face_crop(image: np.ndarray, pl: Placement, size: int, max_side: int = 1024)
     """A face's crop as a model sees it, ``size``² uint8 RGB: warped at about its own pixel size (at most
     ``max_side``), then resized bicubic as ``models.preprocess`` resizes — no aliasing from warping a large
     face small; the one crop of training (landmarks) and of every stage's photo inference."""
-    from PIL import Image
-
     side = int(np.clip(round(pl.side), size, max(size, max_side)))
     crop = to_crop(np.asarray(image, dtype=np.uint8), pl, side)
     return crop if side == size else np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
@@ -147,8 +145,6 @@ def face_crop(image: np.ndarray, pl: Placement, size: int, max_side: int = 1024)
 def to_photo(labels: np.ndarray, pl: Placement, width: int, height: int, k: float = 1.0) -> np.ndarray:
     """A crop's label map (any square size) back onto the photo scaled by ``k`` (``width`` × ``height``
     pixels): nearest neighbour, ``OUTSIDE`` where the crop does not reach."""
-    import cv2
-
     m = invert(pl.crop_to(labels.shape[0], k))   # photo (scaled) → crop pixels
     return cv2.warpAffine(np.ascontiguousarray(labels, dtype=np.uint8), _cv(m), (width, height),
                           flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,

@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .labels import get_table
+from .plots import overlay
 from .stages import bundle_stage, get_stage, stage_names
+from .stages.landmarks.photo import draw_points
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
@@ -59,7 +63,6 @@ class ParseResult:
         """The class colours blended over the photo resized to the label map (background left as is)."""
         from PIL import Image
 
-        from .plots import overlay
 
         h, w = self.labels.shape
         base = np.asarray(self.image.convert("RGB").resize((w, h), Image.BICUBIC), dtype=np.uint8)
@@ -74,7 +77,6 @@ class Parser:
     """A loaded parser bundle; call it on a photo (path, PIL image or uint8 RGB array)."""
 
     def __init__(self, net, meta: dict[str, Any], source: str):
-        from .labels import get_table
 
         if bundle_stage(meta) != "parser":
             raise ValueError(f"{source} is a {meta['stage']} bundle, not a face parser")
@@ -120,7 +122,6 @@ class LandmarkResult:
         """The points drawn over the photo."""
         from PIL import Image
 
-        from .stages.landmarks.photo import draw_points
 
         return Image.fromarray(draw_points(self.image, self.points))
 
@@ -139,7 +140,6 @@ class Landmarker:
         NoFaceError when detection finds no face."""
         import torch
 
-        from .stages import get_stage
 
         img, what = as_image(image)
         with torch.inference_mode():

@@ -6,6 +6,7 @@ precisions (fp32, int8) the inference rows of one output size share a process an
 alternate, so both see the same machine (this CPU is shared); their peak RSS is then the pair's."""
 from __future__ import annotations
 
+import copy
 import multiprocessing as mp
 import resource
 import time
@@ -13,23 +14,21 @@ from typing import Any
 
 import torch
 
+from .config import load_params, model_config
+from .data.synth import generate_sample
+from .losses import EdgeAwareCE
+from .models import build_model, make_coord, preprocess
+from .models.int8 import calibrate, quantize_model
+from .runtime import tune_cpu_allocator
+
 
 def _calibration_faces(n: int = 4, size: int = 256):
     """Synthetic faces (the training data's kind) for the int8 model's activation ranges."""
-    from .data.synth import generate_sample
-    from .models import preprocess
-
     return torch.stack([preprocess(generate_sample(0, i, size).image, size) for i in range(n)])
 
 
 def _models(preset: str, classes: int, precisions) -> dict[str, torch.nn.Module]:
     """The preset (random weights, seed 0) in each precision; int8 calibrated on synthetic faces."""
-    import copy
-
-    from .config import load_params, model_config
-    from .models import build_model
-    from .models.int8 import calibrate, quantize_model
-
     torch.manual_seed(0)
     # model.overrides={}: the preset itself (params.yaml's overrides are the make-run recipe's)
     cfg = model_config(load_params(overrides=[f"model.preset={preset}", "model.overrides={}"]))
@@ -60,7 +59,6 @@ def _infer(models: dict, x: torch.Tensor, out: int, iters: int) -> dict[str, lis
 
 def _row(kind: str, preset: str, out: int, batch: int, iters: int, classes: int, threads: int | None,
          sample_queries: int, precisions=("fp32",)) -> list[dict[str, Any]]:
-    from .runtime import tune_cpu_allocator
 
     tune_cpu_allocator()  # as the CLI and the TorchServe handler do
     if threads:
@@ -75,9 +73,6 @@ def _row(kind: str, preset: str, out: int, batch: int, iters: int, classes: int,
 
 def _train(model, x: torch.Tensor, out: int, iters: int, classes: int, sample_queries: int) -> list[float]:
     """Seconds per training step (after one warm-up step)."""
-    from .losses import EdgeAwareCE
-    from .models import make_coord
-
     batch = x.shape[0]
     times = []
     model.train()

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from .stages import bundle_stage
 
+from .models.int8 import apply_precision, check_precision
+from .stages import bundle_stage, get_stage
 
 WEIGHTS, META = "weights.pt", "bundle.json"
 
@@ -19,8 +20,6 @@ WEIGHTS, META = "weights.pt", "bundle.json"
 def save_bundle(directory: str | os.PathLike, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
     """Write atomically: a temp dir beside the target, renamed into place (an existing bundle is replaced
     only once the new one is complete)."""
-    from .stages import get_stage
-
     stage = get_stage(bundle_stage(meta))
     for key in ("model_config", *stage.meta_keys):
         if key not in meta:
@@ -56,7 +55,6 @@ def load_bundle(directory: str | os.PathLike, map_location: str = "cpu",
     fp32 when it has none); int8 needs the calibration ``faceparse quantize`` records (faceparse.models.int8).
     The returned meta's ``precision`` is the one the model runs in."""
     meta = read_meta(directory)
-    from .stages import get_stage
 
     model = get_stage(bundle_stage(meta)).build_model(meta)
     state = torch.load(Path(directory) / WEIGHTS, map_location=map_location, weights_only=True)
@@ -65,7 +63,6 @@ def load_bundle(directory: str | os.PathLike, map_location: str = "cpu",
     want = precision or meta.get("precision")
     if want is None:
         return model, meta
-    from .models.int8 import apply_precision, check_precision
 
     want = check_precision(want)
     return apply_precision(model, meta, want), {**meta, "precision": want}

@@ -19,6 +19,7 @@ Nothing here imports torch at module level (``import faceparse`` stays light).
 """
 from __future__ import annotations
 
+import importlib.metadata as md
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -60,8 +61,6 @@ class DetectorUnavailable(FileNotFoundError):
 
 def weight_path(name: str) -> Path:
     """A weight file of the installed weights package (found without importing it)."""
-    import importlib.metadata as md
-
     try:
         dist = md.distribution(WEIGHTS_PACKAGE)
     except md.PackageNotFoundError:

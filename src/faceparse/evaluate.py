@@ -8,8 +8,6 @@ and logs the test metrics to the bundle's MLflow training run.
 """
 from __future__ import annotations
 
-from .hashing import sha256_file
-
 import hashlib
 import json
 import math
@@ -18,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from .bundle import WEIGHTS, load_bundle
 from .config import ConfigError, section
-from .stages import bundle_stage
-
-
-
+from .data.manifest import load_split
+from .hashing import sha256_file
+from .log import console
+from .registry import resolve_bundle
+from .stages import bundle_stage, for_stage, get_stage
+from .tracking import tracking_uri
 
 
 def clean(value: Any) -> Any:
@@ -42,8 +44,6 @@ def clean(value: Any) -> Any:
 
 def pick_device(name: str | None = None):
     """``name`` (cpu, cuda, cuda:1, ...) or the first CUDA GPU when there is one, else the CPU."""
-    import torch
-
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -52,8 +52,6 @@ def pick_device(name: str | None = None):
 def int8_device(meta: dict[str, Any], name: str | None = None):
     """pick_device, except that an int8 model runs on the CPU (its kernels are x86 ones): asking for another
     device with it is an error."""
-    import torch
-
     if meta.get("precision") != "int8":
         return pick_device(name)
     if name and torch.device(name).type != "cpu":
@@ -77,12 +75,6 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     quarantined ids. The stage scores it (its primary metric at the top level of the result); this writes
     ``evaluate.metrics_file``, the stage's reports, and logs to the bundle's MLflow run when it has one.
     ``precision``: fp32 | int8 (default: the bundle's; recorded in the result)."""
-    from .bundle import WEIGHTS, load_bundle
-    from .data.manifest import load_split
-    from .registry import resolve_bundle
-    from .stages import for_stage, get_stage
-    from .tracking import tracking_uri
-
     params = for_stage(params)
     ev = section(params, "evaluate")
     for key in ("split", "metrics_file"):
@@ -128,8 +120,6 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
 def log_to_mlflow(params: dict[str, Any], run_id: str, metrics: dict[str, float], files: list[Path]) -> bool:
     """Log the test metrics and files (a folder goes to eval/plots) to the bundle's training run. Optional:
     a failure (no such run in this tracking store, server down) is a warning, never an evaluation error."""
-    from .log import console
-
     try:
         import time
 

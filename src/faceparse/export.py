@@ -8,11 +8,24 @@ A sidecar ``<out>.json`` records classes, sizes, normalisation and the parity fi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from .bundle import load_bundle
+from .labels import get_table
+from .models import preprocess
+from .models.fpliif import check_out_size
+from .serve.package import resolve_model
 from .stages import bundle_stage
 
 TOL_LOGIT = 1e-3        # max |logit_onnx - logit_torch|
@@ -25,8 +38,6 @@ class ExportError(ValueError):
 
 def fixed_resolution(model, resolution: int):
     """The exported module: image (B, 3, S, S) → logits (B, C, resolution, resolution)."""
-    import torch
-
     class FixedResolution(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -39,9 +50,7 @@ def fixed_resolution(model, resolution: int):
 
 
 def _check_inputs(input_size: int, images: Sequence[str | os.PathLike] = (), n_random: int = 2, seed: int = 0):
-    import torch
 
-    from .models import preprocess
 
     g = torch.Generator().manual_seed(seed)
     batches = [torch.rand(n_random, 3, input_size, input_size, generator=g) * 2 - 1]
@@ -61,17 +70,6 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, resolution: in
     Returns {out, resolution, input_size, max_abs_logit_diff, label_agreement, ...}; raises ExportError
     when max |Δlogit| > tol_logit or label agreement < min_agreement (the file is kept for inspection,
     the sidecar records the failure)."""
-    import contextlib
-    import sys
-    import warnings
-
-    import torch
-
-    from .bundle import load_bundle
-    from .labels import get_table
-    from .models.fpliif import check_out_size
-    from .serve.package import resolve_model
-
     check_out_size(int(resolution))
     bundle_dir, info = resolve_model(model, params)
     net, meta = load_bundle(bundle_dir)
@@ -109,7 +107,6 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, resolution: in
 
     parity = check_parity(out, wrapped, size, check_images, tol_logit, min_agreement, raise_on_fail=False)
     table = get_table(meta["label_table"])
-    import onnxruntime as ort
 
     report = {
         "out": str(out), "model": str(model), "version": info.get("version"), "resolution": int(resolution),
@@ -136,10 +133,6 @@ def check_parity(onnx_path: str | os.PathLike, torch_module, input_size: int,
                  min_agreement: float = MIN_AGREEMENT, raise_on_fail: bool = True) -> dict[str, Any]:
     """Run the ONNX graph (onnxruntime, CPU) and ``torch_module`` (image → logits) on the same inputs: 2 random
     images plus ``check_images``; max |Δlogit| and the share of pixels with the same argmax label."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, min(2, os.cpu_count() or 1))
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])

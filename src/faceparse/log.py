@@ -3,6 +3,7 @@ library never imports the CLI (faceparse.commands) to say something."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console(stderr=True)
 
@@ -12,7 +13,6 @@ class progress_bar:
     in logs (DVC, CI, kfp) or when disabled."""
 
     def __init__(self, description: str, total: int, enabled: bool = True):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.prog = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), console=console, disable=not enabled or total < 2)

@@ -9,12 +9,19 @@ non-background classes present). This is how the synthetic-trained models are me
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from .align import apply, five_points, similarity_fit
+from .ibug68 import REGIONS, point_errors
+from .images import read_label
+from .metrics import Confusion, scores
 
 
 def labelled_photos(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
@@ -34,11 +41,6 @@ def score_photos(parser, pairs: list[tuple[Path, Path]], resolution: int | None 
     """Per-class F1 / IoU and mean F1 of ``parser`` (a :class:`faceparse.api.Parser`) on ``pairs``; each
     prediction is made at its label map's size (``resolution``: the long side instead, the truth resized
     nearest to it)."""
-    from PIL import Image
-
-    from .images import read_label
-    from .metrics import Confusion, scores
-
     conf = Confusion(len(parser.classes))
     per_photo = []
     for photo, label in pairs:
@@ -75,8 +77,6 @@ REFERENCE_FILE = "dlib68.json"   # {"points": {"<photo name>": [[x, y] × 68]}} 
 
 def reference_points(folder: str | os.PathLike) -> dict[Path, np.ndarray]:
     """Photo → (68, 2) reference points, from ``folder``/dlib68.json (dlib's points on the four fixtures)."""
-    import json
-
     d = Path(folder)
     ref = d / REFERENCE_FILE
     if not ref.is_file():
@@ -92,8 +92,6 @@ def reference_points(folder: str | os.PathLike) -> dict[Path, np.ndarray]:
 
 def mean_shape_fit(mean_shape: np.ndarray, five: np.ndarray) -> np.ndarray:
     """The trivial baseline: a mean shape similarity-fitted (least squares) onto a detector's five points."""
-    from .align import apply, five_points, similarity_fit
-
     return apply(similarity_fit(five_points(mean_shape), five), mean_shape)
 
 
@@ -106,8 +104,6 @@ def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool
     """NME (over the reference's outer-eye-corner distance) of a :class:`faceparse.api.Landmarker` on each
     photo, by region, beside the baseline ``mean_shape_fit`` of the bundle's mean shape to the detector's five
     points; the mean over photos, and the model / baseline ratio."""
-    from .ibug68 import REGIONS, point_errors
-
     mean = np.asarray(landmarker.meta["mean_shape"], dtype=np.float64)
     rows = []
     for photo, ref in references.items():
@@ -130,8 +126,6 @@ def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool
 
 def nme_table(result: dict[str, Any]) -> str:
     """Markdown: NME (% of the outer-eye-corner distance) per photo and region, the baseline, the mean."""
-    from .ibug68 import REGIONS
-
     def pct(v):
         return "—" if v is None else f"{100 * v:.2f}"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .specks import labels_from_logits
@@ -179,8 +180,6 @@ def paste_maps(maps: list[np.ndarray], pls: list, plan: Plan) -> np.ndarray:
 def paste_image(photo: np.ndarray, face: np.ndarray, mask: np.ndarray, pl, feather: float = 0.01) -> np.ndarray:
     """The photo (H, W, 3 uint8) with ``face`` (a crop, S × S × 3) put back where ``mask`` (S × S, bool or
     [0, 1]) is set: bilinear, the mask's edge softened over ``feather`` × the crop's side."""
-    import cv2
-
     from .align import _cv, invert
 
     h, w = photo.shape[:2]

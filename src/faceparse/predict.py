@@ -27,10 +27,17 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from .api import shipped_ref
+from .bundle import load_bundle
+from .evaluate import int8_device
+from .images import ImageError, read_image
+from .log import console, progress_bar
+from .registry import resolve_bundle
 from .runtime import tick
 from .stages import bundle_stage, get_stage
-
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _GLOB_CHARS = set("*?[")
@@ -76,8 +83,6 @@ def _stems(paths: Sequence[Path]) -> list[str]:
 
 def _read(path: Path):
     """(RGB PIL image, None) or (None, error message naming the file), through the one reader."""
-    from .images import ImageError, read_image
-
     try:
         return read_image(path), None
     except (ImageError, OSError) as e:
@@ -87,8 +92,6 @@ def _read(path: Path):
 def each_photo(paths: Sequence[Path], what: str, progress: bool, handle) -> list[dict[str, Any]]:
     """``handle(path, stem, image) -> result`` for every photo that reads, with a bar; an unreadable one is
     named on the console and gets {"input", "ok": False, "error"}; results in input order."""
-    from .log import console, progress_bar
-
     results = []
     with progress_bar(f"{what} {len(paths)} images", len(paths), enabled=progress) as advance:
         for path, stem in zip(paths, _stems(paths)):
@@ -113,14 +116,6 @@ def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike,
     parser's; ``faceparse.api.shipped_ref``). Raises ValueError when there is no input image at all; an unreadable
     image is an entry with ok=False (the caller decides the exit code). ``detect``: parser bundles only.
     ``precision``: fp32 | int8 (default: the bundle's; int8 runs on the CPU, faceparse.models.int8)."""
-    import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .bundle import load_bundle
-    from .log import console
-    from .evaluate import int8_device
-    from .registry import resolve_bundle
-
     paths = expand_inputs(inputs)
     if not paths:
         given = [str(inputs)] if isinstance(inputs, (str, os.PathLike)) else [str(i) for i in inputs]

@@ -13,6 +13,15 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
+
+import torch
+
+from .bundle import load_bundle, save_bundle
+from .data.manifest import load_split, read_info
+from .images import read_image
+from .models import preprocess
+from .models.int8 import calibrate
+from .registry import resolve_bundle
 from .stages import bundle_stage
 
 CALIB_BATCH = 4
@@ -29,10 +38,7 @@ def calibration_rows(df, n: int):
 
 
 def _batches(rows, input_size: int) -> Iterator[Any]:
-    import torch
 
-    from .images import read_image
-    from .models import preprocess
 
     paths = list(rows["image_path"])
     for i in range(0, len(paths), CALIB_BATCH):
@@ -45,11 +51,6 @@ def quantize_bundle(model: str | os.PathLike, out: str | os.PathLike, calib: int
     """Calibrate ``model`` (bundle dir or ``models:/`` URI; a parser) on ``calib`` images of ``split`` of
     ``data_dir`` (default: params ``data.dir``) and write the int8 bundle to ``out``. Returns the report
     (also in the new bundle.json under ``int8``)."""
-    from .bundle import load_bundle, save_bundle
-    from .data.manifest import load_split, read_info
-    from .models.int8 import calibrate
-    from .registry import resolve_bundle
-
     ref = str(model)
     uri = None
     if ref.startswith(("models:/", "runs:/")):

@@ -18,8 +18,6 @@ The tracking URI comes only from ``faceparse.tracking.tracking_uri(params)``.
 """
 from __future__ import annotations
 
-from .hashing import sha256_file
-
 import datetime as _dt
 import hashlib
 import json
@@ -32,10 +30,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import ConfigError, section
+from .config import ConfigError, load_params, section
 from .defaults import fill_defaults
+from .hashing import sha256_file
 from .schema import Registry
-from .stages import bundle_stage
+from .stages import bundle_stage, get_stage
+from .tracking import tracking_uri
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 REGISTERED_FILE = "metrics/registered.json"
@@ -100,8 +100,6 @@ def check_reachable(uri: str, must_exist: bool = False, timeout: float = 5.0) ->
 def _default_tracking_uri() -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    from .config import load_params
-    from .tracking import tracking_uri
 
     try:
         return tracking_uri(load_params())
@@ -182,7 +180,6 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     from .bundle import META, WEIGHTS, read_meta
     from .log import console
 
-    from .stages import get_stage
 
     reg = _registry_section(params)
     name = str(reg["model_name"])
@@ -296,7 +293,6 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
     ``registry.promote_margin`` (the first model is promoted). The decision and its reason are version tags."""
     from mlflow.exceptions import MlflowException
 
-    from .stages import get_stage
 
     stage = get_stage(str(params.get("stage") or "parser"))
     key, label = stage.primary_metric, stage.info.metric_label
@@ -491,7 +487,6 @@ def _checkpoint_to_bundle(ckpt: Path, dst: Path | None) -> Path:
     import torch
 
     from .bundle import save_bundle
-    from .stages import get_stage
 
     try:
         obj = torch.load(ckpt, map_location="cpu", weights_only=True)

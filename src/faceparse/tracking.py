@@ -10,6 +10,7 @@ process without interfering). :class:`NullTracker` is the stand-in on non-zero D
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -141,7 +142,6 @@ class Tracker:
             self.set_tags(changed)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        import math
         import time
 
         from mlflow.entities import Metric

@@ -27,8 +27,6 @@ shared, oversubscribed CPU 1 thread can be >10× faster than 2).
 """
 from __future__ import annotations
 
-from .hashing import sha256_file
-
 import contextlib
 import json
 import os
@@ -41,12 +39,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from . import tracking
+from .api import shipped_ref
+from .bundle import load_bundle, save_bundle
 from .config import ConfigError, section
-from .schema import flatten
+from .data.manifest import load_split, read_info, read_quarantine
+from .hashing import sha256_file
+from .registry import resolve_bundle
 from .runtime import tick
+from .schema import flatten
+from .stages import bundle_stage, for_stage, stage_of
+from .tracking import tracking_uri
+from .training import checkpoint as ckpt, distributed
+from .training.distributed import all_reduce_sum, barrier, broadcast_object
 from .training.loop import TrainContext, nan_to_none, plain
-from .stages import bundle_stage
 
 
 @dataclass
@@ -113,8 +124,6 @@ class TrainConfig:
 def _dataset_frames(params: dict[str, Any]):
     """(dataset dir, dataset.json, its label table name, {"train", "val"} frames minus quarantined ids,
     quarantine file or None, number of quarantined ids)."""
-    from .data.manifest import load_split, read_info, read_quarantine
-
     data = section(params, "data")
     d = Path(str(data.get("dir") or ""))
     if not str(data.get("dir") or ""):
@@ -161,9 +170,6 @@ def _say(bar, text: str) -> None:
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
 
     console = Console(stderr=True)
     if not console.is_terminal:  # logs (DVC, CI, kfp): the per-epoch summary lines are enough
@@ -178,9 +184,6 @@ def train(params: dict[str, Any], resume: bool = False, progress: bool = True) -
     """Train the stage ``params['stage']`` names (default parser) as its params say; returns {"bundle",
     "checkpoint", "mlflow_run_id", "val", "epochs", "seconds", "history", ...} (on every rank; only rank 0
     writes files and logs)."""
-    from .stages import for_stage, stage_of
-    from .training import distributed
-
     params = for_stage(params)   # unknown stage → a clear error before any work
     stage = stage_of(params)
     if not stage.info.trainable:
@@ -200,7 +203,6 @@ def train(params: dict[str, Any], resume: bool = False, progress: bool = True) -
 
 
 def _train(params: dict[str, Any], stage, cfg: TrainConfig, dd, resume: bool, progress: bool) -> dict[str, Any]:
-    from .training import checkpoint as ckpt
 
     t_start = time.perf_counter()
     if cfg.batch_size % dd.world_size:
@@ -273,8 +275,6 @@ def _train(params: dict[str, Any], stage, cfg: TrainConfig, dd, resume: bool, pr
 
 def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, torch.Generator]:
     """Model (on the device), its DDP-wrapped step module, named optimisers / schedulers, the stage's state."""
-    from torch.nn.parallel import DistributedDataParallel
-
     model = stage.build_model(meta)
     if cfg.init:
         _initial_weights(model, cfg.init, stage, params)
@@ -294,11 +294,6 @@ def _build(params, stage, cfg: TrainConfig, dd, meta) -> tuple[TrainContext, tor
 def _initial_weights(model, ref: str, stage, params: dict[str, Any]) -> None:
     """``train.init``: the weights of another bundle of this stage and architecture (a bare stage name: the
     model shipped in the package, ``faceparse.api.shipped_ref``) — fine-tuning instead of a random start."""
-    from .api import shipped_ref
-    from .bundle import load_bundle
-    from .registry import resolve_bundle
-    from .tracking import tracking_uri
-
     src = shipped_ref(ref)
     bdir, _ = resolve_bundle(src, tracking_uri=tracking_uri(params) if str(src).startswith("models:/") else None)
     net, meta = load_bundle(bdir)
@@ -314,8 +309,6 @@ def _initial_weights(model, ref: str, stage, params: dict[str, Any]) -> None:
 
 def _restore(ctx: TrainContext, ck: dict, loader_gen, last_path: Path, progress: bool):
     """Load a checkpoint into the run: (start epoch, history, MLflow run id, last validation)."""
-    from .training import checkpoint as ckpt
-
     saved, meta = ck["meta"], ctx.meta
     differ = [k for k in meta if k not in ("input_size", "out_size") and saved.get(k) != meta[k]]
     if differ:
@@ -339,7 +332,6 @@ def _restore(ctx: TrainContext, ck: dict, loader_gen, last_path: Path, progress:
 
 
 def _loaders(train_ds, val_ds, cfg: TrainConfig, dd, loader_gen):
-    from torch.utils.data import DataLoader, DistributedSampler, Subset
 
     local_batch = cfg.batch_size // dd.world_size
     sampler = DistributedSampler(train_ds, num_replicas=dd.world_size, rank=dd.rank, shuffle=True,
@@ -356,8 +348,6 @@ def _loaders(train_ds, val_ds, cfg: TrainConfig, dd, loader_gen):
 def _start_tracking(ctx: TrainContext, stage, data_dir: Path, info, run_id, n_quarantined: int,
                     n_train: int, n_val: int):
     """The MLflow run (rank 0; a NullTracker elsewhere), with every param, the system and the dataset."""
-    from . import tracking
-
     dd, cfg, params, mcfg = ctx.dd, ctx.cfg, ctx.params, ctx.meta["model_config"]
     if not dd.is_main:
         return tracking.NullTracker()
@@ -385,8 +375,6 @@ def _start_tracking(ctx: TrainContext, stage, data_dir: Path, info, run_id, n_qu
 
 def _train_epoch(ctx: TrainContext, stage, loader, epoch: int, bar) -> dict[str, Any]:
     """One pass over the training split: the stage's step per batch; the scheduler(s) step once."""
-    from .training.distributed import all_reduce_sum
-
     cfg, dd = ctx.cfg, ctx.dd
     ctx.model.train()
     ctx.step_module.train()
@@ -431,7 +419,6 @@ def _validate(ctx: TrainContext, stage, loader):
 
 
 def _checkpoint(ctx: TrainContext, epoch: int, loader_gen, history, val, run_id) -> None:
-    from .training import checkpoint as ckpt
 
     cfg = ctx.cfg
     ckpt.save_checkpoint(cfg.run_dir, {
@@ -447,8 +434,6 @@ def _checkpoint(ctx: TrainContext, epoch: int, loader_gen, history, val, run_id)
 
 def _finish(ctx: TrainContext, stage, tracker, val, evaluator, val_ds, run_id) -> None:
     """Rank 0: the bundle (weights + meta with the validation metrics), plots and val.json, logged."""
-    from .bundle import save_bundle
-
     cfg = ctx.cfg
     meta = {**ctx.meta, "metrics": nan_to_none(stage.bundle_metrics(val, cfg))}
     if run_id is not None:
@@ -480,8 +465,6 @@ def _keep_best(ctx: TrainContext, stage, history, val, evaluator, val_loader):
     """``train.keep: best``: load the best validation epoch's weights from its checkpoint (every rank) and
     measure them again for the bundle's metrics and plots. Why: a GAN's validation score swings from epoch to
     epoch (FISN: 20.6, 16.5, 18.5 dB), and the last epoch is not the one to ship."""
-    from .training import checkpoint as ckpt
-
     best = best_epoch(history, stage.val_metrics()[0], stage.info.direction)
     ctx.meta["kept_epoch"] = best or (history[-1]["epoch"] if history else None)
     if best is None or best == history[-1]["epoch"]:
@@ -492,12 +475,10 @@ def _keep_best(ctx: TrainContext, stage, history, val, evaluator, val_loader):
 
 
 def _barrier(dd) -> None:
-    from .training.distributed import barrier
 
     barrier(dd)
 
 
 def _broadcast_run_id(run_id, dd):
-    from .training.distributed import broadcast_object
 
     return broadcast_object(run_id, dd)

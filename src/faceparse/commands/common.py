@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
+
 from ..config import ConfigError, load_params
 from ..log import console
+from ..stages import for_stage
 
 ParamsOpt = typer.Option(None, "--params", "-p", help="params file (default: $FACEPARSE_PARAMS or ./params.yaml)")
 SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set train.epochs=3 (repeatable)")
@@ -56,8 +58,6 @@ def report_photos(res: Any, verb: str, out: Any) -> None:
 
 def params_from(params: Optional[Path], sets: Optional[List[str]], stage: Optional[str] = None) -> dict[str, Any]:
     """The params file + overrides, resolved for ``stage`` (its own section replaces the top-level ones)."""
-    from ..stages import for_stage
-
     return for_stage(load_params(params, sets or []), stage)
 
 

@@ -8,9 +8,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from ..config import load_params
-from ..dvcgen import check as check_dvc_yaml
-from ..dvcgen import generate as generate_dvc_yaml
+from ..config import load_params, model_config
+from ..dvcgen import check as check_dvc_yaml, generate as generate_dvc_yaml
 from ..stages import describe, headline_of, stage_names
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from
 
@@ -89,7 +88,6 @@ def register(app: typer.Typer) -> None:
     ):
         """Parameters and MACs (counted by torch's FLOP counter) per output size, beside the paper's
         Table 4/6 figures (parser); params and GMACs at the input size for other stages."""
-        from ..config import model_config
         from ..labels import get_table
         from ..report import model_report, paper_comparison
 

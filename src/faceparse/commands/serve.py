@@ -1,6 +1,7 @@
 """`faceparse package`, `faceparse serve start|stop|status`, `faceparse rollout ...`, `faceparse export onnx`."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import List, Optional
 
@@ -18,7 +19,6 @@ def _champion(p: dict) -> str:
 
 def _runtime_errors(fn):
     """ServeError / RuntimeError from the serving library → one red line, exit 1 (not a traceback)."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*a, **kw):

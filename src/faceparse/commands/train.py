@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import yaml
 
 from .common import ParamsOpt, SetOpt, StageOpt, emit_json, friendly_errors, params_from
 
@@ -55,7 +56,6 @@ def register(app: typer.Typer) -> None:
 
 def _launch(p: dict, launcher: str, nproc: int, cluster: Optional[Path], job_name: Optional[str],
             resume: bool) -> dict:
-    import yaml
 
     from ..launch.dispatch import LAUNCHERS, train_distributed
 

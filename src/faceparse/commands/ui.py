@@ -1,12 +1,15 @@
 """`faceparse ui mlflow`, `faceparse ui page`: user interfaces started from the project."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from ..config import ConfigError, load_params
 from ..stages import get_stage, params_module, stage_names
+from ..tracking import ui_command
 from .common import MODEL_REF, ParamsOpt, SetOpt, console, friendly_errors, params_or_empty
 
 # the page's options before every stage had a card: still taken (hidden), each mapped onto --model /
@@ -60,10 +63,6 @@ def register(app: typer.Typer) -> None:
     ):
         """The MLflow UI over this project's runs and registry (registry.tracking_uri, else runs/mlflow),
         as ONE lean server process (MLflow's job runner and its consumers are left off). Ctrl-C stops it."""
-        import os
-
-        from ..tracking import ui_command
-
         argv, env = ui_command(params_or_empty(params, set_), host=host, port=port)
         console.print(f"MLflow UI: [bold]http://{host}:{port}[/] (store {argv[argv.index('--backend-store-uri') + 1]})")
         os.execve(argv[0], argv, env)  # this process becomes the server: nothing else stays resident
@@ -108,7 +107,6 @@ def register(app: typer.Typer) -> None:
         overlay with classes toggled and output resolution 64…1024, the 68 landmarks, the completion maps, …)
         and which model version and canary arm answered. Answers come from --endpoint / a running local
         server, else from the models in this process (--model STAGE=REF). Ctrl-C stops it."""
-        from ..config import ConfigError, load_params
         from ..serve import server as serve_server
         from ..serve.imaging import DEFAULT_MAX_PIXELS
         from ..ui.app import PageServer, folder_samples, serve, synthetic_samples

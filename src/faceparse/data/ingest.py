@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..images import read_image, read_label as _read_label
 from ..labels import CELEBAMASK_HQ, HELEN, LAPA, get_table
 from .manifest import INFO, SPLITS, sample_row, write_info, write_manifest
 
@@ -61,7 +65,6 @@ class Scan:
 
 
 def _console():
-    from rich.console import Console
 
     return Console(stderr=True)
 
@@ -73,23 +76,17 @@ def _warn(msg: str) -> None:
 # ------------------------------------------------------------------------------------------- readers
 def open_image(path: Path):
     """A fully decoded RGB PIL image (faceparse.images, the one reader); ValueError naming the file."""
-    from ..images import read_image
-
     return read_image(path)
 
 
 def read_label(path: Path) -> np.ndarray:
     """A single-channel class-id map as (H, W) uint8; ValueError naming the file otherwise."""
-    from ..images import read_label as _read_label
-
     return _read_label(path)
 
 
 def read_part_mask(path: Path) -> np.ndarray:
     """A CelebAMask-HQ part mask as bool (H, W). Like g_mask.py (cv2.imread, channel 0 = blue): a pixel
     belongs to the part where the blue channel of the decoded colour image is non-zero."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             im.load()
@@ -413,7 +410,6 @@ def atomic_dir(out: Path) -> Iterator[Path]:
 
 
 def progress_bar(enabled: bool = True):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=_console(), disable=not enabled,
@@ -461,8 +457,6 @@ def ingest(fmt: str, src: str | os.PathLike, out: str | os.PathLike, size: int =
            labelmaps_table: str = CELEBAMASK_HQ.name, split_seed: int = 0,
            splits: Mapping[str, float] | None = None, progress: bool = True) -> Path:
     """Convert a real dataset layout under ``src`` into the canonical dataset at ``out``; returns ``out``."""
-    from PIL import Image
-
     if fmt not in ADAPTERS:
         raise ValueError(f"unknown dataset format {fmt!r}; known: {list(FORMATS)}")
     size = int(size)

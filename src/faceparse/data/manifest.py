@@ -6,15 +6,19 @@ adapters (ingest, synth) use, so every dataset on disk has the same columns and 
 """
 from __future__ import annotations
 
-from ..hashing import sha256_file  # noqa: F401 (re-exported where others import it)
-
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..hashing import sha256_file  # noqa: F401 (re-exported where others import it)
+from ..images import open_image, read_label
 
 MANIFEST = "manifest.parquet"
 INFO = "dataset.json"
@@ -39,8 +43,6 @@ def sample_row(dataset_dir: str | os.PathLike, sample_id: str, split: str, *, im
     ``image`` / ``label`` / ``landmarks`` are paths relative to ``dataset_dir``. Pass ``label_array``
     (the map just written) and ``image_size`` ((width, height)) to avoid reading the files back.
     """
-    from ..images import open_image, read_label
-
     root = Path(dataset_dir)
     if split not in SPLITS:
         raise ValueError(f"sample {sample_id!r}: split {split!r} is not one of {SPLITS}")
@@ -67,7 +69,6 @@ def build_manifest_rows(dataset_dir: str | os.PathLike, samples: Iterable[Mappin
 
 
 def _schema():
-    import pyarrow as pa
 
     return pa.schema([
         ("id", pa.string()), ("split", pa.string()), ("image", pa.string()), ("label", pa.string()),
@@ -79,11 +80,6 @@ def _schema():
 
 def write_manifest(dataset_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write ``manifest.parquet`` (rows sorted by split then id; fixed column order and types)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from collections import Counter
-
     dup = sorted(i for i, n in Counter(r["id"] for r in rows).items() if n > 1)
     if dup:
         raise ValueError(f"manifest: duplicate sample ids {dup[:10]}")
@@ -127,9 +123,6 @@ def read_info(dataset_dir: str | os.PathLike) -> dict[str, Any]:
 
 def read_manifest(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     """``manifest.parquet`` as a DataFrame with the contract's columns."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(dataset_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no manifest.parquet: {Path(dataset_dir)} is not a canonical dataset")

@@ -8,6 +8,8 @@ from ..config import ConfigError, require, section
 from ..defaults import fill_defaults
 from ..schema import Ingest, Synth
 from .ingest import FORMATS
+from .manifest import read_info
+from .synth import write_dataset
 
 # the class table each real layout produces (labelmaps: data.ingest.labelmaps_table)
 FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "helen", "300w": "celebamask-hq"}
@@ -17,13 +19,11 @@ def synthesize(out: Path, size: int, opts: dict[str, Any], progress: bool = True
     """The synthetic dataset of ``data.synth`` options ``opts`` (``n``, ``seed``, ``occlusion_prob``, …) at
     ``out``, plus ``renders3d`` rendered 3D faces in its training split: the one path for ``data prepare``
     and ``data synth``. Options left out: their defaults (faceparse.schema.Synth)."""
-    from .synth import write_dataset
-
     opts = fill_defaults(Synth, opts)
     renders = int(opts.pop("renders3d") or 0)
     path = Path(write_dataset(out, size=size, progress=progress, **opts))
     if renders > 0:
-        from .synth3d import add_renders3d   # imports torch: only when 3D renders are asked for
+        from .synth3d import add_renders3d  # imports torch: only when 3D renders are asked for
 
         add_renders3d(path, renders, seed=int(opts["seed"]), occlusion_prob=float(opts["occlusion_prob"]),
                       progress=progress)
@@ -62,7 +62,6 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
     else:
         raise ConfigError(f"params: data.source={source!r} is not one of {['synth', *FORMATS]}")
 
-    from .manifest import read_info
 
     info = read_info(path)
     if table is not None and info.get("label_table") != table:

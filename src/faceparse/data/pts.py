@@ -26,6 +26,7 @@ import math
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 
@@ -126,8 +127,6 @@ def crop_to_face(image: np.ndarray, points: np.ndarray, size: int, margin: float
     """Square crop around the points (continuous pixel coordinates), padded (``edge`` replicate or
     ``zero``) where it leaves the image, resized to size × size (INTER_AREA down, INTER_CUBIC up);
     the points are mapped the same way: x' = (x − left) · size / side."""
-    import cv2
-
     img = np.asarray(image)
     pts = np.asarray(points, dtype=np.float64)
     if img.ndim != 3 or img.dtype != np.uint8:

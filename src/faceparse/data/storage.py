@@ -7,12 +7,24 @@ servers (SeaweedFS, MinIO) need.
 """
 from __future__ import annotations
 
-from ..hashing import sha256_file
-
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+from ..hashing import sha256_file
+from .ingest import progress_bar
 
 CHUNK = 1 << 20
 SHA256_META = "sha256"  # object metadata key upload() sets and fetch() checks when no sha256 is given
@@ -37,9 +49,6 @@ def resolve_endpoint(endpoint_url: str | None = None) -> str | None:
 
 def client(endpoint_url: str | None = None):
     """A boto3 S3 client: path-style addressing, a few quick retries, region from the env or us-east-1."""
-    import boto3
-    from botocore.config import Config
-
     return boto3.session.Session().client(
         "s3",
         endpoint_url=resolve_endpoint(endpoint_url),
@@ -55,9 +64,6 @@ def _where(endpoint: str | None) -> str:
 
 def _translate(e: Exception, uri: str, endpoint: str | None, s3=None, bucket: str | None = None) -> Exception:
     """botocore errors → FileNotFoundError / PermissionError / StorageError with the URI in the message."""
-    from botocore.exceptions import (ClientError, EndpointConnectionError, NoCredentialsError,
-                                     PartialCredentialsError)
-
     if isinstance(e, (NoCredentialsError, PartialCredentialsError)):
         return PermissionError(f"{uri}: no S3 credentials ({e}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     if isinstance(e, EndpointConnectionError):
@@ -93,8 +99,6 @@ def fetch(uri: str, dest_dir: str | os.PathLike, sha256: str | None = None, endp
     existing ``dest`` with the right checksum (or, when no checksum is known, the right size) is not
     downloaded again.
     """
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = parse_uri(uri)
     endpoint = resolve_endpoint(endpoint_url)
     dest_dir = Path(dest_dir)
@@ -173,9 +177,7 @@ def fetch(uri: str, dest_dir: str | os.PathLike, sha256: str | None = None, endp
 
 def _stream(body, part: Path, mode: str, offset: int, total: int, desc: str, progress: bool, uri: str,
             endpoint: str | None) -> None:
-    from botocore.exceptions import BotoCoreError
 
-    from .ingest import progress_bar
 
     with progress_bar(progress) as bar, open(part, mode) as f:
         task = bar.add_task(desc, total=total, completed=offset)
@@ -192,9 +194,6 @@ def _stream(body, part: Path, mode: str, offset: int, total: int, desc: str, pro
 def upload(path: str | os.PathLike, uri: str, endpoint_url: str | None = None, create_bucket: bool = False) -> str:
     """Upload one file to ``s3://bucket/key`` (multipart when large), recording its sha256 in the object's
     metadata so ``fetch`` verifies it; returns the URI."""
-    from boto3.exceptions import S3UploadFailedError
-    from botocore.exceptions import BotoCoreError, ClientError
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file to upload")

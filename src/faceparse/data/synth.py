@@ -46,6 +46,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from faceparse.data.synth_face import OCCLUDER_KINDS, OCCLUDER_VISIBLE, paint, sample_geometry
 from faceparse.data.synth_render import render
@@ -207,11 +213,6 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
 
     Built in a temporary directory beside ``out_dir`` and renamed into place; a previous faceparse dataset
     (a directory with dataset.json) is replaced, any other non-empty directory is refused (ValueError)."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from PIL import Image
-
     out_dir = Path(out_dir)
     n = int(n)
     if n < 1:
@@ -275,8 +276,6 @@ MANIFEST_COLUMNS = ("id", "split", "image", "label", "landmarks", "width", "heig
 
 def _manifest_schema():
     """Column types of manifest.parquet (docs/CONTRACTS.md), as the other dataset writers use them."""
-    import pyarrow as pa
-
     return pa.schema([
         ("id", pa.string()), ("split", pa.string()), ("image", pa.string()), ("label", pa.string()),
         ("landmarks", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
@@ -296,8 +295,6 @@ class _NoProgress:
 def _progress(enabled: bool, n: int, desc: str):
     if not enabled:
         return _NoProgress()
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn(f"[bold]{desc}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True))

@@ -35,13 +35,38 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from ..defaults import fill_defaults
+from ..face3d.model import N_ALBEDO, SKIN, FaceModel, asset_sha256
+from ..face3d.render import F0, Renderer
+from ..hashing import sha256_file
+from ..labels import CELEBAMASK_HQ, CELEBAMASK_HQ as T
 from ..stages.recon3d.params import Recon3dData
-from .synth import _VISIBLE_LUT, OCCLUDER_KINDS, assign_splits, occlusion_plan, sample_id
+from .manifest import class_pixels, read_info, read_manifest, write_info, write_manifest
+from .synth import (
+    _VISIBLE_LUT,
+    OCCLUDER_KINDS,
+    _check_target,
+    _progress,
+    assign_splits,
+    occlusion_plan,
+    replace_dir,
+    sample_id,
+)
 from .synth_face import FaceFrame, Pose, _fx, _occluder
-from .synth_render import SKIN_TONES, SKIN_P, HAIR_COLOURS, HAIR_P, _background, _camera, _jpeg, _noise_bank, \
-    _occluder_look, _pick
+from .synth_render import (
+    HAIR_COLOURS,
+    HAIR_P,
+    SKIN_P,
+    SKIN_TONES,
+    _background,
+    _camera,
+    _jpeg,
+    _noise_bank,
+    _occluder_look,
+    _pick,
+)
 
 SUPERSAMPLE = 2
 
@@ -60,8 +85,6 @@ class Sample3D:
 
 def sample_coeffs(rng: np.random.Generator, face) -> np.ndarray:
     """A random coefficient vector in the face model's layout (``FaceModel.sizes``)."""
-    from ..face3d.model import SKIN
-
     sz = face.sizes
     alpha = rng.normal(0.0, 0.8, sz["id"])
     beta = np.zeros(sz["exp"])
@@ -84,8 +107,6 @@ def sample_coeffs(rng: np.random.Generator, face) -> np.ndarray:
 def occluder_frame(lm: np.ndarray, lm3: np.ndarray, pose6: np.ndarray, size: int) -> tuple[FaceFrame, Pose]:
     """The 2D painter's face frame and pose for a rendered face: origin between the eyes, x in half jaw
     widths (y down), from the 3D landmarks ``lm3`` (cm) and their projections ``lm`` (pixels)."""
-    from ..face3d.render import F0
-
     eyes = lm3[36:48].mean(0)
     w = (lm3[16, 0] - lm3[0, 0]) / 2
 
@@ -126,8 +147,6 @@ def render_face(renderer, y: np.ndarray, size: int):
 def _fill_holes(rgb: np.ndarray, cov: np.ndarray, parts: np.ndarray, lm: np.ndarray) -> None:
     """The mesh has holes at the eyes and the mouth: paint them (in place) inside the landmark polygons, as
     eyes / an inner mouth (dark, uniform), so the background does not show through the face."""
-    from ..labels import CELEBAMASK_HQ as T
-
     for idx, colour, cls in ((range(36, 42), (0.22, 0.17, 0.15), "r_eye"), (range(42, 48), (0.22, 0.17, 0.15), "l_eye"),
                              (range(60, 68), (0.3, 0.1, 0.1), "mouth")):
         hole = np.zeros(cov.shape, np.uint8)
@@ -185,12 +204,6 @@ def write_dataset3d(out_dir, n: int, size: int = 128, seed: int = 0, occlusion_p
                     n_albedo: int | None = None, progress: bool = True) -> Path:
     """Write ``n`` samples to ``out_dir`` (built in a temporary directory beside it, then renamed into place;
     a previous dataset is replaced, any other non-empty directory refused)."""
-    from ..face3d.model import N_ALBEDO, FaceModel, asset_sha256
-    from ..face3d.render import F0, Renderer
-    from ..labels import CELEBAMASK_HQ
-    from .manifest import write_manifest
-    from .synth import _check_target
-
     out_dir, n = Path(out_dir), int(n)
     if n < 1 or size < 32:
         raise ValueError(f"synth3d: n must be >= 1 and size >= 32, got n={n}, size={size}")
@@ -239,10 +252,6 @@ def _render_into(root: Path, renderer, seed: int, size: int, ids: list[str], spl
                  progress: bool, desc: str) -> tuple[list[dict], dict[str, list[str]]]:
     """Render sample ``i`` of ``seed`` as ``ids[i]`` into ``root``'s canonical folders → (manifest rows,
     occluder kinds per id)."""
-    from ..labels import CELEBAMASK_HQ
-    from .manifest import class_pixels
-    from .synth import _progress
-
     for sub in ("images", "clean", "labels", "complete", "occlusion", "landmarks", "coeffs"):
         (root / sub).mkdir(exist_ok=True)
     rows, kinds = [], {}
@@ -267,10 +276,6 @@ def add_renders3d(dataset_dir, n: int, seed: int = 0, occlusion_prob: float = 0.
     nose and lips, which the 2D painter draws as flat shapes (measured on the four real fixture photos:
     README, issue #16). Rendered beside the dataset, then moved in; the manifest and dataset.json are
     rewritten last, so an interrupted run leaves the 2D dataset as it was (plus stray files)."""
-    from ..face3d.model import FaceModel, asset_sha256
-    from ..face3d.render import Renderer
-    from .manifest import read_info, read_manifest, write_info, write_manifest
-
     root, n = Path(dataset_dir), int(n)
     info = read_info(root)
     if info.get("label_table") != "celebamask-hq" or "renders3d" in info:
@@ -299,7 +304,6 @@ def add_renders3d(dataset_dir, n: int, seed: int = 0, occlusion_prob: float = 0.
 
 
 def _write_sample(root: Path, sid: str, s: Sample3D) -> None:
-    from PIL import Image
 
     Image.fromarray(s.image).save(root / f"images/{sid}.jpg", quality=95)
     Image.fromarray(s.clean).save(root / f"clean/{sid}.jpg", quality=95)
@@ -311,12 +315,10 @@ def _write_sample(root: Path, sid: str, s: Sample3D) -> None:
 
 
 def _sha(path: Path) -> str:
-    from ..hashing import sha256_file
 
     return sha256_file(path)
 
 
 def _replace(tmp: Path, out_dir: Path) -> None:
-    from .synth import replace_dir
 
     replace_dir(tmp, out_dir)

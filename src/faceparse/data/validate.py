@@ -9,8 +9,6 @@ the HTML).
 """
 from __future__ import annotations
 
-from ..hashing import sha256_file
-
 import json
 import os
 import shutil
@@ -18,11 +16,20 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import great_expectations as gx  # ~5-10 s: only here
 import numpy as np
 import pandas as pd
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+from PIL import Image
 
+from ..hashing import sha256_file
 from ..images import decode_label, open_image
 from ..labels import get_table
+from .ingest import progress_bar
 from .manifest import SPLITS, read_info, read_manifest
 
 SUITE_NAME = "faceparse-dataset"
@@ -38,8 +45,6 @@ def check_sample(root: Path, row: Any, num_classes: int, table_name: str, size: 
                  max_background_fraction: float, min_face_fraction: float,
                  n_points: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """Per-file checks of one manifest row: (record for the per-sample table, reasons it is bad)."""
-    from PIL import Image
-
     reasons: list[str] = []
     img_rel, lab_rel = str(row.image), str(row.label)
     rec: dict[str, Any] = {c: None for c in COLUMNS}
@@ -174,10 +179,6 @@ def run_great_expectations(df: pd.DataFrame, docs_dir: Path, *, size: int, num_c
                            max_background_fraction: float, min_face_fraction: float) -> tuple[bool, list[dict], str]:
     """One checkpoint run over the per-sample table in an ephemeral context; Data Docs go to docs_dir.
     Returns (success, [per-expectation results], index.html path)."""
-    import great_expectations as gx  # ~5-10 s: only here
-    from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
-                                                            ProgressBarsConfig)
-
     if docs_dir.exists():
         shutil.rmtree(docs_dir)
     docs_dir.mkdir(parents=True)
@@ -249,8 +250,6 @@ def validate_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
                      progress: bool = True) -> dict[str, Any]:
     """Validate a canonical dataset; write summary.json, quarantine.json, metrics.json and Data Docs under
     ``out_dir``; return the summary (``success`` False when any sample is bad or a dataset check fails)."""
-    from .ingest import progress_bar
-
     root, out = Path(dataset_dir), Path(out_dir)
     info = read_info(root)
     manifest = read_manifest(root)

@@ -44,7 +44,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
+from ..labels import CELEBAMASK_HQ, CELEBAMASK_HQ as T
+from .raster import barycentrics, rasterize
 from .render import F0, project, rotation
 
 JAW = slice(0, 17)
@@ -136,10 +139,6 @@ def outline_targets(parse: np.ndarray, occluded: np.ndarray | None = None) -> np
     """A parsing map (H, W) of CelebAMask-HQ ids (and the occlusion mask) → float32 (3, H, W): the signed
     distance in pixels to the face region's boundary (positive outside), and the trust of the nearest
     boundary (1 where the region meets the background or clothes there, else 0)."""
-    from scipy import ndimage
-
-    from ..labels import CELEBAMASK_HQ as T
-
     parse = np.asarray(parse)
     region = np.isin(parse, [T.index(n) for n in REGION])
     if occluded is not None:
@@ -184,10 +183,6 @@ def _sdf_grad(sdf: torch.Tensor) -> torch.Tensor:
 
 def outline_vertices(face, xy: torch.Tensor, depth: torch.Tensor, size: int, allowed: torch.Tensor) -> list[torch.Tensor]:
     """Per face, the vertices on the outer outline of its render at ``size``² (holes filled), among ``allowed``."""
-    from scipy import ndimage
-
-    from .raster import barycentrics, rasterize
-
     frags = rasterize(xy * size, depth, face.triangles, (size, size), cull=True)
     cover = frags.mask.cpu().numpy()
     pix, vid, bary = barycentrics(xy * size, frags)
@@ -342,7 +337,6 @@ def _cauchy(e: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def _neck_id() -> int:
-    from ..labels import CELEBAMASK_HQ
 
     return CELEBAMASK_HQ.index("neck")
 

@@ -11,6 +11,8 @@ import torch
 
 from ..align import Placement
 from ..photos import paste_image
+from ..serve.imaging import encode_png
+from .net import describe
 
 OVERLAY_ALPHA = 0.75
 
@@ -55,7 +57,6 @@ def landmarks_in_photo(out, k: int, placement, size: int) -> np.ndarray:
 
 
 def coeffs_json(face, y: np.ndarray, points: np.ndarray, image_size: tuple[int, int], version: str = "") -> bytes:
-    from .net import describe
 
     return json.dumps({**describe(face, y), "landmarks": np.round(points, 3).tolist(), "image_size": list(image_size),
                        "landmark_convention": "iBUG 68 landmark vertices projected, (x, y) pixels of the input image",
@@ -76,6 +77,5 @@ def answer_item(face, out, y: np.ndarray, k: int, photo, fmt: str, size: int, pl
         return coeffs_json(face, y[k], pts, photo.size, version), "application/json"
     if fmt == "obj":
         return mesh_obj(face, out, k, f"faceparse recon3d {version}".strip()).encode(), "text/plain"
-    from ..serve.imaging import encode_png
 
     return encode_png(overlay_faces(np.asarray(photo.convert("RGB")), out.image, out.mask, placements, order)), "image/png"

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..labels import CELEBAMASK_HQ as T
+
 DEFAULTS = {"w_lmk": 1.6e-3, "w_pix": 1.4, "w_reg": 3.7e-4, "w_face": 0.2, "w_shape": 0.0, "w_id": 1.0, "w_exp": 1.75e-3,
             "attention": "face", "attention_low": 0.1, "face_net": None, "face_net_size": 112}
 FACE_CLASSES = ("skin", "nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
@@ -27,8 +29,6 @@ LMK_SCALE = 224.0
 
 def attention(parse: torch.Tensor, mode: str = "face", low: float = 0.1) -> torch.Tensor:
     """(B, H, W) CelebAMask-HQ ids → (B, 1, H, W) P: 1 on the face (or its features), ``low`` elsewhere."""
-    from ..labels import CELEBAMASK_HQ as T
-
     names = FACE_CLASSES if mode == "face" else FACE_CLASSES[1:] if mode == "features" else None
     if names is None:
         raise ValueError(f"recon3d.loss.attention must be face or features, got {mode!r}")

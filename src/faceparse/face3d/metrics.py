@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ibug68 import inter_ocular
+
 CM_TO_MM = 10.0
 
 
@@ -46,7 +48,5 @@ def face_errors(pred: np.ndarray, true: np.ndarray, vertices: np.ndarray | None 
 
 def landmark_nme(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Per face: mean point distance over the inter-ocular distance (outer eye corners) of the truth."""
-    from ..ibug68 import inter_ocular
-
     pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
     return np.linalg.norm(pred - true, axis=-1).mean(-1) / np.maximum(inter_ocular(true), 1e-9)

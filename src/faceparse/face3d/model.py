@@ -24,8 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from matplotlib.path import Path as MPath
+from scipy.sparse.linalg import eigsh
 from torch import nn
+
+from ..labels import CELEBAMASK_HQ
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "ict_facekit" / "face_model.npz"
 N_ID, N_EXP, N_ALBEDO, N_SH = 100, 53, 16, 27
@@ -47,8 +52,6 @@ def asset_sha256() -> str:
 @lru_cache(maxsize=4)
 def model_arrays(n_albedo: int = N_ALBEDO) -> dict[str, np.ndarray]:
     """The face model's arrays (read once per process): centred mean, bases, albedo model, part labels."""
-    from ..labels import CELEBAMASK_HQ
-
     with np.load(ASSET) as z:
         raw = {k: z[k] for k in ("mean", "id_basis", "exp_basis", "triangles", "landmarks68")}
     mean = raw["mean"].astype(np.float64)
@@ -65,7 +68,6 @@ def model_arrays(n_albedo: int = N_ALBEDO) -> dict[str, np.ndarray]:
 
 
 def _inside(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    from matplotlib.path import Path as MPath
 
     return MPath(poly).contains_points(pts)
 
@@ -102,9 +104,6 @@ def part_labels(mean: np.ndarray, lmk: np.ndarray, index) -> np.ndarray:
 def laplacian_basis(verts: np.ndarray, tri: np.ndarray, k: int) -> np.ndarray:
     """(N, k) float32: the k lowest eigenvectors of the cotangent Laplacian (lumped mass), unit RMS per
     vertex, each signed so that its largest-magnitude entry is positive (deterministic across runs)."""
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import eigsh
-
     n = len(verts)
     if k <= 0:
         return np.zeros((n, 0), np.float32)

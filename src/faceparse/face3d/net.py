@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.resnet import build_resnet
 from .model import POSE_NAMES, FaceModel
 from .render import F0, SH_AMBIENT, Render, Renderer, project
 
@@ -17,7 +18,6 @@ class Recon3dNet(nn.Module):
 
     def __init__(self, cfg: dict[str, Any], input_size: int):
         super().__init__()
-        from ..models.resnet import build_resnet
 
         self.face = FaceModel(int(cfg.get("n_id", 100)), int(cfg.get("n_exp", 53)), int(cfg.get("n_albedo", 16)))
         self.backbone = build_resnet(cfg, self.face.num_coeffs)

@@ -7,9 +7,18 @@ import copy
 import re
 from typing import Any, Mapping
 
+from kubeflow.training import models
+
 from .errors import PyTorchJobError
-from .manifest import (job_metadata, pod_metadata, pod_scheduling, resources, volumes_and_mounts, worker_command,
-                       worker_env)
+from .manifest import (
+    job_metadata,
+    pod_metadata,
+    pod_scheduling,
+    resources,
+    volumes_and_mounts,
+    worker_command,
+    worker_env,
+)
 from .settings import settings_with_defaults
 from .staging import run_staged
 
@@ -74,8 +83,6 @@ def _sdk_model(data: Any, type_name: str, path: str = "job") -> Any:
     models' own ``openapi_types`` / ``attribute_map``. Strict, unlike a deserializer: a key the model does not
     have, or a value of the wrong type, is a ValueError naming its path (nothing is silently dropped)."""
     # lazy: the kubeflow-training SDK (the kubeflow.org/v1 models + every kubernetes.client model) is optional
-    from kubeflow.training import models
-
     if data is None:
         return None
     m = re.fullmatch(r"list\[(.+)\]", type_name)

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PIL import Image
 
 
 def preprocess(image, size: int | None = None) -> torch.Tensor:
     """uint8 RGB (H, W, 3) array or PIL image → (3, size, size) float tensor in [-1, 1].
 
     Resizing (bicubic, as at dataset-preparation time) happens only when ``size`` is given."""
-    from PIL import Image
-
     if isinstance(image, Image.Image):
         img = image.convert("RGB")
     else:

@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .client import Client
+from .server import _log_tail, _pid_alive, read_state, run_dir_of, start, status, stop
+
 
 def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.PathLike, out: str | os.PathLike,
                     run_dir: str | os.PathLike | None = None, resolution: int = 512,
@@ -16,9 +19,6 @@ def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.Path
     ``image`` through the router endpoint for the overlay (``out``, PNG) and the class fractions
     (``<out stem>.json``), then stop unless ``keep_serving`` (default: $KEEP_SERVING == "1"). ``detect``
     False: the image is an aligned face crop (``X-Detect: false``; a synthetic face has nothing to detect)."""
-    from .client import Client
-    from .server import _pid_alive, read_state, run_dir_of, start, status, stop
-
     keep = keep_serving if keep_serving is not None else os.environ.get("KEEP_SERVING") == "1"
     st = read_state(run_dir)
     if st and _pid_alive(st.get("pid"), run_dir_of(run_dir)):
@@ -68,6 +68,4 @@ def serve_and_query(params: dict[str, Any], model_uri: str, image: str | os.Path
 
 def _failure_logs(rd: Path) -> str:
     """The TorchServe and worker log tails a failed demo query prints: why, where CI keeps only the output."""
-    from .server import _log_tail
-
     return "\n".join(f"-- {log} (last lines):\n{_log_tail(rd, 15, log)}" for log in ("ts_log.log", "model_log.log"))

@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
+from ..bundle import META, WEIGHTS, read_meta
 from ..config import ConfigError, section
+from ..data.storage import upload
 from ..defaults import fill_defaults
 from ..schema import Serve
 
@@ -54,7 +56,6 @@ def resolve_model(model: str | os.PathLike, params: dict[str, Any] | None = None
 
         return resolve_bundle(ref, dst=dst, tracking_uri=tracking_uri(params or {}))
     p = Path(ref)
-    from ..bundle import read_meta
 
     read_meta(p)  # FileNotFoundError with a clear message when it is not a bundle
     return p, {"name": None, "version": None, "uri": str(p)}
@@ -110,7 +111,6 @@ def package(model: str | os.PathLike, params: dict[str, Any], model_store: str |
     handler = Path(handler or HANDLER)
     if not handler.is_file():
         raise FileNotFoundError(f"handler not found: {handler}")
-    from ..bundle import META, WEIGHTS
 
     for f in (WEIGHTS, META):
         if not (Path(bundle_dir) / f).is_file():
@@ -176,8 +176,6 @@ def kserve_config_properties(params: dict[str, Any], name: str, version: str, ma
 def upload_kserve_layout(mar: str | os.PathLike, params: dict[str, Any], uri: str, name: str | None = None,
                          version: str | None = None) -> dict[str, str]:
     """Write ``<uri>/config/config.properties`` and ``<uri>/model-store/<mar>`` (KServe TorchServe layout)."""
-    from ..data.storage import upload
-
     mar = Path(mar)
     if not uri.startswith("s3://"):
         raise ValueError(f"--upload takes s3://bucket/prefix, got {uri!r}")

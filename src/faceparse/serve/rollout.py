@@ -21,13 +21,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..bundle import read_meta
 from ..config import ConfigError
 from ..defaults import section_defaults
 from ..schema import Rollout
-from .client import Client, ServeError, ready_workers
-from .rollout_state import read_rollout, write_rollout
 from ..stages import bundle_stage
+from .client import Client, ServeError, parse_prometheus, ready_workers
 from .codecs import codec_for
+from .package import package, resolve_model
+from .rollout_state import read_rollout, write_rollout
+from .server import _pid_alive, read_state, run_dir_of
 
 DEFAULTS = section_defaults(Rollout)   # every serve.rollout key → its default (faceparse.schema.Rollout)
 
@@ -47,7 +50,6 @@ def rollout_params(params: dict[str, Any]) -> dict[str, Any]:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 def _server(run_dir) -> tuple[Path, dict[str, Any], Client]:
-    from .server import _pid_alive, read_state, run_dir_of
 
     rd = run_dir_of(run_dir)
     st = read_state(rd)
@@ -89,8 +91,6 @@ def _next_version(cl: Client, name: str) -> str:
 def start_rollout(params: dict[str, Any], model: str, percent: float | None = None, version: str | None = None,
                   run_dir=None, workers: int | None = None) -> dict[str, Any]:
     """Package the challenger, register it beside the stable version, send it ``percent`` % of traffic."""
-    from .package import package, resolve_model
-
     ro = rollout_params(params)
     pct = float(percent if percent is not None else ro["percent"])
     if not 0 < pct <= 100:
@@ -124,7 +124,6 @@ def start_rollout(params: dict[str, Any], model: str, percent: float | None = No
     if not desc or ready_workers(desc[0]) == 0:
         cl.unregister(name, version)
         raise ServeError(f"challenger {name} v{version} registered but no worker is READY")
-    from ..bundle import read_meta
 
     new = write_rollout(rd, model=name, stable=str(stable), canary=version, percent=pct,
                         mirror=float(ro["mirror_fraction"]), phase="canary", source=str(model),
@@ -148,7 +147,6 @@ def set_percent(params: dict[str, Any], percent: float, run_dir=None) -> dict[st
 
 
 def _torchserve_metrics(cl: Client, name: str) -> dict[str, dict[str, float]]:
-    from .client import parse_prometheus
 
     out: dict[str, dict[str, float]] = {}
     try:

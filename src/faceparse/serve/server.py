@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .client import KEY_FILE, Client, ServeError, ready_workers
 from .package import MODEL_STORE, default_model_name, package, serve_section
+from .rollout_state import read_rollout
+from .router import router_status, stop_router
 
 RUN_DIR = Path("runs") / "serve"
 STATE = "server.json"
@@ -50,7 +55,6 @@ def _torchserve() -> str:
     exe = Path(sys.executable).parent / "torchserve"
     if exe.is_file():
         return str(exe)
-    import shutil
 
     found = shutil.which("torchserve")
     if not found:
@@ -240,11 +244,8 @@ def _wait_ready(state: dict[str, Any], names: list[str], timeout_s: float) -> No
 def stop(run_dir: str | os.PathLike | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
     """Stop the router, then TorchServe (``torchserve --stop``), and make sure the Java process and its
     Python workers are gone (SIGTERM, then SIGKILL after ``timeout_s``). Idempotent."""
-    import psutil
-
     rd = run_dir_of(run_dir)
     st = read_state(rd) or {}
-    from .router import stop_router
 
     stop_router(rd)
     pid = st.get("pid")
@@ -292,8 +293,6 @@ def status(run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
                                     "ready_workers": {str(v["modelVersion"]): ready_workers(v) for v in vers}}
         except (ServeError, OSError) as e:
             out["error"] = str(e)
-    from .router import router_status
-    from .rollout_state import read_rollout
 
     out["router"] = router_status(rd) if running else None
     out["rollout"] = read_rollout(rd)
@@ -313,8 +312,6 @@ def token(run_dir: str | os.PathLike | None = None, kind: str = "inference") -> 
 
 def kill_worker(run_dir: str | os.PathLike | None = None, sig: int = signal.SIGKILL) -> list[int]:
     """Chaos helper: kill the Python worker processes of the running TorchServe (TorchServe restarts them)."""
-    import psutil
-
     rd = run_dir_of(run_dir)
     st = read_state(rd) or {}
     if not _pid_alive(st.get("pid"), rd):

@@ -2,12 +2,29 @@
 generator. Not used by the serving path itself."""
 from __future__ import annotations
 
+import io
 import json
+import random
+import socket
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
+import requests
+import torch
+from PIL import Image
+
+from ..bundle import load_bundle, save_bundle
+from ..config import load_params
+from ..models import build_model, preprocess
+from ..specks import labels_from_logits
+from ..stages import for_stage, get_stage
+from . import server
+from .client import Client
+from .server import HOST, _port_free
 
 TINY = {"width": 8, "groups": [1, 1, 1], "norm": "instance", "decoder": "liif", "unfold": True, "reduce": [16],
         "hidden": [16], "ensemble": True, "query_chunk": 16384}
@@ -18,11 +35,6 @@ def tiny_bundle(directory, seed: int = 0, cfg: dict | None = None, num_classes: 
     """A random FP-LIIF bundle; ``noise_from`` = another bundle dir whose weights (plus ``noise`` × N(0,1))
     are used instead (a 'retrained' challenger that nearly agrees with it). Extra ``meta`` goes into
     bundle.json (e.g. ``fault_injection={"error_rate": 1.0}``)."""
-    import torch
-
-    from ..bundle import load_bundle, save_bundle
-    from ..models import build_model
-
     if noise_from is not None:
         model, base = load_bundle(noise_from)
         cfg, num_classes = base["model_config"], int(base["num_classes"])
@@ -44,15 +56,6 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
     none) preprocessed alone (``faceparse.models.preprocess`` to the bundle's input size), decoded at
     ``resolution`` (default: the input size), argmax over classes, specks dropped (``faceparse.specks``) →
     (R, R) uint8 arrays."""
-    import io
-
-    import torch
-    from PIL import Image
-
-    from ..bundle import load_bundle
-    from ..models import preprocess
-    from ..specks import labels_from_logits
-
     model, meta = load_bundle(bundle_dir)
     size = int(meta.get("input_size", 256))
     res = int(resolution or size)
@@ -81,11 +84,6 @@ def free_port(exclude: Iterable[int] = ()) -> int:
     """A free loopback port drawn at random *outside* the kernel's ephemeral range. Nothing holds it until the
     server binds it (seconds later: a JVM starts first), but every connect() and bind(0) on the machine is
     given ports from the ephemeral range only, so none of them can take it meanwhile."""
-    import random
-    import socket
-
-    from .server import HOST, _port_free
-
     lo, hi = ephemeral_range()
     pool = range(20000, lo) if lo - 20000 >= 2000 else range(hi + 1, 65536) if 65535 - hi >= 2000 else None
     rng = random.SystemRandom()
@@ -128,7 +126,6 @@ class Traffic:
         self._pool: list[threading.Thread] = []
 
     def _run(self) -> None:
-        from .client import Client
 
         cl = Client.from_state(self.state, timeout=120)
         while not self._stop.is_set():
@@ -170,11 +167,6 @@ def dump(obj: Any) -> str:
 def landmark_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
     """A random MobileNetV3-Small ×0.25 landmark bundle (integral head, one refinement look) framed as the
     photo path frames a detected face."""
-    import torch
-
-    from ..bundle import save_bundle
-    from ..stages import get_stage
-
     torch.manual_seed(seed)
     meta = {"stage": "landmarks", "num_points": 68, "input_size": input_size,
             "framing": {"mode": "face", "jitter": 0.0, "eval_jitter": 0.0, "loose": 0.0},
@@ -186,8 +178,6 @@ def landmark_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
 def completion_bundle(directory, params: dict[str, Any], parser_size: int = 64, landmark_size: int = 80) -> Path:
     """A tiny random parser and landmark bundle in ``directory``, composed as `faceparse compose` does into
     ``directory/completion`` (``params``: the whole params; only registry names / files are read)."""
-    from ..stages import get_stage
-
     d = Path(directory)
     tiny_bundle(d / "parser", input_size=parser_size, stage="parser")
     landmark_bundle(d / "landmarks", input_size=landmark_size)
@@ -201,10 +191,6 @@ def post_prediction(st: dict[str, Any], body: bytes, headers: dict | None = None
                     timeout: float = 120):
     """POST ``body`` to a running server's model (``st`` from server.start) with its token (``token="ok"``),
     another token, or none (``None``)."""
-    import requests
-
-    from . import server
-
     key = server.token(st["run_dir"]) if token == "ok" else token
     auth = {"Authorization": f"Bearer {key}"} if key else {}
     return requests.post(f"{st['endpoint_url']}/predictions/{st['model_name']}", data=body,
@@ -221,10 +207,6 @@ def assert_refused(st: dict[str, Any], body: bytes, headers: dict, status: int, 
 
 def serve_stage(params_file, stage: str, bundle, tmp):
     """A served model stage for a test module: yields (server state, bundle) on free ports; stops it after."""
-    from ..config import load_params
-    from ..stages import for_stage
-    from . import server
-
     params = for_stage(load_params(params_file, port_overrides()), stage)
     st = server.start(params, model=str(bundle), run_dir=Path(tmp) / "run", model_store=Path(tmp) / "store")
     try:
@@ -267,10 +249,6 @@ def assert_token_required(st: dict[str, Any], good: bytes) -> None:
 def constant_class(bundle_dir, cls: int = 1) -> Path:
     """Rewrite a tiny LIIF bundle so that it answers ``cls`` at every pixel (last layer: zero weights, a
     one-hot bias): a parsed face region is then exactly where the crops land, a test can check geometry."""
-    import torch
-
-    from ..bundle import load_bundle, save_bundle
-
     model, meta = load_bundle(bundle_dir)
     n = int(meta["num_classes"])
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == n][-1]
@@ -283,8 +261,6 @@ def constant_class(bundle_dir, cls: int = 1) -> Path:
 def group_photo(samples_dir, size=(1200, 560)):
     """A wide 'group photo' from two real CelebAMask-HQ faces: sample 1 small on the left, sample 2 larger
     and turned 15° on the right, on a plain backdrop → (RGB PIL image, [(centre x, centre y, pasted side)])."""
-    from PIL import Image
-
     canvas = Image.new("RGB", size, (90, 120, 150))
     small = Image.open(Path(samples_dir) / "1.jpg").convert("RGB").resize((300, 300), Image.BICUBIC)
     large = Image.open(Path(samples_dir) / "2.jpg").convert("RGB").resize((420, 420), Image.BICUBIC)
@@ -295,9 +271,6 @@ def group_photo(samples_dir, size=(1200, 560)):
 
 def faceless_photos() -> dict:
     """Photos without a face: a colour gradient and a landscape-like scene (sky, ridge, grass, noise)."""
-    import numpy as np
-    from PIL import Image
-
     h, w = 360, 640
     yy, xx = np.mgrid[0:h, 0:w]
     grad = np.stack([xx * 255 / w, yy * 255 / h, np.full((h, w), 128)], -1).astype(np.uint8)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..defaults import fill_defaults
+from ..images import read_image, read_label
 from ..losses import edge_mask
 from ..models import preprocess
 from ..schema import Augment
@@ -44,9 +47,6 @@ def build_augment(cfg: Mapping[str, Any] | None, input_size: int):
     scaling down shrinks the face inside the frame and scaling up crops a random window (translation).
     Photometric (probability p, independently): ColorJitter(brightness, contrast, saturation, hue). Keys
     left out: their defaults (faceparse.schema.Augment)."""
-    import albumentations as A
-    import cv2
-
     cfg = fill_defaults(Augment, cfg)
     if not cfg["enabled"]:
         return None
@@ -69,13 +69,11 @@ def build_augment(cfg: Mapping[str, Any] | None, input_size: int):
 
 
 def load_pair(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]:
-    from ..images import read_image, read_label
 
     return np.asarray(read_image(image_path), dtype=np.uint8), read_label(label_path)
 
 
 def resize_pair(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
 
     if image.shape[:2] != (size, size):
         interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
@@ -85,8 +83,6 @@ def resize_pair(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.nda
 
 def resize_label(label: np.ndarray, size: int) -> np.ndarray:
     """Nearest neighbour on pixel centres (INTER_NEAREST_EXACT: the grid LIIF's coordinates assume)."""
-    import cv2
-
     if label.shape[:2] == (size, size):
         return label
     return cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)

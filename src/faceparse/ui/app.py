@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from ..photos import NoFaceError
 from ..serve import imaging
 from ..stages import describe
@@ -66,8 +68,6 @@ class Sample:
 
 def synthetic_samples(size: int = 384) -> list[Sample]:
     """The project's own synthetic faces (``faceparse.data.synth``; no licence strings attached)."""
-    from PIL import Image
-
     from ..data.synth import generate_sample
 
     out = []

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...labels import CELEBAMASK_HQ
+from ...landmark_map import draw_map
 
 SKIN = ("skin",)
 FEATURES = ("l_brow", "r_brow", "l_eye", "r_eye", "nose", "u_lip", "l_lip")
@@ -87,8 +88,6 @@ class Maps:
 
 def complete(alpha: np.ndarray, points: np.ndarray, settings: Settings = Settings()) -> Maps:
     """All maps for one image: ``points`` (68, 2) in continuous pixel coordinates of ``alpha``."""
-    from ...landmark_map import draw_map
-
     beta = draw_map(points, alpha.shape, brow_width=settings.brow_band)
     gamma = plus(alpha, beta, settings)
     return Maps(alpha, beta, gamma, occlusion_mask(gamma, alpha, settings))

@@ -7,8 +7,20 @@ from typing import List, Optional
 
 import typer
 
-from ...commands.common import (DetectOpt, ModelOpt, ParamsOpt, PhotosArg, QuietOpt, SetOpt, console, emit_json,
-                                friendly_errors, report_photos)
+from ...commands.common import (
+    DetectOpt,
+    ModelOpt,
+    ParamsOpt,
+    PhotosArg,
+    QuietOpt,
+    SetOpt,
+    console,
+    emit_json,
+    friendly_errors,
+    report_photos,
+)
+from ...config import load_params
+from .. import get_stage
 
 
 def register(app: typer.Typer) -> None:
@@ -27,9 +39,6 @@ def register(app: typer.Typer) -> None:
         Writes <stage>.train.bundle_dir: both models' weights and metas, Algorithm 1's settings
         (completion.model) and where each model came from (its registry version when `register` recorded
         the same weights). Evaluate, register, promote and serve it like any other stage."""
-        from ...config import load_params
-        from .. import get_stage
-
         st = get_stage(stage or "completion")
         if st.info.trainable or not hasattr(st, "compose"):
             raise ValueError(f"stage {st.name!r} is trained, not composed: use `faceparse train --stage {st.name}`")
@@ -65,7 +74,6 @@ def register(app: typer.Typer) -> None:
         each face found, framed and completed in place, the maps of the photo's shape. Exit 1 when a photo
         could not be read or holds no face (the others are still written)."""
         from .photo import complete_dataset, complete_images
-        from ...config import load_params
 
         p = load_params(params, set_ or [])   # whole: each composed stage's registry section is read
         if dataset is not None:

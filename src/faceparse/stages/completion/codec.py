@@ -2,6 +2,7 @@
 by mean IoU. No torch at module level: the router imports the codecs for the agreement only."""
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -29,9 +30,9 @@ class CompletionCodec:
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
         import torch
 
-        from .photo import complete_photo
         from .algorithm import Settings
         from .maps import run_maps
+        from .photo import complete_photo
 
         settings = Settings.from_dict(meta["model_config"])
         outs: list = [None] * len(items)
@@ -49,7 +50,6 @@ class CompletionCodec:
 
     @staticmethod
     def encode(maps, item: Item, palette, table, version: str) -> tuple[bytes, str]:
-        import base64
 
         fmt = item.options.format
         if fmt == "png":

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ... import plots
-from .algorithm import MaskIoU, RegionScores, plus
 from ...images import read_image
 from ...labels import CELEBAMASK_HQ
 from ...landmark_map import draw_map
@@ -26,6 +26,7 @@ from ...log import progress_bar
 from ...models import preprocess
 from ...runtime import tick
 from .. import plots_dir, write_table
+from .algorithm import MaskIoU, RegionScores, plus
 from .maps import METHODS, REGIONS, run_maps
 
 EXAMPLES = 4   # test images in the contact sheet of the reports
@@ -33,8 +34,6 @@ EXAMPLES = 4   # test images in the contact sheet of the reports
 
 def _truth(data_dir: Path, row) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(complete map, occluder mask, landmarks in label pixels) of one sample."""
-    from PIL import Image
-
     sid = str(row["id"])
     files = [data_dir / "complete" / f"{sid}.png", data_dir / "occlusion" / f"{sid}.png"]
     for f in files:

@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from ... import plots
 from ...api import shipped_or_champion
+from ...images import read_image
+from ...labels import CELEBAMASK_HQ
+from ...photos import NoFaceError, crop_batch, crop_side, faces_json, frame_for, paste_maps, plan_photo
+from ...registry import resolve_bundle
 from ...runtime import tick
+from ...tracking import tracking_uri
+from .. import for_stage, get_stage
 
 
 def load_completion(params: dict[str, Any], model: str | None = None, parser: str | None = None,
@@ -27,9 +37,6 @@ def load_completion(params: dict[str, Any], model: str | None = None, parser: st
     """(CompletionModel, meta): a completion bundle, or one composed from the two models' references
     (default each model shipped with faceparse, else that stage's ``models:/<name>@champion``)."""
     from ...bundle import load_bundle
-    from ...registry import resolve_bundle
-    from .. import for_stage, get_stage
-    from ...tracking import tracking_uri
 
     if model:
         bdir, _ = resolve_bundle(model, tracking_uri=tracking_uri(params) if str(model).startswith("models:/") else None)
@@ -45,8 +52,6 @@ def load_completion(params: dict[str, Any], model: str | None = None, parser: st
 
 def write_label(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
     """A palette PNG (mode P) of class ids."""
-    from PIL import Image
-
     im = Image.fromarray(labels.astype(np.uint8), "P")
     im.putpalette(palette.astype(np.uint8).ravel().tolist())
     im.save(path)
@@ -57,10 +62,7 @@ def complete_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike, 
                     progress: bool = True, detect: bool = True) -> list[dict[str, Any]]:
     """Complete every input photo (its faces found, ``complete_photo``); one result per input ({"input",
     "ok", files..., "faces"} or {"ok": False, "error"[, "no_face": True]})."""
-    from ... import plots
-    from ...labels import CELEBAMASK_HQ
     from ...log import console
-    from ...photos import NoFaceError, faces_json
     from ...predict import each_photo, expand_inputs
 
     paths = expand_inputs(inputs)
@@ -92,9 +94,8 @@ def complete_photo(net, meta: dict[str, Any], img, resolution: int | None = None
     its long side ``resolution`` (default the photo's); an aligned face or ``detect=False``: the image whole,
     at ``resolution``² (default the bundle's input size). NoFaceError when detection finds no face. ``plan``:
     the photo's faces when already found (``photos.plan_photo``)."""
-    from .algorithm import Maps, Settings
     from ...models import preprocess
-    from ...photos import crop_batch, crop_side, frame_for, paste_maps, plan_photo
+    from .algorithm import Maps, Settings
     from .maps import run_maps
 
     settings, size = Settings.from_dict(meta["model_config"]), int(meta["input_size"])
@@ -112,7 +113,6 @@ def _write_one(out: Path, stem: str, path: Path, img, maps, palette, plots) -> d
     files = {k: out / f"{stem}_{k}.png" for k in ("alpha", "beta", "gamma", "occlusion", "sheet")}
     for k in ("alpha", "beta", "gamma"):
         write_label(files[k], getattr(maps, k), palette)
-    from PIL import Image
 
     Image.fromarray(maps.occlusion.astype(np.uint8) * 255, "L").save(files["occlusion"])
     plots.completion_sheet(np.asarray(img), maps, palette, files["sheet"], title=path.name)
@@ -138,17 +138,12 @@ def complete_dataset(params: dict[str, Any], dataset_dir: str | os.PathLike, out
     """M_γ and the occlusion mask for every sample of a canonical dataset, at its label size, in ``out_dir``
     (default params ``completion.dataset_out``). Written beside, then renamed into place (all or nothing).
     Images go through the models ``batch_size`` at a time (batched convolutions: ~1.5× faster on a CPU)."""
-    import shutil
-    import tempfile
-
     import pandas as pd
     import torch
 
-    from .algorithm import Settings
-    from ...images import read_image
     from ...log import progress_bar
     from ...models import preprocess
-    from .. import for_stage
+    from .algorithm import Settings
     from .maps import run_maps
 
     data = Path(dataset_dir)
@@ -183,7 +178,6 @@ def complete_dataset(params: dict[str, Any], dataset_dir: str | os.PathLike, out
 
 
 def _save_sample(root: Path, sid: str, maps) -> None:
-    from PIL import Image
 
     Image.fromarray(maps.gamma.astype(np.uint8), "L").save(root / "completed" / f"{sid}.png")
     Image.fromarray(maps.occlusion.astype(np.uint8) * 255, "L").save(root / "occlusion" / f"{sid}.png")

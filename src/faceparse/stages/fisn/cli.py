@@ -6,8 +6,18 @@ from typing import List, Optional
 
 import typer
 
-from ...commands.common import (DetectOpt, ModelOpt, OutOpt, ParamsOpt, PhotosArg, QuietOpt, SetOpt, friendly_errors,
-                                report_photos)
+from ...commands.common import (
+    DetectOpt,
+    ModelOpt,
+    OutOpt,
+    ParamsOpt,
+    PhotosArg,
+    QuietOpt,
+    SetOpt,
+    friendly_errors,
+    report_photos,
+)
+from ...config import load_params
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +40,6 @@ def register(app: typer.Typer) -> None:
         _mask.png (those pixels), and for its most confident face _raw.png (the generator's whole output at
         its size), M_alpha / M_beta / M_gamma and a contact sheet; deocclude.json names every model's version.
         Exit 1 when a photo could not be read or holds no face (the others are still written)."""
-        from ...config import load_params
         from .photo import deocclude_images
 
         report_photos(deocclude_images(load_params(params, set_ or []), images, out, model, completion,

@@ -2,6 +2,8 @@
 compares raw outputs. No torch at module level: the router imports the codecs for the agreement only."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from ...detect import warm_up
@@ -47,7 +49,6 @@ class FisnCodec:
 
     @staticmethod
     def agreement(a: bytes, b: bytes) -> float | None:
-        import io
 
         from PIL import Image
 

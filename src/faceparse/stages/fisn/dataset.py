@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...images import read_image, read_label
 from ...models import preprocess
 from ...training.dataset import EpochSeeded, resize_label
+from ..completion.algorithm import Settings
 from ..landmarks.dataset import resize_image
 
 MODES = ("supervised", "paper")
 
 
 def face_ids() -> np.ndarray:
-    from ..completion.algorithm import Settings
 
     return Settings().face_ids()
 
@@ -66,8 +67,6 @@ class FisnDataset(EpochSeeded):
 
     def raw(self, i: int) -> dict[str, np.ndarray]:
         """uint8 arrays at size²: image, clean, label (visible map), complete, occluder (bool), region (bool)."""
-        from ...images import read_image, read_label
-
         sid = self.ids[i]
         image = resize_image(np.asarray(read_image(self.image_paths[i]), np.uint8), self.size)
         clean_path = self.root / "clean" / f"{sid}.jpg"

@@ -34,13 +34,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
+from ... import plots
+from ...images import read_image
+from ...labels import CELEBAMASK_HQ
+from ...log import progress_bar
 from ...metrics import Confusion
+from ...models import preprocess
 from ...runtime import tick
 from .. import plots_dir, write_table
+from ..completion.algorithm import Settings, occlusion_mask
 from ..completion.maps import run_maps
+from .dataset import FisnDataset
 from .model import psnr, to_uint8
 
 EXAMPLES = 6
@@ -49,8 +57,6 @@ METHODS = ("out", "input", "inpaint", "out_true_mask", "inpaint_true_mask", "raw
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(H, W) SSIM map of two uint8 (H, W, 3) images (mean over channels)."""
-    import cv2
-
     x, y = a.astype(np.float64), b.astype(np.float64)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
@@ -69,8 +75,6 @@ def region_ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
 
 def inpaint(image: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
     """cv2.inpaint (Telea) of a uint8 RGB image where ``mask``."""
-    import cv2
-
     if not mask.any():
         return image.copy()
     return cv2.inpaint(np.ascontiguousarray(image), mask.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
@@ -92,11 +96,6 @@ def _parser_for(model, meta):
 
 @torch.no_grad()
 def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) -> tuple[dict, dict]:
-    from ..completion.algorithm import Settings, occlusion_mask
-    from ...images import read_image
-    from ...log import progress_bar
-    from ...models import preprocess
-    from .dataset import FisnDataset
 
     ev = params["evaluate"]
     maps_mode = str(ev.get("maps") or "truth")
@@ -208,8 +207,6 @@ class MaskIoU:
 def _false_alarms(model, frame, data_dir: Path, size: int, scored: set, ious: "MaskIoU", device) -> None:
     """The occlusion head on the split's faces without an occluder too: what it marks there counts against
     its IoU (a head that marks every face would otherwise pass)."""
-    from .dataset import FisnDataset
-
     clean = FisnDataset(frame, data_dir, size)
     idx = [i for i, sid in enumerate(clean.ids) if sid not in scored]
     for start in range(0, len(idx), 16):
@@ -227,9 +224,6 @@ def _means(rows: list[dict]) -> dict[str, float | None]:
 def contact_sheet(rows: list[dict], path: Path) -> Path:
     """One row per face: input | [M_α | M_β] | M_γ | [occlusion mask] | output | [inpaint | clean] (the columns
     any row holds)."""
-    from ... import plots
-    from ...labels import CELEBAMASK_HQ
-
     plt = plots._plt()
     p = plots._prepare(path)
     order = [("input", "input"), ("alpha", "M_alpha"), ("beta", "M_beta"), ("map", "M_gamma"),

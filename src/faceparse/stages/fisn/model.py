@@ -9,6 +9,9 @@ from torch import nn
 
 from ...defaults import section_defaults
 from ...losses_gan import d_hinge_loss, generator_loss
+from ...training.distributed import all_reduce_sum
+from ...training.loop import to_device
+from ..completion.algorithm import Settings
 from .params import FisnLoss
 from .unet import Inpainter
 
@@ -19,8 +22,6 @@ LOSS_DEFAULTS = section_defaults(FisnLoss)   # fisn.loss: eq. 9's weights and th
 def erase_occluded(image: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The image with the occlusion mask the maps imply (a face class in the target map, none in the source
     map) set to 0 (mid-grey): the generator input when ``model_config.erase_occluded``."""
-    from ..completion.algorithm import Settings
-
     face = torch.as_tensor(Settings().face_ids().astype(np.int64), device=image.device)
     mask = torch.isin(target, face) & ~torch.isin(source, face)
     return image.masked_fill(mask.unsqueeze(1), 0.0)
@@ -145,7 +146,6 @@ class RegionPSNR:
         self.total: torch.Tensor | None = None
 
     def update(self, model, batch, device, autocast) -> None:
-        from ...training.loop import to_device
 
         with autocast:
             out = model(to_device(batch["image"], device), batch["source"].to(device), batch["target"].to(device))
@@ -156,7 +156,6 @@ class RegionPSNR:
                 self.sums += torch.tensor([psnr(o, r, reg), psnr(i, r, reg), 1.0], dtype=torch.float64)
 
     def reduce(self, dd) -> None:
-        from ...training.distributed import all_reduce_sum
 
         self.total = all_reduce_sum(self.sums.clone(), dd)
 

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .unet import Inpainter, OcclusionHead
 
@@ -266,8 +267,6 @@ def build_preset(name: str, num_classes: int = 19) -> tuple[nn.Module, Multiscal
 def network_report(config: dict[str, Any], size: int, num_classes: int = 19) -> dict[str, dict[str, float]]:
     """Params and GMACs (batch 1, at ``size``²) of the generator, discriminator and occlusion head a model
     config (``generator`` / ``discriminator`` / ``occlusion`` kwargs) builds, counted on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.device("meta"):
         gen = build_generator(num_classes, config["generator"])
         disc = MultiscaleDiscriminator(num_classes, **config["discriminator"])

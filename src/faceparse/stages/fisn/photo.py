@@ -23,10 +23,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from ..completion.photo import write_label
+from ...align import face_crop
 from ...api import as_image, shipped_or_champion
-from ...photos import paint_order, paste_image
+from ...hashing import sha256_file
+from ...labels import CELEBAMASK_HQ
+from ...photos import (
+    NoFaceError,
+    Plan,
+    crop_placements,
+    faces_json,
+    frame_for,
+    paint_order,
+    paste_image,
+    paste_maps,
+    plan_photo,
+)
+from ...registry import resolve_bundle
+from ...tracking import tracking_uri
+from .. import for_stage
+from ..completion.photo import write_label
 
 
 @dataclass
@@ -107,11 +124,6 @@ def deocclude_photo(chain: Chain, img, detect: bool = True, what: str = "the ima
     and only its occluded pixels put back into the photo (bilinear, the mask's edge softened); the photo's own
     size. An aligned face or ``detect=False``: the image whole. NoFaceError when detection finds no face.
     ``plan``: the photo's faces when already found (``photos.plan_photo``)."""
-    from PIL import Image
-
-    from ...align import face_crop
-    from ...photos import Plan, crop_placements, frame_for, paste_maps, plan_photo
-
     plan = plan or plan_photo(img, chain.size, detect=detect, what=what)
     if plan.whole:
         ans = chain.run([img])[0]
@@ -131,8 +143,6 @@ def deocclude_photo(chain: Chain, img, detect: bool = True, what: str = "the ima
 
 def paste(photo, raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The photo (its own size) with ``raw`` (bicubic up) where ``mask`` (nearest up) is set."""
-    from PIL import Image
-
     img = np.asarray(photo.convert("RGB") if hasattr(photo, "convert") else photo, dtype=np.uint8)
     h, w = img.shape[:2]
     up = np.asarray(Image.fromarray(raw).resize((w, h), Image.BICUBIC))
@@ -150,10 +160,6 @@ def load_chain(params: dict[str, Any], model: str | None = None, completion: str
     registry champion) and the completion model it carries or ``completion``; versions names each model
     (reference, registry version, weights hash)."""
     from ...bundle import WEIGHTS, load_bundle
-    from ...hashing import sha256_file
-    from ...registry import resolve_bundle
-    from .. import for_stage
-    from ...tracking import tracking_uri
 
     own = for_stage(params, "fisn")
     ref = str(model or default_model(own))
@@ -193,7 +199,6 @@ def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike,
                      completion: str | None = None, progress: bool = True, detect: bool = True) -> dict[str, Any]:
     """De-occlude every input photo; {"models": versions, "results": [{"input", "ok", files...} or
     {"input", "ok": False, "error"}]}, also written to ``out_dir/deocclude.json``."""
-    from ...labels import CELEBAMASK_HQ
     from ...predict import each_photo, expand_inputs
 
     paths = expand_inputs(inputs)
@@ -213,10 +218,7 @@ def deocclude_images(params: dict[str, Any], inputs, out_dir: str | os.PathLike,
 def _write_one(out: Path, stem: str, path: Path, img, chain, palette, detect: bool = True) -> dict[str, Any]:
     """The chain on one photo → the de-occluded photo and its mask (the photo's size); the most confident
     face's raw generator output and maps (its crop's frame); a sheet. No face: named, nothing written."""
-    from PIL import Image
-
     from ...log import console
-    from ...photos import NoFaceError, faces_json
     from .evaluate import contact_sheet
 
     try:

@@ -1,18 +1,28 @@
 """The FISN stage's adapter: model, data, GAN training hooks, evaluation and reports on the one path."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ...bundle import WEIGHTS, load_bundle, read_meta
 from ...defaults import fill_defaults
+from ...hashing import sha256_file
+from ...labels import get_table
+from ...losses_gan import PerceptualLoss, perceptual_network
+from ...occluders import KINDS, pasted_cases
 from ...photo_eval import labelled_photos
+from ...registry import resolve_bundle
+from ...tracking import tracking_uri
+from ...training.loop import to_device
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, bundle_stage, figure, plots_dir
+from .dataset import FisnDataset
 from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
 from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
+from .network import PRESETS, MultiscaleDiscriminator, build_generator, build_occlusion, network_report
 from .params import FisnLoss, FisnModel as FisnModelSection
-from ...occluders import KINDS, pasted_cases
 from .pasted import markdown, score_chain, sheet
 from .photo import Deoccluder, load_chain
 
@@ -44,7 +54,6 @@ class FisnStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
-        from .network import PRESETS
 
         m = fill_defaults(FisnModelSection, params.get("model"))
         name = str(m.get("preset") or "tiny")
@@ -61,8 +70,6 @@ class FisnStage(Stage):
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
         """num_classes / label_table (CelebAMask-HQ: the maps' face classes), the carried completion model
         (its meta and where it came from) and the perceptual network."""
-        from ...labels import get_table
-
         table = get_table(str(info.get("label_table") or "celebamask-hq"))
         if table.name != "celebamask-hq":
             raise ValueError(f"the de-occlusion generator is guided by CelebAMask-HQ maps; the dataset uses {table.name!r}")
@@ -75,7 +82,6 @@ class FisnStage(Stage):
         return meta
 
     def build_model(self, meta) -> FisnModel:
-        from .network import MultiscaleDiscriminator, build_generator, build_occlusion
 
         cfg, n = meta["model_config"], int(meta["num_classes"])
         gen = build_generator(n, cfg["generator"])
@@ -94,7 +100,6 @@ class FisnStage(Stage):
         return model
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-        from .network import network_report
 
         return {k: {"params": v["params"], "gmacs": {str(input_size): v["gmacs"]}}
                 for k, v in network_report(mcfg, input_size).items()}
@@ -123,7 +128,6 @@ class FisnStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-        from .dataset import FisnDataset
 
         root = Path(str(params["data"]["dir"])).resolve()
         t = params["train"]
@@ -152,8 +156,6 @@ class FisnStage(Stage):
 
     def prepare(self, ctx) -> None:
         """The carried completion model's weights, the perceptual network and the loss weights."""
-        from ...losses_gan import PerceptualLoss
-
         if ctx.model.completion is not None:
             load_carried(ctx.model, ctx.params)
         loss = fill_defaults(FisnLoss, ctx.params.get("loss"))
@@ -163,7 +165,6 @@ class FisnStage(Stage):
         ctx.state["tally"] = {}
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-        from ...training.loop import to_device
 
         dev = ctx.dd.device
         image, real = to_device(batch["image"], dev), to_device(batch["real"], dev)
@@ -248,13 +249,6 @@ def carried_completion(params) -> tuple[str, dict[str, Any], dict[str, Any]] | N
     """(bundle dir, its meta, provenance) of ``fisn.carry.completion``, or None when it is null.
     Provenance: the reference, the weights' sha256 and the registry version (``models:/`` URIs say it;
     a bundle dir gets the version ``fisn.carry.registered_file`` records for the same weights)."""
-    import json
-
-    from ...bundle import WEIGHTS, read_meta
-    from ...hashing import sha256_file
-    from ...registry import resolve_bundle
-    from ...tracking import tracking_uri
-
     carry = dict(params.get("carry") or {})
     ref = carry.get("completion")
     if not ref:
@@ -308,16 +302,12 @@ def perceptual_source(params, meta) -> str:
 
 
 def perceptual_network_for(spec: str, model: FisnModel, params):
-    from ...losses_gan import perceptual_network
 
     kind, _, ref = spec.partition(":")
     if kind != "parser":
         return perceptual_network(spec)
     if not ref:
         return perceptual_network("parser", model.completion.parser)
-    from ...bundle import load_bundle
-    from ...registry import resolve_bundle
-    from ...tracking import tracking_uri
 
     bdir, _ = resolve_bundle(ref, tracking_uri=tracking_uri(params) if ref.startswith(("models:/", "runs:/")) else None)
     parser, meta = load_bundle(bdir)

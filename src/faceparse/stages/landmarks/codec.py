@@ -3,8 +3,10 @@ No torch at module level: the router imports the codecs for the agreement only."
 from __future__ import annotations
 
 from ...detect import warm_up
+from ...photos import Plan, locate_points
 from ...serve import imaging
 from ...serve.codecs import Item, points_agreement
+from .photo import draw_points, points_json
 
 
 class LandmarkCodec:
@@ -21,8 +23,6 @@ class LandmarkCodec:
         warm_up()
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
-        from ...photos import Plan, locate_points
-        from .photo import draw_points, points_json
 
         size = int(meta.get("input_size", 256))
         outs = []

@@ -26,12 +26,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
+import albumentations as A
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from ...align import face_crop, five_points, placement
 from ...defaults import fill_defaults
 from ...ibug68 import ALBU_OFFSET, IBUG_FLIP, NUM_POINTS, inter_ocular
+from ...images import open_image, read_image
 from ...models import preprocess
 from ...training.dataset import EpochSeeded, _range, derive_seed
 from .params import LandmarkAugment
@@ -57,9 +61,6 @@ def build_landmark_augment(cfg: Mapping[str, Any] | None):
     Geometric: HorizontalFlip (probability ``flip``), then Affine (probability ``p``: rotate ±``rotate``°,
     scale in ``scale``, shift ±``shift`` of the side) keeping the S × S frame. Photometric: ColorJitter
     (probability ``p``) and GaussianBlur (probability ``blur``)."""
-    import albumentations as A
-    import cv2
-
     cfg = dict(cfg or {})
     unknown = set(cfg) - AUGMENT_KEYS
     if unknown:
@@ -88,15 +89,12 @@ def build_landmark_augment(cfg: Mapping[str, Any] | None):
 def _size_of(row_w, row_h, image_path: str) -> tuple[int, int]:
     if row_w is not None and row_h is not None and not (np.isnan(row_w) or np.isnan(row_h)):
         return int(row_w), int(row_h)
-    from ...images import open_image
 
     return open_image(image_path).size
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """To size × size as the parser's dataset resizes (INTER_AREA down, INTER_CUBIC up; per axis)."""
-    import cv2
-
     if image.shape[:2] == (size, size):
         return image
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC)
@@ -119,7 +117,6 @@ def visibility(points: np.ndarray, mask_path: Path, image_wh: tuple[int, int]) -
     its continuous coordinates, mask scaled to the image); all True when there is no mask."""
     if not mask_path.is_file():
         return np.ones(len(points), bool)
-    from PIL import Image
 
     mask = np.asarray(Image.open(mask_path).convert("L")) > 127
     mh, mw = mask.shape
@@ -158,8 +155,6 @@ class LandmarkDataset(EpochSeeded):
 
     def stored(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The sample as stored (image uint8 RGB, points (68, 2) continuous pixels of it)."""
-        from ...images import read_image
-
         return np.asarray(read_image(self.image_paths[i]), dtype=np.uint8), load_points(self.landmark_paths[i])
 
     def framed(self, i: int, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

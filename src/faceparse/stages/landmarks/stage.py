@@ -7,11 +7,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from ...api import Landmarker, load
+from ...config import model_config
+from ...ibug68 import inter_ocular, landmark_metrics
+from ...models import count_params, preprocess
 from ...photo_eval import nme_table, reference_points, score_landmarks
+from ...photos import locate_points, plan_photo
 from ...runtime import tick
+from ...training.loop import to_device
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, write_table
+from .dataset import LandmarkDataset
+from .network import build_landmark_model
 from .photo import draw_points, predict_steps
 
 
@@ -26,7 +35,6 @@ class PointsEvaluator:
         self.pred, self.true, self.visible = [], [], []
 
     def update(self, model, batch, device, autocast) -> None:
-        from ...training.loop import to_device
 
         run = getattr(model, "look", model) if self.framed else model
         with autocast:
@@ -49,7 +57,6 @@ class PointsEvaluator:
         self.arrays = arrays
 
     def compute(self) -> dict[str, Any]:
-        from ...ibug68 import landmark_metrics
 
         pred, true, visible = self.arrays
         return landmark_metrics(pred, true, visible=visible, mean_shape=self.mean_shape)
@@ -74,7 +81,6 @@ class LandmarkStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
-        from ...config import model_config
 
         return model_config(params)
 
@@ -91,7 +97,6 @@ class LandmarkStage(Stage):
         return meta
 
     def build_model(self, meta):
-        from .network import build_landmark_model
 
         cfg = {k: v for k, v in meta["model_config"].items() if k != "preset"}
         model = build_landmark_model({**cfg, "num_points": int(meta.get("num_points", 68))})
@@ -100,9 +105,7 @@ class LandmarkStage(Stage):
         return model
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-        from torch.utils.flop_counter import FlopCounterMode
 
-        from ...models import count_params
 
         model = self.build_model({"model_config": mcfg, "num_points": 68})
         with torch.device("meta"), FlopCounterMode(display=False) as fc:
@@ -118,7 +121,6 @@ class LandmarkStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-        from .dataset import LandmarkDataset
 
         aug = cfg.augment if cfg.augment["enabled"] else None
         fr = meta.get("framing") or framing_of({})
@@ -145,7 +147,6 @@ class LandmarkStage(Stage):
         pass
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-        from ...training.loop import to_device
 
         images = to_device(batch["image"], ctx.dd.device)
         points = batch["points"].to(ctx.dd.device, non_blocking=True)
@@ -170,8 +171,6 @@ class LandmarkStage(Stage):
 
     @torch.no_grad()
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
-        from ...training.loop import to_device
-        from ...models import preprocess
 
         model.eval()
         images, truths, preds = [], [], []
@@ -203,8 +202,6 @@ class LandmarkStage(Stage):
 
     def write_reports(self, result, extras, params) -> list[Path]:
         """plots_dir/ced.csv (cumulative error distribution of per-image NME) and regions.csv."""
-        from ...ibug68 import inter_ocular
-
         plots = Path(params["evaluate"].get("plots_dir") or Path(params["evaluate"]["metrics_file"]).parent / "plots")
         plots.mkdir(parents=True, exist_ok=True)
         pred, true, _ = extras["arrays"]
@@ -238,8 +235,6 @@ class LandmarkStage(Stage):
         """An RGB PIL photo → ([(68, 2) points per face, most confident first, in the photo's pixels], plan):
         the faces found and framed as the parser's are (``faceparse.photos``); NoFaceError when there is none.
         A bundle trained on whole images (framing ``image``) is given the whole photo, as it was trained."""
-        from ...photos import locate_points, plan_photo
-
         size = int(meta.get("input_size", 256))
         plan = plan_photo(image, size, detect=detect and is_face_framed(meta), what=what)
         return locate_points(model, image, plan, size), plan
@@ -259,8 +254,6 @@ def is_face_framed(meta: dict[str, Any]) -> bool:
 
 def eval_dataset(frame, meta: dict[str, Any], input_size: int):
     """A split as validation / evaluation sees it: the bundle's framing, its fixed detector-like jitter."""
-    from .dataset import LandmarkDataset
-
     fr = meta.get("framing") or framing_of({})
     return LandmarkDataset(frame, input_size, framing=fr["mode"], jitter=fr["eval_jitter"])
 
@@ -281,8 +274,6 @@ def markdown_table(result: dict[str, Any], regions: list[str]) -> str:
 
 def save_points_grid(images, truths, preds, path: Path) -> None:
     """Truth (green) and prediction (red) on each image, side by side."""
-    from PIL import Image
-
     tiles = [draw_points(draw_points(im, t), p, (255, 0, 0)) for im, t, p in zip(images, truths, preds)]
     if tiles:
         Image.fromarray(np.concatenate(tiles, axis=1)).save(path)

@@ -7,8 +7,10 @@ import json
 import numpy as np
 
 from ...detect import warm_up
+from ...photos import parse_planned
 from ...serve import imaging
 from ...serve.codecs import Item, by_resolution, label_agreement
+from ...specks import labels_from_logits
 
 
 class ParserCodec:
@@ -31,8 +33,6 @@ class ParserCodec:
         encoded answers, in item order."""
         import torch
 
-        from ...photos import parse_planned
-        from ...specks import labels_from_logits
 
         outs: list = [None] * len(items)
         whole = [k for k, it in enumerate(items) if it.plan is None or it.plan.whole]

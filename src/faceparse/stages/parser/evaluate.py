@@ -29,10 +29,20 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ...config import ConfigError
+from ...data.manifest import read_info
+from ...images import read_image, read_label
+from ...labels import get_table
+from ...log import console
 from ...metrics import Confusion, constant_f1, scores
+from ...models import make_coord, preprocess
+from ...plots import confusion_image
 from ...runtime import tick
+from ...training.dataset import resize_label
 
 GT_UPSAMPLING = "nearest"      # ground truth at outputs above the reference resolution
 LOGIT_UPSAMPLING = "bilinear"  # logits at outputs below the reference resolution, up to it
@@ -40,9 +50,6 @@ METRIC_PREFIX = "test_"        # names of the metrics logged to the MLflow run
 
 
 def _load_pair(image_path: str, label_path: str, input_size: int, ref: int):
-    from ...images import read_image, read_label
-    from ...models import preprocess
-    from ...training.dataset import resize_label
 
     try:
         x = preprocess(read_image(image_path), input_size)
@@ -59,11 +66,6 @@ def confusions_at_sizes(model, batches: Iterable[tuple[Any, Any]], num_classes: 
                         out_sizes: list[int]) -> dict[int, Any]:
     """One ``Confusion`` per output size (the reference size always included), from batches of
     (images (B,3,h,w) normalised tensor, labels (B,ref,ref) int tensor at the reference resolution)."""
-    import torch
-    import torch.nn.functional as F
-
-    from ...models import make_coord
-
     sizes = sorted(set(int(s) for s in out_sizes) | {ref})
     conf = {s: Confusion(num_classes) for s in sizes}
     with torch.inference_mode():
@@ -89,13 +91,6 @@ def confusions_at_sizes(model, batches: Iterable[tuple[Any, Any]], num_classes: 
 def evaluate_parser(model, meta, df, data_dir: Path, params: dict[str, Any], progress: bool):
     """The parser on a split: dataset-level confusion at the reference resolution and at every
     ``evaluate.out_sizes`` → (result, {"matrix": confusion at the reference size})."""
-    import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ...log import console
-    from ...data.manifest import read_info
-    from ...labels import get_table
-
     ev = params["evaluate"]
     for key in ("out_sizes", "plots_dir", "table_file"):
         if key not in ev:
@@ -192,7 +187,6 @@ def write_plots(plots_dir: Path, result: dict[str, Any], matrix: np.ndarray, cla
         for s, m in sorted(result["multires"].items(), key=lambda kv: int(kv[0])):
             w.writerow([int(s), "" if m["mean_f1"] is None else m["mean_f1"], "" if m["miou"] is None else m["miou"]])
     written.append(p)
-    from ...plots import confusion_image
 
     p = plots_dir / "confusion.png"
     confusion_image(np.asarray(matrix), list(classes), p)

@@ -5,15 +5,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+from ...labels import get_table
+from ...models import check_out_size
+from ...photos import NoFaceError, faces_json, parse_planned, parse_whole, plan_photo
+from ...plots import overlay
 
 PER_IMAGE_ABOVE = 1024  # output sizes above this are decoded one image at a time
 
 
 def predict_steps(net, meta, out: Path, resolution: int | None, masks: bool, detect: bool = True):
     """(run: images → label maps (or NoFaceError), write: one result, what) for a parser bundle."""
-    from ...labels import get_table
-    from ...models import check_out_size
-
     table = get_table(meta["label_table"])
     palette = table.palette()
     input_size = int(meta.get("input_size", 256))
@@ -35,8 +38,6 @@ def predict_steps(net, meta, out: Path, resolution: int | None, masks: bool, det
 def _parse_images(net, images, names, input_size: int, resolution: int | None, detect: bool) -> list:
     """Per image (label map, plan), or the NoFaceError naming it. Photos parsed whole are batched by output
     size (one image at a time above PER_IMAGE_ABOVE, bounding the logits); a photo's faces one by one."""
-    from ...photos import NoFaceError, parse_planned, parse_whole, plan_photo
-
     outs: list = []
     for img, name in zip(images, names):
         try:
@@ -60,10 +61,7 @@ def _parse_images(net, images, names, input_size: int, resolution: int | None, d
 
 def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, table, masks: bool,
            plan) -> dict[str, Any]:
-    from PIL import Image
 
-    from ...plots import overlay
-    from ...photos import faces_json
 
     label_path = out / f"{stem}_label.png"
     lab = np.ascontiguousarray(lab, dtype=np.uint8)

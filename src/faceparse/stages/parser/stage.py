@@ -6,9 +6,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from ... import plots
 from ...api import Parser, load
+from ...config import model_config
+from ...labels import get_table
+from ...losses import EdgeAwareCE
+from ...metrics import Confusion, scores
+from ...models import build_model, make_coord, preprocess
 from ...photo_eval import f1_table, labelled_photos, score_photos
+from ...report import model_report
+from ...training.dataset import FaceParsingDataset
+from ...training.distributed import all_reduce_sum
+from ...training.loop import to_device
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs
+from .evaluate import evaluate_parser, mlflow_metrics, write_parser_reports
 from .photo import predict_steps
 
 
@@ -27,14 +38,12 @@ class ConfusionEvaluator:
     """Validation of a parser: per-pixel confusion at out_size, summed across ranks."""
 
     def __init__(self, table, out_size: int):
-        from ...metrics import Confusion
 
         self.table, self.out_size = table, int(out_size)
         self.conf = Confusion(table.num_classes)
         self.matrix: np.ndarray | None = None
 
     def update(self, model, batch, device, autocast) -> None:
-        from ...training.loop import to_device
 
         with autocast:
             logits = model(to_device(batch["image"], device), self.out_size)
@@ -42,12 +51,10 @@ class ConfusionEvaluator:
         self.conf.update(pred, batch["labels"].view(pred.shape))
 
     def reduce(self, dd) -> None:
-        from ...training.distributed import all_reduce_sum
 
         self.matrix = all_reduce_sum(torch.from_numpy(self.conf.matrix), dd).numpy()
 
     def compute(self) -> dict[str, Any]:
-        from ...metrics import scores
 
         return scores(self.matrix, self.table)
 
@@ -71,12 +78,10 @@ class ParserStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
-        from ...config import model_config
 
         return model_config(params)
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
-        from ...labels import get_table
 
         table = get_table(str(info["label_table"]))
         wanted = (params.get("data") or {}).get("label_table")
@@ -85,12 +90,10 @@ class ParserStage(Stage):
         return {"num_classes": table.num_classes, "label_table": table.name}
 
     def build_model(self, meta):
-        from ...models import build_model
 
         return build_model(meta["model_config"], int(meta["num_classes"]))
 
     def report(self, meta, input_size: int) -> dict[str, Any]:
-        from ...report import model_report
 
         rep = model_report(meta["model_config"], int(meta["num_classes"]), sizes=(64, 256), in_size=input_size)
         return {"report.params": rep["params"], "report.gmacs_64": rep["gmacs"]["64"],
@@ -101,7 +104,6 @@ class ParserStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-        from ...training.dataset import FaceParsingDataset
 
         k = int(params["loss"]["edge_kernel"])
         n = int(meta["num_classes"])
@@ -122,9 +124,6 @@ class ParserStage(Stage):
 
     def prepare(self, ctx) -> None:
         """Per-run state of the step: the loss and the output-pixel coordinate table."""
-        from ...losses import EdgeAwareCE
-        from ...models import make_coord
-
         loss = ctx.params["loss"]
         ctx.state["edge_weight"] = float(loss["edge_weight"])
         ctx.state["loss"] = EdgeAwareCE(float(loss["edge_weight"]), float(loss["temperature"]),
@@ -132,7 +131,6 @@ class ParserStage(Stage):
         ctx.state["coords"] = make_coord(ctx.cfg.out_size, ctx.cfg.out_size, ctx.dd.device)
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-        from ...training.loop import to_device
 
         dd = ctx.dd
         images = to_device(batch["image"], dd.device)
@@ -147,7 +145,6 @@ class ParserStage(Stage):
         return ctx.step(loss_fn(logits.transpose(1, 2), labels, edges))
 
     def evaluator(self, meta, cfg):
-        from ...labels import get_table
 
         return ConfusionEvaluator(get_table(meta["label_table"]), cfg.out_size)
 
@@ -165,11 +162,6 @@ class ParserStage(Stage):
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
         """Per-class F1 bars, the normalised confusion matrix and overlays on the first validation images
         (in ``out``); returns the per-class metrics to log."""
-        from ... import plots
-        from ...labels import get_table
-        from ...models import preprocess
-        from ...training.loop import to_device
-
         table, cfg = get_table(ctx.meta["label_table"]), ctx.cfg
         fg = {c: v for c, v in val["f1"].items() if c != table.classes[0]}
         plots.f1_bar(fg, out / "val_f1.png", title=f"validation F1 @ {cfg.out_size}² (mean {val['mean_f1']:.3f})",
@@ -201,17 +193,14 @@ class ParserStage(Stage):
         return f1_table(res), f"scored {ref} on {res['n_images']} labelled photos in {folder}: mean F1 {res['mean_f1']:.4f}", res
 
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
-        from .evaluate import evaluate_parser
 
         return evaluate_parser(model, meta, frame, data_dir, params, progress)
 
     def write_reports(self, result, extras, params):
-        from .evaluate import write_parser_reports
 
         return write_parser_reports(result, extras, params)
 
     def mlflow_metrics(self, result) -> dict[str, float]:
-        from .evaluate import mlflow_metrics
 
         return mlflow_metrics(result)
 
@@ -226,8 +215,6 @@ def rank_edge_weight(edge_weight: float, edges: torch.Tensor, dd) -> float:
     the ranks' gradients, so with λ_r = λ · W · E_r / E_all the average of the rank losses is
     mean(ce) + λ · Σ_all(ce·e) / E_all — exactly the 1-process loss on the same global batch (rank batches
     are equal-sized, so the plain-CE means average correctly as they are)."""
-    from ...training.distributed import all_reduce_sum
-
     e_r = edges.sum().to(torch.float64)
     e_all = float(all_reduce_sum(e_r.detach().clone(), dd))
     if e_all <= 0:

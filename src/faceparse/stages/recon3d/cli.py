@@ -6,8 +6,18 @@ from typing import List, Optional
 
 import typer
 
-from ...commands.common import (DetectOpt, ModelOpt, OutOpt, ParamsOpt, PhotosArg, QuietOpt, SetOpt, friendly_errors,
-                                report_photos)
+from ...commands.common import (
+    DetectOpt,
+    ModelOpt,
+    OutOpt,
+    ParamsOpt,
+    PhotosArg,
+    QuietOpt,
+    SetOpt,
+    friendly_errors,
+    report_photos,
+)
+from ...config import load_params
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +44,6 @@ def register(app: typer.Typer) -> None:
         (the others are still written). Each face is then refined by fitting (recon3d.fit: the shipped landmark
         model's points, the shipped parser's outline; --no-fit: the regressor alone); reconstruct.json records
         the seconds per face."""
-        from ...config import load_params
         from .photo import reconstruct_images
 
         report_photos(reconstruct_images(load_params(params, set_ or []), images, out, model, deocclude, fisn,

@@ -5,8 +5,10 @@ No torch at module level: the router imports the codecs for the agreement only."
 from __future__ import annotations
 
 from ...detect import warm_up
+from ...photos import Plan, paint_order
 from ...serve.codecs import points_agreement
 from ...serve.imaging import locate_faces
+from .photo import reconstruct_photo
 
 
 class Recon3dCodec:
@@ -26,8 +28,6 @@ class Recon3dCodec:
 
     def run(self, model, meta, items, palette, table, version: str) -> list[tuple[bytes, str]]:
         from ...face3d.io import answer_item
-        from ...photos import Plan, paint_order
-        from .photo import reconstruct_photo
 
         size = int(meta.get("input_size", 128))
         outs = []

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
+from ...images import read_image, read_label
+from ...models import preprocess
 
 
 class Recon3dDataset(torch.utils.data.Dataset):
@@ -36,15 +40,11 @@ class Recon3dDataset(torch.utils.data.Dataset):
         pass
 
     def raw(self, i: int):
-        from ...images import read_image
 
         return np.asarray(read_image(self.image_paths[i]))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        from PIL import Image
 
-        from ...images import read_image, read_label
-        from ...models import preprocess
 
         img = read_image(self.image_paths[i])
         label = read_label(self.label_paths[i])

@@ -29,9 +29,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ... import plots
+from ...bundle import WEIGHTS
+from ...face3d.io import overlay
+from ...face3d.metrics import face_errors
+from ...log import console
+from ...models import preprocess
 from ...runtime import tick
 from .. import plots_dir, write_table
+from ..fisn.photo import load_chain
+from .dataset import Recon3dDataset
+from .fitting import FitInputs, fit_config, fit_each
 from .scoring import face_rows, scored_vertices
 
 CONDITIONS = ("clean", "occluded", "deoccluded")
@@ -57,9 +67,6 @@ def _stack(ds, idx: list[int]) -> dict[str, torch.Tensor]:
 
 def deocclusion_chain(params: dict[str, Any]):
     """(Chain or None, provenance dict): the FISN chain ``evaluate.deocclude`` names, or None with a note."""
-    from ...bundle import WEIGHTS
-    from ..fisn.photo import load_chain
-
     ev = params["evaluate"]
     ref = ev.get("deocclude")
     if not ref:
@@ -78,9 +85,7 @@ def deocclusion_chain(params: dict[str, Any]):
 
 
 def _deoccluded(chain, ds, idx: list[int], size: int) -> tuple[torch.Tensor, list[np.ndarray]]:
-    from PIL import Image
 
-    from ...models import preprocess
 
     photos = [Image.fromarray(ds.raw(i)) for i in idx]
     outs = [a.output for a in chain.run(photos)] if photos else []
@@ -88,7 +93,6 @@ def _deoccluded(chain, ds, idx: list[int], size: int) -> tuple[torch.Tensor, lis
 
 
 def evaluate_recon3d(model, meta, frame, data_dir: Path, params, progress: bool) -> tuple[dict, dict]:
-    from .dataset import Recon3dDataset
 
     ev = params["evaluate"]
     size, bs = int(meta.get("input_size", 128)), int(ev["batch_size"])
@@ -136,9 +140,6 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
             progress: bool) -> dict[str, list]:
     """Each condition scored after the per-face fit (``recon3d.fit``): adds ``*_fitted_*`` and ``fit`` to
     ``result``; returns the per-face rows ({condition: rows, "clean_true_points": rows})."""
-    from ...log import console
-    from .fitting import FitInputs, fit_config, fit_each
-
     cfg = fit_config(params)
     if cfg is None:
         result["fit"] = {"enabled": False}
@@ -149,9 +150,11 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
     secs: list[float] = []
     jobs = [(c, c, None) for c in CONDITIONS if c in truth and len(inputs.get(c, ()))]
     jobs += [("clean_true_points", "clean", "points")] if "clean" in truth and len(inputs.get("clean", ())) else []
+    limit = (params.get("evaluate") or {}).get("fit_faces")
+    before: dict[str, list] = {}
     for name, cond, use in jobs:
-        x, t = inputs[cond], truth[cond]
-        rows[name] = []
+        x, t = inputs[cond][:limit], truth[cond]
+        rows[name], before[name] = [], []
         for s in range(0, len(x), bs):
             xb = x[s:s + bs]
             with torch.no_grad():
@@ -159,7 +162,9 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
             obs = seen.observe(xb)
             y, sec = fit_each(model, xb, y0, cfg, obs, None if use is None else t[use][s:s + bs])
             secs += sec
-            rows[name] += face_rows(model, y.to(device), t["coeffs"][s:s + bs].to(device), t["points"][s:s + bs].to(device))
+            truth_b = t["coeffs"][s:s + bs].to(device), t["points"][s:s + bs].to(device)
+            rows[name] += face_rows(model, y.to(device), *truth_b)
+            before[name] += face_rows(model, y0, *truth_b)
             tick()
         if progress:
             console.print(f"recon3d fit: {name} {len(x)} faces", soft_wrap=True)
@@ -169,6 +174,10 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
         result[f"p90_mm_fitted_{key}"] = float(a[:, 1].mean()) if len(a) else None
         result[f"mean_mm_fitted_{key}"] = float(a[:, 0].mean()) if len(a) else None
         result[f"lmk_nme_fitted_{key}"] = float(a[:, 2].mean()) if len(a) else None
+        if limit is not None and name in CONDITIONS:     # the regressor on the same fitted faces, to compare
+            b = np.asarray(before[name], np.float64).reshape(-1, 4)
+            result[f"p90_mm_regressor_fitted_faces_{key}"] = float(b[:, 1].mean()) if len(b) else None
+            result[f"p90_mm_mean_face_fitted_faces_{key}"] = float(b[:, 3].mean()) if len(b) else None
     for cond in CONDITIONS:
         result.setdefault(f"p90_mm_fitted_{cond}", None)
         result.setdefault(f"mean_mm_fitted_{cond}", None)
@@ -179,7 +188,6 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
 
 
 def _mean_face_errors(model, ds, idx: list[int]) -> tuple[float | None, float | None]:
-    from ...face3d.metrics import face_errors
 
     if not idx:
         return None, None
@@ -203,9 +211,6 @@ def _per_kind(rows: list, ids: list[str], kinds: dict) -> dict[str, dict[str, fl
 @torch.no_grad()
 def sheet(model, x: torch.Tensor, titles: list[str], path: Path) -> Path:
     """Input | render over the input, one row per face."""
-    from ... import plots
-    from ...face3d.io import overlay
-
     out = model.render(model(x).float(), x.shape[-1])
     photos = ((x.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     plt = plots._plt()

@@ -16,14 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...api import pretrained_dir
+from ...bundle import WEIGHTS, load_bundle
 from ...face3d.fit import SKIN, FitConfig, FitResult, fit_faces, outline_targets
+from ...hashing import sha256_file
+from ...labels import CELEBAMASK_HQ
+from ...registry import resolve_bundle
+from ...tracking import tracking_uri
+from ..completion.algorithm import Settings, complete
+from .params import Recon3dFit
 
 
 def fit_config(params: dict[str, Any]) -> FitConfig | None:
     """The ``fit`` section of the stage's resolved params as a FitConfig (its defaults filled in), or None
     when ``fit.enabled`` is false."""
-    from .params import Recon3dFit
-
     sec = Recon3dFit.model_validate(params.get("fit") or {}).model_dump()
     if not sec["enabled"]:
         return None
@@ -50,10 +56,6 @@ class FitInputs:
 
     @classmethod
     def load(cls, params: dict[str, Any]) -> "FitInputs":
-        from ...api import pretrained_dir
-        from ...bundle import WEIGHTS, load_bundle
-        from ...hashing import sha256_file
-        from ...registry import resolve_bundle
 
         sec = dict(params.get("fit") or {})
         loaded, versions = {}, {}
@@ -71,9 +73,6 @@ class FitInputs:
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> Observed:
         """Crops (B, 3, S, S) in [-1, 1] → the points, maps and masks the fit reads."""
-        from ...labels import CELEBAMASK_HQ
-        from ..completion.algorithm import Settings, complete
-
         s = x.shape[-1]
         dev = next(self.landmarks.parameters()).device
         points = self.landmarks(_resize(x, int(self.landmarks_meta.get("input_size", s))).to(dev)).float().cpu()
@@ -87,7 +86,6 @@ class FitInputs:
 
 
 def _tracking(params):
-    from ...tracking import tracking_uri
 
     return tracking_uri(params)
 

@@ -74,6 +74,7 @@ class Recon3dFit(Section):
 
 class Recon3dEvaluate(Evaluate):
     batch_size: Optional[int] = 16
+    fit_faces: Optional[int] = None     # fit the first N test faces of each condition (null: all; ~0.3 s a face)
     deocclude: Optional[str] = None
     deocclude_registered: Optional[str] = None
 

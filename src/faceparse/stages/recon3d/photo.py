@@ -26,6 +26,9 @@ from typing import Any
 import numpy as np
 
 from ...api import shipped_or_champion
+from ...photos import NoFaceError, crop_batch, faces_json, frame_for, paint_order, plan_photo
+from ...tracking import tracking_uri
+from .. import for_stage
 
 
 def default_model(own: dict[str, Any]) -> str:
@@ -39,8 +42,6 @@ def load_recon3d(params: dict[str, Any], model: str | None = None):
     from ...bundle import WEIGHTS, load_bundle
     from ...hashing import sha256_file
     from ...registry import resolve_bundle
-    from .. import for_stage
-    from ...tracking import tracking_uri
 
     own = for_stage(params, "recon3d")
     ref = str(model or default_model(own))
@@ -85,7 +86,6 @@ def reconstruct_images(params: dict[str, Any], inputs, out_dir: str | os.PathLik
 def load_fitter(params: dict[str, Any], fit: bool | None = None):
     """(FitConfig, FitInputs) for the photo path, or None when fitting is off (``fit`` False, or None and
     ``recon3d.fit.enabled`` false)."""
-    from .. import for_stage
     from .fitting import FitInputs, fit_config
 
     if fit is False:
@@ -103,7 +103,6 @@ def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: d
     import torch
 
     from ...face3d.io import reconstruct
-    from ...photos import crop_batch, frame_for
 
     pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
     y, rend = reconstruct(net, x)
@@ -129,7 +128,6 @@ def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, d
 
     from ...face3d.io import coeffs_json, landmarks_in_photo, mesh_obj, overlay_faces
     from ...log import console
-    from ...photos import NoFaceError, faces_json, paint_order, plan_photo
 
     size = int(meta.get("input_size", 128))
     try:

@@ -6,6 +6,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...face3d.metrics import face_errors, landmark_nme
+from ...labels import CELEBAMASK_HQ
+from ...training.loop import to_device
+
+
 class MeshEvaluator:
     """Per validation face: aligned vertex errors (mean, p90 in mm) and landmark NME; gathered across ranks."""
 
@@ -13,7 +18,6 @@ class MeshEvaluator:
         self.rows: list[tuple[float, float, float, float]] = []   # mean_mm, p90_mm, nme, p90 of the mean face
 
     def update(self, model, batch, device, autocast) -> None:
-        from ...training.loop import to_device
 
         with autocast:
             y = model(to_device(batch["image"], device)).float()
@@ -38,8 +42,6 @@ class MeshEvaluator:
 @torch.no_grad()
 def face_rows(model, y: torch.Tensor, coeffs: torch.Tensor, points: torch.Tensor) -> list[tuple[float, ...]]:
     """(mean_mm, p90_mm, landmark NME, mean face's p90_mm) per face of a batch with true coefficients."""
-    from ...face3d.metrics import face_errors, landmark_nme
-
     face = model.face
     if coeffs.shape[-1] != face.num_coeffs:
         raise ValueError(f"the dataset's coefficients have {coeffs.shape[-1]} values, the model's face model "
@@ -58,6 +60,5 @@ def face_rows(model, y: torch.Tensor, coeffs: torch.Tensor, points: torch.Tensor
 
 
 def scored_vertices(face) -> np.ndarray:
-    from ...labels import CELEBAMASK_HQ
 
     return np.flatnonzero(face.parts.cpu().numpy() != CELEBAMASK_HQ.index("neck"))

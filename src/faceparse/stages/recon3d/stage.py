@@ -5,13 +5,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ...defaults import fill_defaults
+from ...face3d.loss import DEFAULTS, FaceFeatureLoss, total_loss
+from ...face3d.model import asset_sha256
+from ...face3d.net import Recon3dNet
+from ...models import count_params
+from ...models.resnet import PRESETS, build_resnet
 from ...photos import RENDERED
+from ...training.loop import to_device
 from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
+from .api import Reconstructor
+from .dataset import Recon3dDataset
 from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
 from .params import Recon3dModel
-from .api import Reconstructor
 from .scoring import MeshEvaluator
 
 
@@ -40,7 +48,6 @@ class Recon3dStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
-        from ...models.resnet import PRESETS
 
         m = fill_defaults(Recon3dModel, params.get("model"))
         name = str(m.get("preset") or "small")
@@ -55,7 +62,6 @@ class Recon3dStage(Stage):
         return {"preset": name, **PRESETS[name], **over, **face, **({"head_scale": scale} if scale else {})}
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
-        from ...face3d.model import asset_sha256
 
         sha = asset_sha256()
         if info.get("face_model_sha256") not in (None, sha):
@@ -66,15 +72,11 @@ class Recon3dStage(Stage):
                 "off (no face-recognition weights offline; recon3d.loss.face_net names a TorchScript file)"}
 
     def build_model(self, meta):
-        from ...face3d.net import Recon3dNet
 
         return Recon3dNet({k: v for k, v in meta["model_config"].items() if k != "preset"}, int(meta.get("input_size", 128)))
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-        from torch.utils.flop_counter import FlopCounterMode
 
-        from ...models import count_params
-        from ...models.resnet import build_resnet
 
         net = build_resnet(mcfg, 1)
         n_out = self.build_model({"model_config": mcfg, "input_size": input_size}).face.num_coeffs
@@ -94,7 +96,6 @@ class Recon3dStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-        from .dataset import Recon3dDataset
 
         return Recon3dDataset(frames["train"], cfg.input_size), Recon3dDataset(frames["val"], cfg.input_size)
 
@@ -112,7 +113,6 @@ class Recon3dStage(Stage):
         return model
 
     def prepare(self, ctx) -> None:
-        from ...face3d.loss import DEFAULTS, FaceFeatureLoss
 
         loss = {**DEFAULTS, **(ctx.params.get("loss") or {})}
         ctx.state["weights"] = loss
@@ -121,8 +121,6 @@ class Recon3dStage(Stage):
         ctx.state["tally"] = {}
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-        from ...face3d.loss import total_loss
-        from ...training.loop import to_device
 
         dev = ctx.dd.device
         x = to_device(batch["image"], dev)
