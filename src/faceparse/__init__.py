@@ -1,6 +1,9 @@
 """faceparse: train, track, validate and serve face-parsing models."""
 import os as _os
 
+# Imports inside functions here: `import faceparse` stays light; torch loads with the first model
+# (tests/code/test_light_imports.py)
+
 # Telemetry off for every door into the library (CLI, DVC stages, kfp components, tests).
 _os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 _os.environ.setdefault("DVC_NO_ANALYTICS", "1")

@@ -37,6 +37,9 @@ from .plots import overlay
 from .stages import bundle_stage, get_stage, stage_names
 from .stages.landmarks.photo import draw_points
 
+# Imports inside functions here: `import faceparse` stays light; torch loads with the first model
+# (tests/code/test_light_imports.py)
+
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 
 

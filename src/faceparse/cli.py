@@ -8,7 +8,10 @@ import importlib
 
 import typer
 
+from . import __version__
 from .stages import stage_cli_modules
+
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
 
 app = typer.Typer(
     name="faceparse",
@@ -22,8 +25,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
-
         typer.echo(f"faceparse {__version__}")
         raise typer.Exit()
 

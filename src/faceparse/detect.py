@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 WEIGHTS_PACKAGE = "facedetection-aeye"
 WEIGHT_FILES = {name: f"facedetection/models/{name}.pt" for name in ("pnet", "rnet", "onet")}
 THRESHOLDS = (0.6, 0.7, 0.7)   # per cascade stage (the paper's)

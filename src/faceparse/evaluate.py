@@ -12,18 +12,20 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from mlflow.entities import Metric
 
 from .bundle import WEIGHTS, load_bundle
 from .config import ConfigError, section
 from .data.manifest import load_split
 from .hashing import sha256_file
 from .log import console
-from .registry import resolve_bundle
+from .registry import client_for, resolve_bundle
 from .stages import bundle_stage, for_stage, get_stage
 from .tracking import tracking_uri
 
@@ -121,11 +123,8 @@ def log_to_mlflow(params: dict[str, Any], run_id: str, metrics: dict[str, float]
     """Log the test metrics and files (a folder goes to eval/plots) to the bundle's training run. Optional:
     a failure (no such run in this tracking store, server down) is a warning, never an evaluation error."""
     try:
-        import time
 
-        from mlflow.entities import Metric
 
-        from .registry import client_for
 
         client, uri = client_for(params)
         ts = int(time.time() * 1000)

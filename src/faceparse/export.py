@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
 from .bundle import load_bundle
+from .images import read_image
 from .labels import get_table
 from .models import preprocess
 from .models.fpliif import check_out_size
@@ -55,8 +57,6 @@ def _check_inputs(input_size: int, images: Sequence[str | os.PathLike] = (), n_r
     g = torch.Generator().manual_seed(seed)
     batches = [torch.rand(n_random, 3, input_size, input_size, generator=g) * 2 - 1]
     if images:
-        from .images import read_image
-
         batches.append(torch.stack([preprocess(read_image(p), input_size) for p in images]))
     return batches
 
@@ -97,8 +97,6 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, resolution: in
     export_s = time.perf_counter() - t0
     opset_used = None
     try:
-        import onnx
-
         m = onnx.load(str(out), load_external_data=False)
         opset_used = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
     except Exception:  # noqa: BLE001 - informative only

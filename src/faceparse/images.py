@@ -15,6 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 # 8-bit modes converted with PIL's own conversion; the alpha modes are composited onto white first.
 _DIRECT = {"RGB", "L", "1", "CMYK", "YCbCr", "P"}
 _ALPHA = {"RGBA", "LA", "PA", "RGBa", "La"}

@@ -27,6 +27,9 @@ import numpy as np
 from .specks import labels_from_logits
 from .stages import bundle_stage, get_stage
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 CROP_MAX = 1024     # a face crop is read and decoded at most this large (bounded memory for huge faces)
 CROP_MIN = 16
 

@@ -12,6 +12,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 
 
 def finish(fig, path: Path) -> Path:

@@ -38,6 +38,7 @@ from .log import console, progress_bar
 from .registry import resolve_bundle
 from .runtime import tick
 from .stages import bundle_stage, get_stage
+from .tracking import tracking_uri
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _GLOB_CHARS = set("*?[")
@@ -127,8 +128,6 @@ def predict(model: str | os.PathLike | None, inputs, out_dir: str | os.PathLike,
     model = shipped_ref(model, stage)
     uri = None
     if str(model).startswith(("models:/", "runs:/")):
-        from .tracking import tracking_uri
-
         uri = tracking_uri(params)
     bdir, info = resolve_bundle(model, tracking_uri=uri)
     net, meta = load_bundle(bdir, precision=precision)

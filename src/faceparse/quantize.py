@@ -23,6 +23,7 @@ from .models import preprocess
 from .models.int8 import calibrate
 from .registry import resolve_bundle
 from .stages import bundle_stage
+from .tracking import tracking_uri
 
 CALIB_BATCH = 4
 
@@ -54,8 +55,6 @@ def quantize_bundle(model: str | os.PathLike, out: str | os.PathLike, calib: int
     ref = str(model)
     uri = None
     if ref.startswith(("models:/", "runs:/")):
-        from .tracking import tracking_uri
-
         uri = tracking_uri(params)
     bdir, _ = resolve_bundle(ref, tracking_uri=uri)
     net, meta = load_bundle(bdir, precision="fp32")

@@ -35,7 +35,10 @@ from .defaults import fill_defaults
 from .hashing import sha256_file
 from .schema import Registry
 from .stages import bundle_stage, get_stage
-from .tracking import tracking_uri
+from .tracking import get_or_create_experiment, tracking_uri
+
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 REGISTERED_FILE = "metrics/registered.json"
@@ -115,8 +118,6 @@ def client_for(params: dict[str, Any] | None = None, uri: str | None = None, mus
         if params is None:
             uri = _default_tracking_uri()
         else:
-            from .tracking import tracking_uri
-
             uri = tracking_uri(params)
     uri = str(uri)
     check_reachable(uri, must_exist=must_exist)
@@ -207,8 +208,6 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
                               "logging the bundle to a new run")
                 run_id = None
         if not run_id:
-            from .tracking import get_or_create_experiment
-
             exp_id = get_or_create_experiment(params)
             run = client.create_run(exp_id, run_name=f"register-{name}",
                                     tags={"faceparse.step": "register", "faceparse.bundle_sha256": sha})

@@ -13,6 +13,9 @@ import ctypes.util
 import os
 import sys
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 DISABLE_ENV = "FACEPARSE_GLIBC_MALLOC_DEFAULTS"  # set to 1 to keep glibc's defaults

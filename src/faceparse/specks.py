@@ -12,6 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 MIN_REGION = 2e-4   # of the map's area: 52 px at 512², 13 px at 256²
 
 

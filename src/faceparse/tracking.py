@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 EMBEDDED_DIR = Path("runs") / "mlflow"

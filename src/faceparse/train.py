@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel
@@ -50,8 +51,9 @@ from .bundle import load_bundle, save_bundle
 from .config import ConfigError, section
 from .data.manifest import load_split, read_info, read_quarantine
 from .hashing import sha256_file
+from .models import count_params
 from .registry import resolve_bundle
-from .runtime import tick
+from .runtime import pin_threads, tick
 from .schema import flatten
 from .stages import bundle_stage, for_stage, stage_of
 from .tracking import tracking_uri
@@ -162,8 +164,6 @@ def _say(bar, text: str) -> None:
     if bar is not None:
         bar.console.print(text, highlight=False)
     else:
-        from rich.console import Console
-
         Console(stderr=True).print(text, highlight=False)
 
 
@@ -191,8 +191,6 @@ def train(params: dict[str, Any], resume: bool = False, progress: bool = True) -
     cfg = TrainConfig.from_params(params)
     threads = torch.get_num_threads()
     if cfg.threads:
-        from .runtime import pin_threads
-
         pin_threads(cfg.threads)
     dd = distributed.setup(cfg.device)
     try:
@@ -366,8 +364,6 @@ def _start_tracking(ctx: TrainContext, stage, data_dir: Path, info, run_id, n_qu
     if cfg.report:
         logged.update(stage.report(ctx.meta, cfg.input_size))
     else:
-        from .models import count_params
-
         logged["report.params"] = count_params(ctx.model)
     tracker.log_params(logged)
     return tracker
@@ -406,7 +402,6 @@ def _validate(ctx: TrainContext, stage, loader):
     """The stage's evaluator over this rank's shard of the validation split, reduced across ranks."""
     ctx.model.eval()
     if ctx.dd.active and ctx.dd.world_size > 1:  # BatchNorm running stats: rank 0's, as in the checkpoint
-        import torch.distributed as dist
 
         for b in ctx.model.buffers():
             dist.broadcast(b.data, src=0)

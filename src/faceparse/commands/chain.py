@@ -8,6 +8,8 @@ import typer
 
 from .common import DetectOpt, OutOpt, PhotosArg, QuietOpt, friendly_errors, report_photos
 
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
+
 def register(app: typer.Typer) -> None:
     @app.command("chain")
     @friendly_errors

@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from ..config import ConfigError, load_params
+from ..config import ConfigError, find_params, load_params
 from ..log import console
 from ..stages import for_stage
 
@@ -68,8 +68,6 @@ def params_or_empty(params: Optional[Path], sets: Optional[List[str]], stage: Op
         return params_from(params, sets, stage)
     except ConfigError:
         if params is None and not sets:
-            from ..config import find_params
-
             try:
                 find_params(None)
             except ConfigError:

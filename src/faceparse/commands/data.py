@@ -10,6 +10,8 @@ from ..defaults import fill_defaults
 from ..schema import Ingest, Validate
 from .common import ParamsOpt, SetOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
+
 data_app = typer.Typer(
     name="data",
     help="Datasets: build the canonical dataset (prepare / synth / ingest), gate it (validate), move files "

@@ -10,6 +10,8 @@ import typer
 from ..stages import get_stage
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from, params_or_empty
 
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
+
 PrecisionOpt = typer.Option(None, "--precision",
                             help="fp32 | int8 (default: the bundle's; int8 needs a bundle from `faceparse quantize`)")
 ModelHelp = ("models:/NAME@ALIAS, models:/NAME/VERSION, a bundle directory (weights.pt + bundle.json) or a "

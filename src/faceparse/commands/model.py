@@ -10,8 +10,10 @@ from rich.table import Table
 
 from ..config import load_params, model_config
 from ..dvcgen import check as check_dvc_yaml, generate as generate_dvc_yaml
-from ..stages import describe, headline_of, stage_names
+from ..stages import describe, get_stage, headline_of, stage_names
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from
+
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
 
 
 def register(app: typer.Typer) -> None:
@@ -93,8 +95,6 @@ def register(app: typer.Typer) -> None:
 
         p = params_from(params, (set_ or []) + ([f"model.preset={preset}"] if preset else []), stage)
         if p["stage"] != "parser":
-            from ..stages import get_stage
-
             st = get_stage(p["stage"])
             emit_json(st.model_report(st.model_config(p), int(p["train"].get("input_size", 256))))
             return

@@ -9,6 +9,8 @@ import typer
 
 from .common import ParamsOpt, SetOpt, StageOpt, console, emit_json, friendly_errors, params_from
 
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
+
 RunDirOpt = typer.Option(None, "--run-dir", help="server run dir (default: $FACEPARSE_SERVE_DIR or runs/serve)")
 StoreOpt = typer.Option(None, "--model-store", help="where .mar files go (default: serving/model-store)")
 

@@ -8,7 +8,11 @@ from typing import List, Optional
 import typer
 import yaml
 
+from ..launch.errors import LaunchError
+from ..log import console
 from .common import ParamsOpt, SetOpt, StageOpt, emit_json, friendly_errors, params_from
+
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,9 +41,6 @@ def register(app: typer.Typer) -> None:
         With --launcher: the same step distributed by torchrun here or as a Kubeflow job on a cluster."""
         p = params_from(params, set_, stage)
         if launcher is not None:
-            from ..launch.errors import LaunchError
-            from ..log import console
-
             try:
                 summary = _launch(p, launcher, nproc, cluster, job_name, resume)
             except LaunchError as e:  # the job's failure, its reason and log tail: no traceback needed

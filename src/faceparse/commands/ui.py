@@ -12,6 +12,8 @@ from ..stages import get_stage, params_module, stage_names
 from ..tracking import ui_command
 from .common import MODEL_REF, ParamsOpt, SetOpt, console, friendly_errors, params_or_empty
 
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
+
 # the page's options before every stage had a card: still taken (hidden), each mapped onto --model /
 # --endpoint-model for its stage
 DEPRECATED = {"--parser": ("--model", "parser"), "--landmarks": ("--model", "landmarks"),

@@ -32,7 +32,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..images import read_image, read_label as _read_label
 from ..labels import CELEBAMASK_HQ, HELEN, LAPA, get_table
+from ..landmark_map import draw_map
 from .manifest import INFO, SPLITS, sample_row, write_info, write_manifest
+from .pts import crop_to_face, read_pts
 
 FORMATS = ("celebamask-hq", "lapa", "helen", "labelmaps", "300w")
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -431,10 +433,7 @@ def _load_sample(s: Sample, size: int):
     ``size``; the label map is drawn from the points (faceparse.landmark_map: M_β — 300-W has no parsing
     labels). Other layouts: the image and its label map as stored (resized later)."""
     if s.landmarks is not None and s.landmarks.suffix.lower() == ".pts":
-        from PIL import Image
 
-        from ..landmark_map import draw_map
-        from .pts import crop_to_face, read_pts
 
         try:
             pts = read_pts(s.landmarks, one_based=True) + 0.5   # 300-W: 1-based → continuous pixel coordinates

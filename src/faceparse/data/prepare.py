@@ -7,9 +7,12 @@ from typing import Any
 from ..config import ConfigError, require, section
 from ..defaults import fill_defaults
 from ..schema import Ingest, Synth
-from .ingest import FORMATS
+from .ingest import FORMATS, ingest
 from .manifest import read_info
 from .synth import write_dataset
+
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
 
 # the class table each real layout produces (labelmaps: data.ingest.labelmaps_table)
 FORMAT_TABLES = {"celebamask-hq": "celebamask-hq", "lapa": "lapa", "helen": "helen", "300w": "celebamask-hq"}
@@ -51,7 +54,6 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
         if table is not None and table != expected:
             raise ConfigError(f"params: data.label_table={table!r}, but data.source={source!r} produces "
                               f"{expected!r} labels; set data.label_table={expected}")
-        from .ingest import ingest
 
         raw = Path(require(data, "raw_dir", "data"))
         if not raw.is_dir():

@@ -22,6 +22,9 @@ from .manifest import (
 from .settings import settings_with_defaults
 from .staging import run_staged
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 GROUP, VERSION, KIND, PLURAL = "kubeflow.org", "v1", "PyTorchJob", "pytorchjobs"
 CONTAINER = "pytorch"  # the Training Operator finds the master port / sets env on the container of this name
 

@@ -20,6 +20,9 @@ from .manifest import (job_metadata, pod_metadata, pod_scheduling, resources, se
 from .settings import DEFAULT_IMAGE, TRAINJOB_RUNTIME, trainjob_settings
 from .staging import run_staged
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 TRAINER_GROUP, TRAINER_VERSION = "trainer.kubeflow.org", "v1alpha1"
 TRAINJOB_KIND, TRAINJOB_PLURAL = "TrainJob", "trainjobs"
 TRAINER_NODE = "node"        # the torch runtime's replicated job and container of the training nodes

@@ -19,6 +19,9 @@ from ..images import ImageError, read_image, read_label
 from ..metrics import Confusion
 from ..photos import NoFaceError, plan_photo
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 1024
 FORMATS = ("png", "overlay", "json")
 IMAGE_FORMATS = ("JPEG", "PNG")

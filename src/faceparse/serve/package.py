@@ -22,7 +22,9 @@ from ..bundle import META, WEIGHTS, read_meta
 from ..config import ConfigError, section
 from ..data.storage import upload
 from ..defaults import fill_defaults
+from ..registry import resolve_bundle
 from ..schema import Serve
+from ..tracking import tracking_uri
 
 REPO = Path(__file__).resolve().parents[3]
 HANDLER = REPO / "serving" / "handler.py"
@@ -51,9 +53,6 @@ def resolve_model(model: str | os.PathLike, params: dict[str, Any] | None = None
     bundle directory) and {name, version} (version None for a local directory)."""
     ref = str(model)
     if ref.startswith(("models:/", "runs:/")):
-        from ..registry import resolve_bundle
-        from ..tracking import tracking_uri
-
         return resolve_bundle(ref, dst=dst, tracking_uri=tracking_uri(params or {}))
     p = Path(ref)
 

@@ -34,7 +34,10 @@ from typing import Any
 from ..defaults import fill_defaults
 from ..schema import Rollout
 from .codecs import codec_for
+from .imaging import payload_bytes
 from .rollout_state import ROLLOUT
+
+# Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
 
 ROUTER_PID, ROUTER_LOG = "router.pid", "router.log"
 FORWARD_HEADERS = ("authorization", "content-type", "x-resolution", "x-format", "x-detect", "accept")
@@ -329,7 +332,6 @@ async def upstream_body(request, headers: dict) -> bytes:
         if part is not None:
             if hasattr(part, "file"):
                 return part.file.read()
-            from .imaging import payload_bytes
 
             return payload_bytes(str(part))  # a text field holds base64, as the handler reads it
     raise ValueError("multipart body has no image field: send the image in field 'data'")

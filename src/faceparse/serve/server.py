@@ -28,8 +28,8 @@ import psutil
 
 from .client import KEY_FILE, Client, ServeError, ready_workers
 from .package import MODEL_STORE, default_model_name, package, serve_section
-from .rollout_state import read_rollout
-from .router import router_status, stop_router
+from .rollout_state import init_state, read_rollout
+from .router import router_status, start_router, stop_router
 
 RUN_DIR = Path("runs") / "serve"
 STATE = "server.json"
@@ -94,8 +94,6 @@ def _pid_alive(pid: int | None, run_dir: str | os.PathLike | None = None) -> boo
     if not pid:
         return False
     try:
-        import psutil
-
         p = psutil.Process(int(pid))
         if not p.is_running() or p.status() == psutil.STATUS_ZOMBIE:
             return False
@@ -163,8 +161,6 @@ def start(params: dict[str, Any], model: str | None = None, run_dir: str | os.Pa
     if mar is not None:
         mar = Path(mar).resolve()
         if mar.parent != store:
-            import shutil
-
             shutil.copy2(mar, store / mar.name)
         load[name] = mar.name
     for key in ("inference_port", "management_port", "metrics_port"):
@@ -201,14 +197,10 @@ def start(params: dict[str, Any], model: str | None = None, run_dir: str | os.Pa
     try:
         _wait_ready(state, [name] if load else [], timeout_s)
         if router:
-            from .router import start_router
-
             state["router"] = start_router(params, rd, state)
             state["endpoint_url"] = state["router"]["url"]
             _write_state(rd, state)
         if load:
-            from .rollout_state import init_state
-
             init_state(rd, name, Client.from_state(state).default_version(name))
     except BaseException:
         stop(rd)

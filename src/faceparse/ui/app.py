@@ -40,6 +40,8 @@ from ..stages import describe
 from .backends import FACE_DETECTION, EndpointDown
 from .chain_api import ChainRoute, ChainUnavailable
 
+# Imports inside functions here: the page in endpoint mode never loads torch (tests/code/test_light_imports.py)
+
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024

@@ -28,6 +28,8 @@ from ..registry import RegistryError
 from ..stages import get_stage
 from .cards import Loaded, NoModel, Options, StageCard, stage_cards
 
+# Imports inside functions here: the page in endpoint mode never loads torch (tests/code/test_light_imports.py)
+
 FACE_DETECTION = ("Each stage here finds the faces in a photo (MTCNN), reads each one aligned and lays its answer back "
                   "on the photo (boxes drawn in-process); a photo without a face is answered as such.")
 MESSAGE_CHARS = 600

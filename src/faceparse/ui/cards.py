@@ -39,6 +39,8 @@ from ..serve.imaging import encode_png
 from ..stages import bundle_stage, for_stage, package_of, stage_names
 from ..tracking import tracking_uri
 
+# Imports inside functions here: the page in endpoint mode never loads torch (tests/code/test_light_imports.py)
+
 MAKE_RUN = "`make run` (it trains, registers and promotes every stage's champion)"
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from ..serve.imaging import encode_png, label_png
 from .cards import b64
 
+# Imports inside functions here: the page in endpoint mode never loads torch (tests/code/test_light_imports.py)
+
 
 class ChainUnavailable(RuntimeError):
     """The chain's models could not be loaded (the message says why)."""

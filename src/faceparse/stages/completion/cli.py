@@ -22,6 +22,8 @@ from ...commands.common import (
 from ...config import load_params
 from .. import get_stage
 
+# Imports inside functions here: the command line starts without torch / mlflow (tests/code/test_light_imports.py)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("compose")

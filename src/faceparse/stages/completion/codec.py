@@ -11,6 +11,8 @@ from ...detect import warm_up
 from ...serve import imaging
 from ...serve.codecs import Item, by_resolution, label_agreement
 
+# Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
+
 
 class CompletionCodec:
     """Map completion: the completed map M_γ (png), the occlusion mask (mask: 0/255 PNG), M_γ over the photo

@@ -31,6 +31,9 @@ from ...runtime import tick
 from ...tracking import tracking_uri
 from .. import for_stage, get_stage
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 
 def load_completion(params: dict[str, Any], model: str | None = None, parser: str | None = None,
                     landmarks: str | None = None):

@@ -10,6 +10,8 @@ from ...detect import warm_up
 from ...serve import imaging
 from ...serve.codecs import Item
 
+# Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
+
 
 class FisnCodec:
     """De-occlusion (the FISN bundle carries its completion model: one bundle is the whole chain). A photo's

@@ -45,6 +45,9 @@ from ...tracking import tracking_uri
 from .. import for_stage
 from ..completion.photo import write_label
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 
 @dataclass
 class Answer:

@@ -17,7 +17,19 @@ from ...photo_eval import labelled_photos
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
 from ...training.loop import to_device
-from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, bundle_stage, figure, plots_dir
+from .. import (
+    DvcInputs,
+    EvaluateInputs,
+    Floor,
+    Info,
+    KfpWiring,
+    Stage,
+    TrainInputs,
+    bundle_stage,
+    figure,
+    get_stage,
+    plots_dir,
+)
 from .dataset import FisnDataset
 from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
 from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
@@ -88,8 +100,6 @@ class FisnStage(Stage):
         disc = MultiscaleDiscriminator(n, **cfg["discriminator"])
         comp = None
         if meta.get("completion"):
-            from .. import get_stage
-
             comp = get_stage("completion").build_model(meta["completion"])
         model = FisnModel(gen, disc, comp, erase=bool(cfg.get("erase_occluded", False)),
                           occlusion=build_occlusion(cfg.get("occlusion")))
@@ -286,7 +296,6 @@ def perceptual_source(params, meta) -> str:
     if kind == "vgg19":
         if not ref:
             raise ValueError("fisn.loss.perceptual: vgg19 needs a weights file (vgg19:PATH); nothing is downloaded")
-        from ...hashing import sha256_file
 
         return f"vgg19:{ref} (sha256 {sha256_file(ref)[:12]})" if Path(ref).is_file() else f"vgg19:{ref}"
     if kind != "parser":

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 
 def predict_steps(stage, net, meta, out: Path, detect: bool = True):
     """(run: photos → (68, 2) points per face in the photo's pixels, plan (or NoFaceError), write:

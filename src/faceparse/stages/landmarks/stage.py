@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -18,8 +19,9 @@ from ...photo_eval import nme_table, reference_points, score_landmarks
 from ...photos import locate_points, plan_photo
 from ...runtime import tick
 from ...training.loop import to_device
+from ...training.sync_bn import sync_batchnorm
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, write_table
-from .dataset import LandmarkDataset
+from .dataset import LandmarkDataset, mean_shape
 from .network import build_landmark_model
 from .photo import draw_points, predict_steps
 
@@ -49,8 +51,6 @@ class PointsEvaluator:
 
         arrays = [cat(self.pred, (68, 2)), cat(self.true, (68, 2)), cat(self.visible, (68,)).astype(bool)]
         if dd is not None and dd.active and dd.world_size > 1:
-            import torch.distributed as dist
-
             gathered: list = [None] * dd.world_size
             dist.all_gather_object(gathered, arrays)
             arrays = [np.concatenate([g[i] for g in gathered]) for i in range(3)]
@@ -90,8 +90,6 @@ class LandmarkStage(Stage):
         t = params.get("train") or {}
         meta: dict[str, Any] = {"num_points": 68, "framing": framing_of(t)}
         if frames is not None:
-            from .dataset import mean_shape
-
             size = int(t.get("input_size", 256))
             meta["mean_shape"] = np.round(mean_shape(frames["train"], size, meta["framing"]["mode"]), 6).tolist()
         return meta
@@ -138,8 +136,6 @@ class LandmarkStage(Stage):
     def step_module(self, model, dd=None):
         """Under DDP, BatchNorm statistics over the global batch (so N processes compute what 1 does)."""
         if dd is not None and dd.world_size > 1:
-            from ...training.sync_bn import sync_batchnorm
-
             sync_batchnorm(model, dd.device)
         return model
 

@@ -12,6 +12,8 @@ from ...serve import imaging
 from ...serve.codecs import Item, by_resolution, label_agreement
 from ...specks import labels_from_logits
 
+# Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
+
 
 class ParserCodec:
     """Label maps. A photo's faces are found and aligned when the request is parsed (``locate``: no face →

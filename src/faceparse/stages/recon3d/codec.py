@@ -10,6 +10,8 @@ from ...serve.codecs import points_agreement
 from ...serve.imaging import locate_faces
 from .photo import reconstruct_photo
 
+# Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
+
 
 class Recon3dCodec:
     """A photo's faces are found (``locate``: no face → 422) and each is cropped as the 3D training faces were

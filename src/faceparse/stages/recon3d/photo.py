@@ -30,6 +30,9 @@ from ...photos import NoFaceError, crop_batch, faces_json, frame_for, paint_orde
 from ...tracking import tracking_uri
 from .. import for_stage
 
+# Imports inside functions here: this module is on the start-up path of the command line, the page or the
+# router, so heavy libraries load on first use (tests/code/test_light_imports.py)
+
 
 def default_model(own: dict[str, Any]) -> str:
     """The shipped 3D model when this faceparse has one, else ``models:/<registry name>@champion``."""

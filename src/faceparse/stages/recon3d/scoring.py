@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ...face3d.metrics import face_errors, landmark_nme
 from ...labels import CELEBAMASK_HQ
@@ -25,8 +26,6 @@ class MeshEvaluator:
 
     def reduce(self, dd=None) -> None:
         if dd is not None and dd.active and dd.world_size > 1:
-            import torch.distributed as dist
-
             gathered: list = [None] * dd.world_size
             dist.all_gather_object(gathered, self.rows)
             self.rows = [r for g in gathered for r in g]

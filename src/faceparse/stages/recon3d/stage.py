@@ -15,6 +15,7 @@ from ...models import count_params
 from ...models.resnet import PRESETS, build_resnet
 from ...photos import RENDERED
 from ...training.loop import to_device
+from ...training.sync_bn import sync_batchnorm
 from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
 from .api import Reconstructor
 from .dataset import Recon3dDataset
@@ -107,8 +108,6 @@ class Recon3dStage(Stage):
 
     def step_module(self, model, dd=None):
         if dd is not None and dd.world_size > 1:
-            from ...training.sync_bn import sync_batchnorm
-
             sync_batchnorm(model, dd.device)
         return model
 

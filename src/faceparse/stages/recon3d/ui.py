@@ -12,6 +12,8 @@ from .. import for_stage
 from .photo import load_fitter, load_recon3d
 from ...ui.cards import Answer, Card, EndpointAsk, Loaded, NoModel, Options, image_entry, plural, version_of
 
+# Imports inside functions here: the page in endpoint mode never loads torch (tests/code/test_light_imports.py)
+
 
 def load(params: dict[str, Any], name: str, ref: str | None, refs) -> Loaded:
     """The bundle with the per-face fit after its regressor (``recon3d.fit``, as `faceparse reconstruct`)."""
