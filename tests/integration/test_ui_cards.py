@@ -192,7 +192,7 @@ def test_every_card_answers_a_real_photo_with_its_images(full, bundles, real_sam
     # 3D: the render over the photo (its size) and the mesh rendered alone, with the pose
     rec = answers["recon3d"]
     assert [i["key"] for i in rec["images"]] == ["overlay", "mesh"]
-    assert png(rec["images"][0]).size == (w, h) and png(rec["images"][1]).size[0] == 64
+    assert png(rec["images"][0]).size == (w, h) and 64 <= png(rec["images"][1]).size[0] <= 512   # the face's own px
     assert set(rec["pose_degrees"]) == {"pitch", "yaw", "roll"} and "pose" in rec["lines"][0]
     # the three the page showed before, now from their own stages' cards
     parser = answers["parser"]

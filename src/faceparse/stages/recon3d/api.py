@@ -6,12 +6,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from ...api import as_image
 from ...face3d.io import landmarks_in_photo, obj_text, overlay_faces
 from ...face3d.net import describe
 from ...photos import paint_order, plan_photo
 from .photo import load_fitter, reconstruct_photo
+
+OVERLAY_MAX = 512       # px: the render over the photo (each face drawn at most this large)
+
+
+def crop_px(pl) -> int:
+    """About how many photo pixels a face's crop spans (its side)."""
+    a, b = pl.points_to_photo(np.array([[0.0, 0.0], [1.0, 0.0]]))
+    return int(round(float(np.linalg.norm(b - a))))
 
 
 @dataclass
@@ -57,7 +66,11 @@ class Reconstructor:
         plan = plan or plan_photo(img, int(self.meta.get("input_size", 128)), detect=detect, what=what)
         info: dict[str, Any] = {}
         y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info)
-        s = int(self.meta.get("input_size", 128))
+        # drawn again at the size the faces take in the photo (up to OVERLAY_MAX): the model's 128² render,
+        # scaled up, shows every pixel step of the silhouette
+        s = min(OVERLAY_MAX, max(int(self.meta.get("input_size", 128)), max(crop_px(pl) for pl in pls)))
+        with torch.no_grad():
+            rend = self.net.render(torch.from_numpy(y).to(rend.image.device), s)
         tri = self.net.face.triangles.cpu().numpy()
         meshes = [Mesh(rend.vertices[k].detach().cpu().numpy(), tri, rend.colours[k].detach().cpu().numpy(),
                        describe(self.net.face, y[k]), landmarks_in_photo(rend, k, pls[k], s)) for k in range(len(pls))]
