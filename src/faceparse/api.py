@@ -66,7 +66,6 @@ class ParseResult:
         """The class colours blended over the photo resized to the label map (background left as is)."""
         from PIL import Image
 
-
         h, w = self.labels.shape
         base = np.asarray(self.image.convert("RGB").resize((w, h), Image.BICUBIC), dtype=np.uint8)
         return Image.fromarray(overlay(base, self.labels, self.palette))
@@ -80,7 +79,6 @@ class Parser:
     """A loaded parser bundle; call it on a photo (path, PIL image or uint8 RGB array)."""
 
     def __init__(self, net, meta: dict[str, Any], source: str):
-
         if bundle_stage(meta) != "parser":
             raise ValueError(f"{source} is a {meta['stage']} bundle, not a face parser")
         self.net, self.meta, self.source = net, meta, source
@@ -125,7 +123,6 @@ class LandmarkResult:
         """The points drawn over the photo."""
         from PIL import Image
 
-
         return Image.fromarray(draw_points(self.image, self.points))
 
 
@@ -142,7 +139,6 @@ class Landmarker:
         """68 points per face found in ``image`` (``detect=False``: the image is one framed face). Raises
         NoFaceError when detection finds no face."""
         import torch
-
 
         img, what = as_image(image)
         with torch.inference_mode():

@@ -59,7 +59,6 @@ def _infer(models: dict, x: torch.Tensor, out: int, iters: int) -> dict[str, lis
 
 def _row(kind: str, preset: str, out: int, batch: int, iters: int, classes: int, threads: int | None,
          sample_queries: int, precisions=("fp32",)) -> list[dict[str, Any]]:
-
     tune_cpu_allocator()  # as the CLI and the TorchServe handler do
     if threads:
         torch.set_num_threads(threads)

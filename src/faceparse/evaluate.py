@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from mlflow.entities import Metric
 
 from .bundle import WEIGHTS, load_bundle
 from .config import ConfigError, section
@@ -122,10 +121,11 @@ def evaluate(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
 def log_to_mlflow(params: dict[str, Any], run_id: str, metrics: dict[str, float], files: list[Path]) -> bool:
     """Log the test metrics and files (a folder goes to eval/plots) to the bundle's training run. Optional:
     a failure (no such run in this tracking store, server down) is a warning, never an evaluation error."""
+    # mlflow (1.2 s to import) loads only here: `faceparse.load`, the chain and every photo command import
+    # this module for pick_device
+    from mlflow.entities import Metric
+
     try:
-
-
-
         client, uri = client_for(params)
         ts = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])

@@ -52,8 +52,6 @@ def fixed_resolution(model, resolution: int):
 
 
 def _check_inputs(input_size: int, images: Sequence[str | os.PathLike] = (), n_random: int = 2, seed: int = 0):
-
-
     g = torch.Generator().manual_seed(seed)
     batches = [torch.rand(n_random, 3, input_size, input_size, generator=g) * 2 - 1]
     if images:

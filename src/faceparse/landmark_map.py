@@ -47,7 +47,6 @@ def _fill(canvas: np.ndarray, poly: np.ndarray, value: int) -> None:
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
-
     return cv2.convexHull(np.asarray(points, np.float32)).reshape(-1, 2)
 
 

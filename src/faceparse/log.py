@@ -13,7 +13,6 @@ class progress_bar:
     in logs (DVC, CI, kfp) or when disabled."""
 
     def __init__(self, description: str, total: int, enabled: bool = True):
-
         self.prog = Progress(TextColumn(f"[bold]{description}[/]"), BarColumn(), MofNCompleteColumn(),
                              TimeElapsedColumn(), console=console, disable=not enabled or total < 2)
         self.total = total

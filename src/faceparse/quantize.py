@@ -39,8 +39,6 @@ def calibration_rows(df, n: int):
 
 
 def _batches(rows, input_size: int) -> Iterator[Any]:
-
-
     paths = list(rows["image_path"])
     for i in range(0, len(paths), CALIB_BATCH):
         yield torch.stack([preprocess(read_image(p), input_size) for p in paths[i:i + CALIB_BATCH]])

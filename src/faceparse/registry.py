@@ -181,7 +181,6 @@ def register(params: dict[str, Any], bundle_dir: str | os.PathLike | None = None
     from .bundle import META, WEIGHTS, read_meta
     from .log import console
 
-
     reg = _registry_section(params)
     name = str(reg["model_name"])
     bdir = Path(bundle_dir if bundle_dir is not None else section(params, "train").get("bundle_dir", ""))
@@ -291,7 +290,6 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
     for the parser, higher is better; NME for landmarks, lower is better) beats the champion's by more than
     ``registry.promote_margin`` (the first model is promoted). The decision and its reason are version tags."""
     from mlflow.exceptions import MlflowException
-
 
     stage = get_stage(str(params.get("stage") or "parser"))
     key, label = stage.primary_metric, stage.info.metric_label

@@ -201,7 +201,6 @@ def train(params: dict[str, Any], resume: bool = False, progress: bool = True) -
 
 
 def _train(params: dict[str, Any], stage, cfg: TrainConfig, dd, resume: bool, progress: bool) -> dict[str, Any]:
-
     t_start = time.perf_counter()
     if cfg.batch_size % dd.world_size:
         raise ConfigError(f"params: train.batch_size={cfg.batch_size} is the global batch and must be divisible "
@@ -330,7 +329,6 @@ def _restore(ctx: TrainContext, ck: dict, loader_gen, last_path: Path, progress:
 
 
 def _loaders(train_ds, val_ds, cfg: TrainConfig, dd, loader_gen):
-
     local_batch = cfg.batch_size // dd.world_size
     sampler = DistributedSampler(train_ds, num_replicas=dd.world_size, rank=dd.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
@@ -414,7 +412,6 @@ def _validate(ctx: TrainContext, stage, loader):
 
 
 def _checkpoint(ctx: TrainContext, epoch: int, loader_gen, history, val, run_id) -> None:
-
     cfg = ctx.cfg
     ckpt.save_checkpoint(cfg.run_dir, {
         "epoch": epoch + 1, "model": {k: v.detach().cpu() for k, v in ctx.model.state_dict().items()},
@@ -470,10 +467,8 @@ def _keep_best(ctx: TrainContext, stage, history, val, evaluator, val_loader):
 
 
 def _barrier(dd) -> None:
-
     barrier(dd)
 
 
 def _broadcast_run_id(run_id, dd):
-
     return broadcast_object(run_id, dd)

@@ -57,7 +57,6 @@ def register(app: typer.Typer) -> None:
 
 def _launch(p: dict, launcher: str, nproc: int, cluster: Optional[Path], job_name: Optional[str],
             resume: bool) -> dict:
-
     from ..launch.dispatch import LAUNCHERS, train_distributed
 
     if launcher not in LAUNCHERS:

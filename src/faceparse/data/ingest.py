@@ -67,7 +67,6 @@ class Scan:
 
 
 def _console():
-
     return Console(stderr=True)
 
 
@@ -412,7 +411,6 @@ def atomic_dir(out: Path) -> Iterator[Path]:
 
 
 def progress_bar(enabled: bool = True):
-
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=_console(), disable=not enabled,
                     transient=False)
@@ -433,8 +431,6 @@ def _load_sample(s: Sample, size: int):
     ``size``; the label map is drawn from the points (faceparse.landmark_map: M_β — 300-W has no parsing
     labels). Other layouts: the image and its label map as stored (resized later)."""
     if s.landmarks is not None and s.landmarks.suffix.lower() == ".pts":
-
-
         try:
             pts = read_pts(s.landmarks, one_based=True) + 0.5   # 300-W: 1-based → continuous pixel coordinates
             if pts.shape != (68, 2):

@@ -69,7 +69,6 @@ def build_manifest_rows(dataset_dir: str | os.PathLike, samples: Iterable[Mappin
 
 
 def _schema():
-
     return pa.schema([
         ("id", pa.string()), ("split", pa.string()), ("image", pa.string()), ("label", pa.string()),
         ("landmarks", pa.string()), ("width", pa.int32()), ("height", pa.int32()),

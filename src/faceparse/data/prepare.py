@@ -64,7 +64,6 @@ def prepare(params: dict[str, Any], progress: bool = True) -> Path:
     else:
         raise ConfigError(f"params: data.source={source!r} is not one of {['synth', *FORMATS]}")
 
-
     info = read_info(path)
     if table is not None and info.get("label_table") != table:
         raise ConfigError(f"params: data.label_table={table!r}, but the prepared dataset {path} uses "

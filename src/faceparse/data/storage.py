@@ -177,8 +177,6 @@ def fetch(uri: str, dest_dir: str | os.PathLike, sha256: str | None = None, endp
 
 def _stream(body, part: Path, mode: str, offset: int, total: int, desc: str, progress: bool, uri: str,
             endpoint: str | None) -> None:
-
-
     with progress_bar(progress) as bar, open(part, mode) as f:
         task = bar.add_task(desc, total=total, completed=offset)
         try:

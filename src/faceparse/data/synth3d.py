@@ -304,7 +304,6 @@ def add_renders3d(dataset_dir, n: int, seed: int = 0, occlusion_prob: float = 0.
 
 
 def _write_sample(root: Path, sid: str, s: Sample3D) -> None:
-
     Image.fromarray(s.image).save(root / f"images/{sid}.jpg", quality=95)
     Image.fromarray(s.clean).save(root / f"clean/{sid}.jpg", quality=95)
     Image.fromarray(s.label, "L").save(root / f"labels/{sid}.png")
@@ -315,10 +314,8 @@ def _write_sample(root: Path, sid: str, s: Sample3D) -> None:
 
 
 def _sha(path: Path) -> str:
-
     return sha256_file(path)
 
 
 def _replace(tmp: Path, out_dir: Path) -> None:
-
     replace_dir(tmp, out_dir)

@@ -337,7 +337,6 @@ def _cauchy(e: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def _neck_id() -> int:
-
     return CELEBAMASK_HQ.index("neck")
 
 

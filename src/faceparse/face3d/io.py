@@ -57,7 +57,6 @@ def landmarks_in_photo(out, k: int, placement, size: int) -> np.ndarray:
 
 
 def coeffs_json(face, y: np.ndarray, points: np.ndarray, image_size: tuple[int, int], version: str = "") -> bytes:
-
     return json.dumps({**describe(face, y), "landmarks": np.round(points, 3).tolist(), "image_size": list(image_size),
                        "landmark_convention": "iBUG 68 landmark vertices projected, (x, y) pixels of the input image",
                        **({"model_version": version} if version else {})}).encode()

@@ -68,7 +68,6 @@ def model_arrays(n_albedo: int = N_ALBEDO) -> dict[str, np.ndarray]:
 
 
 def _inside(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
-
     return MPath(poly).contains_points(pts)
 
 

@@ -50,7 +50,6 @@ def rollout_params(params: dict[str, Any]) -> dict[str, Any]:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 def _server(run_dir) -> tuple[Path, dict[str, Any], Client]:
-
     rd = run_dir_of(run_dir)
     st = read_state(rd)
     if not st or not _pid_alive(st.get("pid"), rd):
@@ -147,7 +146,6 @@ def set_percent(params: dict[str, Any], percent: float, run_dir=None) -> dict[st
 
 
 def _torchserve_metrics(cl: Client, name: str) -> dict[str, dict[str, float]]:
-
     out: dict[str, dict[str, float]] = {}
     try:
         text = cl.metrics()

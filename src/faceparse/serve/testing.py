@@ -126,7 +126,6 @@ class Traffic:
         self._pool: list[threading.Thread] = []
 
     def _run(self) -> None:
-
         cl = Client.from_state(self.state, timeout=120)
         while not self._stop.is_set():
             with self._lock:

@@ -69,12 +69,10 @@ def build_augment(cfg: Mapping[str, Any] | None, input_size: int):
 
 
 def load_pair(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]:
-
     return np.asarray(read_image(image_path), dtype=np.uint8), read_label(label_path)
 
 
 def resize_pair(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-
     if image.shape[:2] != (size, size):
         interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
         image = cv2.resize(image, (size, size), interpolation=interp)

@@ -52,7 +52,6 @@ class CompletionCodec:
 
     @staticmethod
     def encode(maps, item: Item, palette, table, version: str) -> tuple[bytes, str]:
-
         fmt = item.options.format
         if fmt == "png":
             return imaging.label_png(maps.gamma), "image/png"

@@ -78,7 +78,6 @@ class Tally:
 
 def evaluate_completion(model, settings, input_size: int, frame, data_dir: Path, params,
                         progress: bool) -> tuple[dict, dict]:
-
     face = settings.face_ids()
     total, by_kind, kinds = Tally(face), {}, _kinds(data_dir)
     examples: list = []

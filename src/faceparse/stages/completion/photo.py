@@ -181,6 +181,5 @@ def complete_dataset(params: dict[str, Any], dataset_dir: str | os.PathLike, out
 
 
 def _save_sample(root: Path, sid: str, maps) -> None:
-
     Image.fromarray(maps.gamma.astype(np.uint8), "L").save(root / "completed" / f"{sid}.png")
     Image.fromarray(maps.occlusion.astype(np.uint8) * 255, "L").save(root / "occlusion" / f"{sid}.png")

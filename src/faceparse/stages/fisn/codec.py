@@ -51,7 +51,6 @@ class FisnCodec:
 
     @staticmethod
     def agreement(a: bytes, b: bytes) -> float | None:
-
         from PIL import Image
 
         try:

@@ -41,7 +41,6 @@ MODES = ("supervised", "paper")
 
 
 def face_ids() -> np.ndarray:
-
     return Settings().face_ids()
 
 

@@ -96,7 +96,6 @@ def _parser_for(model, meta):
 
 @torch.no_grad()
 def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) -> tuple[dict, dict]:
-
     ev = params["evaluate"]
     maps_mode = str(ev.get("maps") or "truth")
     if maps_mode not in ("truth", "predicted"):

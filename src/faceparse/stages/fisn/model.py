@@ -146,7 +146,6 @@ class RegionPSNR:
         self.total: torch.Tensor | None = None
 
     def update(self, model, batch, device, autocast) -> None:
-
         with autocast:
             out = model(to_device(batch["image"], device), batch["source"].to(device), batch["target"].to(device))
         out = to_uint8(out.float().cpu())
@@ -156,7 +155,6 @@ class RegionPSNR:
                 self.sums += torch.tensor([psnr(o, r, reg), psnr(i, r, reg), 1.0], dtype=torch.float64)
 
     def reduce(self, dd) -> None:
-
         self.total = all_reduce_sum(self.sums.clone(), dd)
 
     def compute(self) -> dict[str, Any]:

@@ -66,7 +66,6 @@ class FisnStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
-
         m = fill_defaults(FisnModelSection, params.get("model"))
         name = str(m.get("preset") or "tiny")
         if name not in PRESETS:
@@ -94,7 +93,6 @@ class FisnStage(Stage):
         return meta
 
     def build_model(self, meta) -> FisnModel:
-
         cfg, n = meta["model_config"], int(meta["num_classes"])
         gen = build_generator(n, cfg["generator"])
         disc = MultiscaleDiscriminator(n, **cfg["discriminator"])
@@ -110,7 +108,6 @@ class FisnStage(Stage):
         return model
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-
         return {k: {"params": v["params"], "gmacs": {str(input_size): v["gmacs"]}}
                 for k, v in network_report(mcfg, input_size).items()}
 
@@ -138,7 +135,6 @@ class FisnStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-
         root = Path(str(params["data"]["dir"])).resolve()
         t = params["train"]
         mode = str(t.get("mode") or "supervised")
@@ -175,7 +171,6 @@ class FisnStage(Stage):
         ctx.state["tally"] = {}
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-
         dev = ctx.dd.device
         image, real = to_device(batch["image"], dev), to_device(batch["real"], dev)
         source = batch["source"].to(dev, non_blocking=True)
@@ -311,7 +306,6 @@ def perceptual_source(params, meta) -> str:
 
 
 def perceptual_network_for(spec: str, model: FisnModel, params):
-
     kind, _, ref = spec.partition(":")
     if kind != "parser":
         return perceptual_network(spec)

@@ -23,7 +23,6 @@ class LandmarkCodec:
         warm_up()
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
-
         size = int(meta.get("input_size", 256))
         outs = []
         for it in items:

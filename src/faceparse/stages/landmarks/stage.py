@@ -37,7 +37,6 @@ class PointsEvaluator:
         self.pred, self.true, self.visible = [], [], []
 
     def update(self, model, batch, device, autocast) -> None:
-
         run = getattr(model, "look", model) if self.framed else model
         with autocast:
             pred = run(to_device(batch["image"], device))
@@ -57,7 +56,6 @@ class PointsEvaluator:
         self.arrays = arrays
 
     def compute(self) -> dict[str, Any]:
-
         pred, true, visible = self.arrays
         return landmark_metrics(pred, true, visible=visible, mean_shape=self.mean_shape)
 
@@ -81,7 +79,6 @@ class LandmarkStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
-
         return model_config(params)
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
@@ -95,7 +92,6 @@ class LandmarkStage(Stage):
         return meta
 
     def build_model(self, meta):
-
         cfg = {k: v for k, v in meta["model_config"].items() if k != "preset"}
         model = build_landmark_model({**cfg, "num_points": int(meta.get("num_points", 68))})
         if meta.get("mean_shape") is not None:
@@ -103,8 +99,6 @@ class LandmarkStage(Stage):
         return model
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-
-
         model = self.build_model({"model_config": mcfg, "num_points": 68})
         with torch.device("meta"), FlopCounterMode(display=False) as fc:
             model.to("meta")(torch.zeros(1, 3, input_size, input_size, device="meta"))
@@ -119,7 +113,6 @@ class LandmarkStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-
         aug = cfg.augment if cfg.augment["enabled"] else None
         fr = meta.get("framing") or framing_of({})
         return (LandmarkDataset(frames["train"], cfg.input_size, augment=aug, seed=cfg.seed, framing=fr["mode"],
@@ -143,7 +136,6 @@ class LandmarkStage(Stage):
         pass
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-
         images = to_device(batch["image"], ctx.dd.device)
         points = batch["points"].to(ctx.dd.device, non_blocking=True)
         with ctx.autocast():
@@ -167,7 +159,6 @@ class LandmarkStage(Stage):
 
     @torch.no_grad()
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
-
         model.eval()
         images, truths, preds = [], [], []
         for i in range(min(4, len(val_ds))):

@@ -35,7 +35,6 @@ class ParserCodec:
         encoded answers, in item order."""
         import torch
 
-
         outs: list = [None] * len(items)
         whole = [k for k, it in enumerate(items) if it.plan is None or it.plan.whole]
         for res, ks in by_resolution([items[k] for k in whole]).items():

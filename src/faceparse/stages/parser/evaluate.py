@@ -50,7 +50,6 @@ METRIC_PREFIX = "test_"        # names of the metrics logged to the MLflow run
 
 
 def _load_pair(image_path: str, label_path: str, input_size: int, ref: int):
-
     try:
         x = preprocess(read_image(image_path), input_size)
     except (OSError, ValueError) as e:

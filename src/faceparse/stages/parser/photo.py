@@ -61,8 +61,6 @@ def _parse_images(net, images, names, input_size: int, resolution: int | None, d
 
 def _write(out: Path, path: Path, stem: str, img, lab: np.ndarray, flat_palette, table, masks: bool,
            plan) -> dict[str, Any]:
-
-
     label_path = out / f"{stem}_label.png"
     lab = np.ascontiguousarray(lab, dtype=np.uint8)
     h, w = lab.shape

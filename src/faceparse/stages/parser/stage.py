@@ -38,24 +38,20 @@ class ConfusionEvaluator:
     """Validation of a parser: per-pixel confusion at out_size, summed across ranks."""
 
     def __init__(self, table, out_size: int):
-
         self.table, self.out_size = table, int(out_size)
         self.conf = Confusion(table.num_classes)
         self.matrix: np.ndarray | None = None
 
     def update(self, model, batch, device, autocast) -> None:
-
         with autocast:
             logits = model(to_device(batch["image"], device), self.out_size)
         pred = logits.float().argmax(1).cpu()
         self.conf.update(pred, batch["labels"].view(pred.shape))
 
     def reduce(self, dd) -> None:
-
         self.matrix = all_reduce_sum(torch.from_numpy(self.conf.matrix), dd).numpy()
 
     def compute(self) -> dict[str, Any]:
-
         return scores(self.matrix, self.table)
 
 
@@ -78,11 +74,9 @@ class ParserStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params):
-
         return model_config(params)
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
-
         table = get_table(str(info["label_table"]))
         wanted = (params.get("data") or {}).get("label_table")
         if wanted and get_table(str(wanted)).name != table.name:
@@ -90,11 +84,9 @@ class ParserStage(Stage):
         return {"num_classes": table.num_classes, "label_table": table.name}
 
     def build_model(self, meta):
-
         return build_model(meta["model_config"], int(meta["num_classes"]))
 
     def report(self, meta, input_size: int) -> dict[str, Any]:
-
         rep = model_report(meta["model_config"], int(meta["num_classes"]), sizes=(64, 256), in_size=input_size)
         return {"report.params": rep["params"], "report.gmacs_64": rep["gmacs"]["64"],
                 "report.gmacs_256": rep["gmacs"]["256"], "report.gmacs_256_executed": rep["gmacs_factorized"]["256"]}
@@ -104,7 +96,6 @@ class ParserStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-
         k = int(params["loss"]["edge_kernel"])
         n = int(meta["num_classes"])
         train = FaceParsingDataset(frames["train"], cfg.input_size, cfg.out_size, n, k,
@@ -131,7 +122,6 @@ class ParserStage(Stage):
         ctx.state["coords"] = make_coord(ctx.cfg.out_size, ctx.cfg.out_size, ctx.dd.device)
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-
         dd = ctx.dd
         images = to_device(batch["image"], dd.device)
         labels = batch["labels"].to(dd.device, non_blocking=True)
@@ -145,7 +135,6 @@ class ParserStage(Stage):
         return ctx.step(loss_fn(logits.transpose(1, 2), labels, edges))
 
     def evaluator(self, meta, cfg):
-
         return ConfusionEvaluator(get_table(meta["label_table"]), cfg.out_size)
 
     def headline(self, m: dict[str, Any]) -> str:
@@ -193,15 +182,12 @@ class ParserStage(Stage):
         return f1_table(res), f"scored {ref} on {res['n_images']} labelled photos in {folder}: mean F1 {res['mean_f1']:.4f}", res
 
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
-
         return evaluate_parser(model, meta, frame, data_dir, params, progress)
 
     def write_reports(self, result, extras, params):
-
         return write_parser_reports(result, extras, params)
 
     def mlflow_metrics(self, result) -> dict[str, float]:
-
         return mlflow_metrics(result)
 
 

@@ -40,12 +40,9 @@ class Recon3dDataset(torch.utils.data.Dataset):
         pass
 
     def raw(self, i: int):
-
         return np.asarray(read_image(self.image_paths[i]))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-
-
         img = read_image(self.image_paths[i])
         label = read_label(self.label_paths[i])
         parse = np.asarray(Image.fromarray(label).resize((self.size, self.size), Image.NEAREST), dtype=np.int64)

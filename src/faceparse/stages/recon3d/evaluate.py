@@ -45,12 +45,12 @@ from .fitting import FitInputs, fit_config, fit_each
 from .scoring import face_rows, scored_vertices
 
 CONDITIONS = ("clean", "occluded", "deoccluded")
+CHAIN_BATCH = 32
 EXAMPLES = 4
 
 
 @torch.no_grad()
 def _score(model, tensors: torch.Tensor, coeffs: torch.Tensor, points: torch.Tensor, bs: int) -> list[tuple]:
-
     device = next(model.parameters()).device
     rows = []
     for s in range(0, len(tensors), bs):
@@ -85,15 +85,16 @@ def deocclusion_chain(params: dict[str, Any]):
 
 
 def _deoccluded(chain, ds, idx: list[int], size: int) -> tuple[torch.Tensor, list[np.ndarray]]:
-
-
-    photos = [Image.fromarray(ds.raw(i)) for i in idx]
-    outs = [a.output for a in chain.run(photos)] if photos else []
+    """The de-occlusion chain on the photos ``idx`` of ``ds``, CHAIN_BATCH at a time (the generator's
+    activations for a whole split at once exceed the machine's memory) → (model inputs, outputs)."""
+    outs = []
+    for s in range(0, len(idx), CHAIN_BATCH):
+        outs += [a.output for a in chain.run([Image.fromarray(ds.raw(i)) for i in idx[s:s + CHAIN_BATCH]])]
+        tick()
     return (torch.stack([preprocess(o, size) for o in outs]) if outs else torch.zeros(0, 3, size, size)), outs
 
 
 def evaluate_recon3d(model, meta, frame, data_dir: Path, params, progress: bool) -> tuple[dict, dict]:
-
     ev = params["evaluate"]
     size, bs = int(meta.get("input_size", 128)), int(ev["batch_size"])
     if not (data_dir / "coeffs").is_dir() or not (data_dir / "clean").is_dir():
@@ -174,6 +175,7 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
         result[f"p90_mm_fitted_{key}"] = float(a[:, 1].mean()) if len(a) else None
         result[f"mean_mm_fitted_{key}"] = float(a[:, 0].mean()) if len(a) else None
         result[f"lmk_nme_fitted_{key}"] = float(a[:, 2].mean()) if len(a) else None
+        result[f"n_fitted_{key}"] = int(len(a))
         if limit is not None and name in CONDITIONS:     # the regressor on the same fitted faces, to compare
             b = np.asarray(before[name], np.float64).reshape(-1, 4)
             result[f"p90_mm_regressor_fitted_faces_{key}"] = float(b[:, 1].mean()) if len(b) else None
@@ -188,7 +190,6 @@ def _fitted(model, params, inputs: dict[str, torch.Tensor], truth: dict[str, dic
 
 
 def _mean_face_errors(model, ds, idx: list[int]) -> tuple[float | None, float | None]:
-
     if not idx:
         return None, None
     face = model.face
@@ -265,10 +266,14 @@ def markdown_table(r: dict[str, Any]) -> str:
     if fit.get("enabled"):
         for cond in CONDITIONS:
             if r.get(f"p90_mm_fitted_{cond}") is not None:
-                lines.append(f"| {cond}, fitted | {r.get(f'n_{cond}')} | {f(r.get(f'p90_mm_fitted_{cond}'))} | "
+                lines.append(f"| {cond}, fitted | {r.get(f'n_fitted_{cond}')} | {f(r.get(f'p90_mm_fitted_{cond}'))} | "
                              f"{f(r.get(f'mean_mm_fitted_{cond}'))} | {f(r.get(f'lmk_nme_fitted_{cond}'), 4)} |")
+                if r.get(f"p90_mm_regressor_fitted_faces_{cond}") is not None:
+                    lines.append(f"| {cond}, the same faces: regressor / mean face | {r.get(f'n_fitted_{cond}')} | "
+                                 f"{f(r[f'p90_mm_regressor_fitted_faces_{cond}'])} / "
+                                 f"{f(r.get(f'p90_mm_mean_face_fitted_faces_{cond}'))} | | |")
         if r.get("p90_mm_fitted_true_points") is not None:
-            lines.append(f"| clean, fitted to the true 68 points (upper bound) | {r.get('n_clean')} | "
+            lines.append(f"| clean, fitted to the true 68 points (upper bound) | {r.get('n_fitted_true_points')} | "
                          f"{f(r.get('p90_mm_fitted_true_points'))} | {f(r.get('mean_mm_fitted_true_points'))} | "
                          f"{f(r.get('lmk_nme_fitted_true_points'), 4)} |")
     lines += [f"| mean face (baseline) | {r.get('n_clean')} | {f(r.get('p90_mm_mean_face'))} | "

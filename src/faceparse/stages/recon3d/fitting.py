@@ -56,7 +56,6 @@ class FitInputs:
 
     @classmethod
     def load(cls, params: dict[str, Any]) -> "FitInputs":
-
         sec = dict(params.get("fit") or {})
         loaded, versions = {}, {}
         for stage in ("landmarks", "parser"):
@@ -86,7 +85,6 @@ class FitInputs:
 
 
 def _tracking(params):
-
     return tracking_uri(params)
 
 

@@ -19,7 +19,6 @@ class MeshEvaluator:
         self.rows: list[tuple[float, float, float, float]] = []   # mean_mm, p90_mm, nme, p90 of the mean face
 
     def update(self, model, batch, device, autocast) -> None:
-
         with autocast:
             y = model(to_device(batch["image"], device)).float()
         self.rows += face_rows(model, y, batch["coeffs"].to(device), batch["points"].to(device))
@@ -59,5 +58,4 @@ def face_rows(model, y: torch.Tensor, coeffs: torch.Tensor, points: torch.Tensor
 
 
 def scored_vertices(face) -> np.ndarray:
-
     return np.flatnonzero(face.parts.cpu().numpy() != CELEBAMASK_HQ.index("neck"))

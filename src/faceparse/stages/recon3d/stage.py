@@ -49,7 +49,6 @@ class Recon3dStage(Stage):
 
     # --- model ---------------------------------------------------------------------------------------
     def model_config(self, params) -> dict[str, Any]:
-
         m = fill_defaults(Recon3dModel, params.get("model"))
         name = str(m.get("preset") or "small")
         if name not in PRESETS:
@@ -63,7 +62,6 @@ class Recon3dStage(Stage):
         return {"preset": name, **PRESETS[name], **over, **face, **({"head_scale": scale} if scale else {})}
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
-
         sha = asset_sha256()
         if info.get("face_model_sha256") not in (None, sha):
             raise ValueError("the dataset was rendered with another face model file (dataset.json face_model_sha256)")
@@ -73,12 +71,9 @@ class Recon3dStage(Stage):
                 "off (no face-recognition weights offline; recon3d.loss.face_net names a TorchScript file)"}
 
     def build_model(self, meta):
-
         return Recon3dNet({k: v for k, v in meta["model_config"].items() if k != "preset"}, int(meta.get("input_size", 128)))
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
-
-
         net = build_resnet(mcfg, 1)
         n_out = self.build_model({"model_config": mcfg, "input_size": input_size}).face.num_coeffs
         with torch.device("meta"), FlopCounterMode(display=False) as fc:
@@ -97,7 +92,6 @@ class Recon3dStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
-
         return Recon3dDataset(frames["train"], cfg.input_size), Recon3dDataset(frames["val"], cfg.input_size)
 
     def optimizers(self, model, cfg):
@@ -112,7 +106,6 @@ class Recon3dStage(Stage):
         return model
 
     def prepare(self, ctx) -> None:
-
         loss = {**DEFAULTS, **(ctx.params.get("loss") or {})}
         ctx.state["weights"] = loss
         ctx.state["face_loss"] = (FaceFeatureLoss(loss["face_net"], int(loss["face_net_size"])).to(ctx.dd.device)
@@ -120,7 +113,6 @@ class Recon3dStage(Stage):
         ctx.state["tally"] = {}
 
     def train_step(self, ctx, batch) -> torch.Tensor:
-
         dev = ctx.dd.device
         x = to_device(batch["image"], dev)
         with ctx.autocast():
