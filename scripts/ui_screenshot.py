@@ -38,29 +38,41 @@ def occluded_photo(photo: Path, out: Path) -> Path:
     return path
 
 
-def shoot(photo: Path, out: Path, workdir: Path) -> Path:
-    """Screenshot of the page with every card answering ``photo`` → ``out``; AssertionError naming a card that
-    did not answer."""
+def shoot(photo: Path, out: Path, workdir: Path, browser=None) -> Path:
+    """Screenshot of the page with every card answering ``photo`` → ``out`` (``browser``: a Playwright browser
+    already launched, else one is launched here); AssertionError naming a card that did not answer."""
     from playwright.sync_api import sync_playwright
 
     page = PageProcess(["--in-process"], free_ports(1)[0], workdir, log_dir=workdir)
     try:
+        if browser is not None:
+            return _shot(browser, page, photo, out)
         with sync_playwright() as pw:
-            browser = launch(pw)
-            pg = browser.new_context(viewport=VIEWPORT).new_page()
-            pg.goto(page.url)
-            pg.wait_for_selector("body[data-state=idle]", timeout=60_000)
-            pg.set_input_files("#file", str(photo))
-            pg.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=300_000)
-            status = {c: pg.get_attribute(f"#stage-{c}", "data-status") for c in CARDS}
-            bad = {c: s for c, s in status.items() if s != "ok"}
-            assert not bad, f"cards that did not answer: {bad}\n{page.output()}"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            pg.screenshot(path=str(out), full_page=True)
-            browser.close()
+            own = launch(pw)
+            try:
+                return _shot(own, page, photo, out)
+            finally:
+                own.close()
     finally:
         page.stop()
-    return out
+
+
+def _shot(browser, page: PageProcess, photo: Path, out: Path) -> Path:
+    ctx = browser.new_context(viewport=VIEWPORT)
+    try:
+        pg = ctx.new_page()
+        pg.goto(page.url)
+        pg.wait_for_selector("body[data-state=idle]", timeout=60_000)
+        pg.set_input_files("#file", str(photo))
+        pg.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=300_000)
+        status = {c: pg.get_attribute(f"#stage-{c}", "data-status") for c in CARDS}
+        bad = {c: s for c, s in status.items() if s != "ok"}
+        assert not bad, f"cards that did not answer: {bad}\n{page.output()}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(out), full_page=True)
+        return out
+    finally:
+        ctx.close()
 
 
 def main(argv=None) -> int:

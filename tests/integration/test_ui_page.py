@@ -336,12 +336,12 @@ def test_through_a_real_endpoint_the_version_and_canary_arm_are_shown(bundles, r
         server.stop(tmp_path / "run")
 
 
-def test_readme_screenshot(real_samples, tmp_path):
+def test_readme_screenshot(browser, real_samples, tmp_path):
     """The README's picture comes from scripts/ui_screenshot.py: a fresh install's page (the shipped models,
     nothing trained or registered) with every card answering a real fixture photo with a bar over its mouth.
     Here into tmp_path; `python scripts/ui_screenshot.py` writes docs/img/ui.png."""
     shot = ui_screenshot.shoot(ui_screenshot.occluded_photo(real_samples / "0.jpg", tmp_path), tmp_path / "ui.png",
-                               tmp_path)
+                               tmp_path, browser)
     assert Image.open(shot).size[0] == VIEWPORT["width"]
 
 
