@@ -1,8 +1,12 @@
 """The recon3d stage's params: its section ``recon3d:`` and the params resolved for it."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from dataclasses import fields
+from typing import Any, Literal, Optional, get_type_hints
 
+from pydantic import create_model
+
+from ...face3d.fit_config import FitConfig
 from ...schema import BaseParams, Data, Evaluate, Registry, Section, Splits, Train
 
 
@@ -45,31 +49,22 @@ class Recon3dLoss(Section):
     attention_low: Optional[float] = None
 
 
-class Recon3dFit(Section):
-    """``recon3d.fit``: per-face fitting after the regressor (faceparse.face3d.fit; issue #32) — identity,
-    expression and pose against the landmark stage's 68 points and the parser's outline under the model's
-    priors (Levenberg–Marquardt, ``steps`` iterations), then optionally ``photo_steps`` Adam steps on the
-    photometric term over the visible skin (the completion stage's occlusion mask taken out). Used by the
-    evaluation (``p90_mm_fitted_*``) and `faceparse reconstruct`. The defaults are the ones measured in
-    docs/stages/recon3d.md; faceparse.face3d.fit.FitConfig holds the same."""
-    enabled: bool = True
-    steps: int = 12
-    sigma_lmk: float = 0.06
-    w_jaw: float = 0.5
-    sigma_id: float = 1.0
-    sigma_exp: float = 0.15
-    silhouette: bool = True
-    sigma_sil: float = 0.04
-    n_sil: float = 68.0
-    sil_after: int = 3
-    robust: float = 0.7
-    photo_steps: int = 0
-    light_steps: int = 6
-    lr: float = 0.01
-    sigma_pix: float = 0.02
-    sigma_albedo: float = 0.2
-    landmarks: Optional[str] = None     # landmark bundle / models:/ URI (null: the shipped one)
-    parser: Optional[str] = None        # parser bundle / models:/ URI (null: the shipped one)
+def _fit_fields() -> dict[str, Any]:
+    """FitConfig's fields as pydantic (type, default) pairs: its defaults are the section's, kept in one place."""
+    hints = get_type_hints(FitConfig)
+    return {f.name: (hints[f.name], f.default) for f in fields(FitConfig)}
+
+
+Recon3dFit = create_model(
+    "Recon3dFit", __base__=Section, **_fit_fields(),
+    landmarks=(Optional[str], None),     # landmark bundle / models:/ URI (null: the shipped one)
+    parser=(Optional[str], None))        # parser bundle / models:/ URI (null: the shipped one)
+Recon3dFit.__doc__ = """``recon3d.fit``: per-face fitting after the regressor (faceparse.face3d.fit; issue #32) —
+identity, expression and pose against the landmark stage's 68 points and the parser's outline under the model's
+priors (Levenberg–Marquardt, ``steps`` iterations), then optionally ``photo_steps`` Adam steps on the photometric
+term over the visible skin (the completion stage's occlusion mask taken out). Used by the evaluation
+(``p90_mm_fitted_*``), `faceparse reconstruct` and the chain. Every field but the two models is
+faceparse.face3d.fit_config.FitConfig's, with its default (the ones measured in docs/stages/recon3d.md)."""
 
 
 class Recon3dEvaluate(Evaluate):
