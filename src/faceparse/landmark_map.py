@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from matplotlib.path import Path
 
 from .labels import CELEBAMASK_HQ
 
@@ -35,6 +34,8 @@ BROWS = (("r_brow", tuple(range(17, 22))), ("l_brow", tuple(range(22, 27))))
 def _fill(canvas: np.ndarray, poly: np.ndarray, value: int) -> None:
     """Set every pixel whose centre lies inside the polygon (no outline added: a region's pixel count is its
     area at any resolution, so small parts do not swell at low output sizes)."""
+    from matplotlib.path import Path    # (here: matplotlib takes 0.3 s to import; a bundle loads without it)
+
     poly = np.asarray(poly, np.float64)
     h, w = canvas.shape
     x0, y0 = np.clip(np.floor(poly.min(0)).astype(int), 0, [w, h])

@@ -31,5 +31,13 @@ def test_the_cli_the_page_and_the_router_start_without_heavy_libraries():
     assert _loaded_after(LIGHT + per_stage) == []
 
 
+def test_loading_a_bundle_needs_no_evaluation_or_training_data_library():
+    """A served worker and `faceparse.load` import every stage's adapter to rebuild a model: torch, not pandas,
+    albumentations, matplotlib or scipy (a worker that imports them takes seconds longer to be READY)."""
+    mods = ["faceparse.bundle", "faceparse.serve.codecs"] + [f"{package_of(s)}.{p}" for s in stage_names()
+                                                             for p in ("stage", "codec")]
+    assert set(_loaded_after(mods)) <= {"torch"}
+
+
 def test_the_check_sees_a_heavy_import():
     assert "torch" in _loaded_after(["faceparse.chain"])

@@ -11,14 +11,14 @@ from ...hashing import sha256_file
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_stage, figure, for_stage, get_stage
-from .evaluate import evaluate_completion, write_completion_reports
 from .maps import CompletionModel
-from .pasted import markdown as pasted_markdown
-from .pasted import score_pasted
 from .api import Completer
 from .photo import load_completion
 from ...occluders import KINDS, pasted_cases
 from ...photo_eval import labelled_photos
+
+# Imports inside functions here: loading a bundle (a served worker, `faceparse.load`) needs none of the evaluation's
+# or the training data's libraries (tests/code/test_light_imports.py)
 
 
 class CompletionStage(Stage):
@@ -94,10 +94,14 @@ class CompletionStage(Stage):
                 f"occlusion mask IoU {f('occlusion_iou')}  ({m['n_images']} test images)")
 
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        from .evaluate import evaluate_completion
+
         return evaluate_completion(model, self.settings(meta), int(meta.get("input_size", 256)), frame,
                                    Path(data_dir), params, progress)
 
     def write_reports(self, result, extras, params) -> list[Path]:
+        from .evaluate import write_completion_reports
+
         return write_completion_reports(result, extras, params)
 
     def open(self, net, meta, source):
@@ -106,6 +110,9 @@ class CompletionStage(Stage):
     def photo_benchmark(self, ref, folder, detect, params):
         """Real labelled photos with occluders pasted at known masks (faceparse.occluders): F1 inside the
         occluded face region of M_α and M_γ against each photo's label map, and the occlusion mask's IoU."""
+        from .pasted import markdown as pasted_markdown
+        from .pasted import score_pasted
+
         net, meta = load_completion(params, ref)
         cases = pasted_cases(labelled_photos(folder))
         res = score_pasted(net, meta, cases, detect)

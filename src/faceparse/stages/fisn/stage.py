@@ -30,13 +30,13 @@ from .. import (
     get_stage,
     plots_dir,
 )
-from .dataset import FisnDataset
-from .evaluate import contact_sheet, evaluate_fisn, write_fisn_reports
 from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
 from .network import PRESETS, MultiscaleDiscriminator, build_generator, build_occlusion, network_report
 from .params import FisnLoss, FisnModel as FisnModelSection
-from .pasted import markdown, score_chain, sheet
 from .photo import Deoccluder, load_chain
+
+# Imports inside functions here: loading a bundle (a served worker, `faceparse.load`) needs none of the evaluation's
+# or the training data's libraries (tests/code/test_light_imports.py)
 
 
 class FisnStage(Stage):
@@ -135,6 +135,8 @@ class FisnStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
+        from .dataset import FisnDataset
+
         root = Path(str(params["data"]["dir"])).resolve()
         t = params["train"]
         mode = str(t.get("mode") or "supervised")
@@ -211,6 +213,8 @@ class FisnStage(Stage):
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
         """val_fisn.png (input | target map | output | clean, first validation faces); the loss parts'
         means over the run's steps (this process's, since its start or resume) to log."""
+        from .evaluate import contact_sheet
+
         model.eval()
         rows = []
         for i in range(min(4, len(val_ds))):
@@ -226,6 +230,8 @@ class FisnStage(Stage):
 
     # --- evaluation on a split ----------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        from .evaluate import evaluate_fisn
+
         return evaluate_fisn(model, meta, frame, Path(data_dir), params, progress)
 
     def open(self, net, meta, source):
@@ -235,6 +241,8 @@ class FisnStage(Stage):
         """Real labelled photos with occluders pasted at known masks (``pasted``): PSNR / SSIM inside the
         occluder's face part for the input, the chain, cv2.inpaint on the chain's mask and on the true one; the
         sheet (occluded | mask | de-occluded | inpaint | as it was) in evaluate.plots_dir/photos_pasted.png."""
+        from .pasted import markdown, score_chain, sheet
+
         chain, versions = load_chain(params, ref)
         cases = pasted_cases(labelled_photos(folder))
         res, answers = score_chain(chain, cases, detect)
@@ -246,6 +254,8 @@ class FisnStage(Stage):
         return markdown(res), line, {"models": versions, **res}
 
     def write_reports(self, result, extras, params) -> list[Path]:
+        from .evaluate import write_fisn_reports
+
         return write_fisn_reports(result, extras, params)
 
 

@@ -21,9 +21,11 @@ from ...runtime import tick
 from ...training.loop import to_device
 from ...training.sync_bn import sync_batchnorm
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, write_table
-from .dataset import LandmarkDataset, mean_shape
 from .network import build_landmark_model
 from .photo import draw_points, predict_steps
+
+# Imports inside functions here: loading a bundle (a served worker, `faceparse.load`) needs none of the evaluation's
+# or the training data's libraries (tests/code/test_light_imports.py)
 
 
 class PointsEvaluator:
@@ -32,6 +34,8 @@ class PointsEvaluator:
     path asks of it (``MobileNetV3Landmarks.look``); else it runs whole, refinement included."""
 
     def __init__(self, mean_shape, framed: bool = False):
+        from .dataset import mean_shape
+
         self.mean_shape = None if mean_shape is None else np.asarray(mean_shape, dtype=np.float64)
         self.framed = framed
         self.pred, self.true, self.visible = [], [], []
@@ -84,6 +88,8 @@ class LandmarkStage(Stage):
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
         """``framing`` (what frame the model is given: the whole image, or the photo path's face crop, with
         the evaluation's detector-like jitter) and the training split's ``mean_shape`` in that frame."""
+        from .dataset import mean_shape
+
         t = params.get("train") or {}
         meta: dict[str, Any] = {"num_points": 68, "framing": framing_of(t)}
         if frames is not None:
@@ -113,6 +119,8 @@ class LandmarkStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
+        from .dataset import LandmarkDataset
+
         aug = cfg.augment if cfg.augment["enabled"] else None
         fr = meta.get("framing") or framing_of({})
         return (LandmarkDataset(frames["train"], cfg.input_size, augment=aug, seed=cfg.seed, framing=fr["mode"],
@@ -241,6 +249,8 @@ def is_face_framed(meta: dict[str, Any]) -> bool:
 
 def eval_dataset(frame, meta: dict[str, Any], input_size: int):
     """A split as validation / evaluation sees it: the bundle's framing, its fixed detector-like jitter."""
+    from .dataset import LandmarkDataset
+
     fr = meta.get("framing") or framing_of({})
     return LandmarkDataset(frame, input_size, framing=fr["mode"], jitter=fr["eval_jitter"])
 

@@ -15,12 +15,13 @@ from ...metrics import Confusion, scores
 from ...models import build_model, make_coord, preprocess
 from ...photo_eval import f1_table, labelled_photos, score_photos
 from ...report import model_report
-from ...training.dataset import FaceParsingDataset
 from ...training.distributed import all_reduce_sum
 from ...training.loop import to_device
 from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs
-from .evaluate import evaluate_parser, mlflow_metrics, write_parser_reports
 from .photo import predict_steps
+
+# Imports inside functions here: loading a bundle (a served worker, `faceparse.load`) needs none of the evaluation's
+# or the training data's libraries (tests/code/test_light_imports.py)
 
 
 class QueryStep(torch.nn.Module):
@@ -96,6 +97,8 @@ class ParserStage(Stage):
 
     # --- training ------------------------------------------------------------------------------------
     def datasets(self, params, frames, meta, cfg):
+        from ...training.dataset import FaceParsingDataset
+
         k = int(params["loss"]["edge_kernel"])
         n = int(meta["num_classes"])
         train = FaceParsingDataset(frames["train"], cfg.input_size, cfg.out_size, n, k,
@@ -182,12 +185,18 @@ class ParserStage(Stage):
         return f1_table(res), f"scored {ref} on {res['n_images']} labelled photos in {folder}: mean F1 {res['mean_f1']:.4f}", res
 
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        from .evaluate import evaluate_parser
+
         return evaluate_parser(model, meta, frame, data_dir, params, progress)
 
     def write_reports(self, result, extras, params):
+        from .evaluate import write_parser_reports
+
         return write_parser_reports(result, extras, params)
 
     def mlflow_metrics(self, result) -> dict[str, float]:
+        from .evaluate import mlflow_metrics
+
         return mlflow_metrics(result)
 
 

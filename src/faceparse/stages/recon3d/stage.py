@@ -9,19 +9,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ...defaults import fill_defaults
 from ...face3d.loss import DEFAULTS, FaceFeatureLoss, total_loss
-from ...face3d.model import asset_sha256
-from ...face3d.net import Recon3dNet
 from ...models import count_params
 from ...models.resnet import PRESETS, build_resnet
 from ...photos import RENDERED
 from ...training.loop import to_device
 from ...training.sync_bn import sync_batchnorm
 from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
-from .api import Reconstructor
 from .dataset import Recon3dDataset
-from .evaluate import evaluate_recon3d, sheet, write_recon3d_reports
 from .params import Recon3dModel
 from .scoring import MeshEvaluator
+
+# Imports inside functions here: loading a bundle (a served worker, `faceparse.load`) needs none of the evaluation's
+# or the training data's libraries (tests/code/test_light_imports.py)
 
 
 class Recon3dStage(Stage):
@@ -62,6 +61,8 @@ class Recon3dStage(Stage):
         return {"preset": name, **PRESETS[name], **over, **face, **({"head_scale": scale} if scale else {})}
 
     def data_meta(self, info, params, frames=None) -> dict[str, Any]:
+        from ...face3d.model import asset_sha256
+
         sha = asset_sha256()
         if info.get("face_model_sha256") not in (None, sha):
             raise ValueError("the dataset was rendered with another face model file (dataset.json face_model_sha256)")
@@ -71,6 +72,8 @@ class Recon3dStage(Stage):
                 "off (no face-recognition weights offline; recon3d.loss.face_net names a TorchScript file)"}
 
     def build_model(self, meta):
+        from ...face3d.net import Recon3dNet
+
         return Recon3dNet({k: v for k, v in meta["model_config"].items() if k != "preset"}, int(meta.get("input_size", 128)))
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
@@ -144,6 +147,8 @@ class Recon3dStage(Stage):
     @torch.no_grad()
     def final_artifacts(self, ctx, model, val, evaluator, val_ds, out) -> dict[str, float]:
         """val_recon3d.png (input | render over it, the first validation faces); the loss parts' means."""
+        from .evaluate import sheet
+
         model.eval()
         k = min(4, len(val_ds))
         if k:
@@ -153,12 +158,18 @@ class Recon3dStage(Stage):
 
     # --- evaluation / serving ------------------------------------------------------------------------
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
+        from .evaluate import evaluate_recon3d
+
         return evaluate_recon3d(model, meta, frame, Path(data_dir), params, progress)
 
     def open(self, net, meta, source):
+        from .api import Reconstructor
+
         return Reconstructor(net, meta, source)
 
     def write_reports(self, result, extras, params) -> list[Path]:
+        from .evaluate import write_recon3d_reports
+
         return write_recon3d_reports(result, extras, params)
 
 
