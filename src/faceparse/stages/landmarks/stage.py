@@ -34,8 +34,6 @@ class PointsEvaluator:
     path asks of it (``MobileNetV3Landmarks.look``); else it runs whole, refinement included."""
 
     def __init__(self, mean_shape, framed: bool = False):
-        from .dataset import mean_shape
-
         self.mean_shape = None if mean_shape is None else np.asarray(mean_shape, dtype=np.float64)
         self.framed = framed
         self.pred, self.true, self.visible = [], [], []
