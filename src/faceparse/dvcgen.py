@@ -5,7 +5,7 @@ and outputs, the plots — is dvc_template.yaml beside this module. Its per-stag
 register) hold a ``foreach: STAGES(<step>)`` line: it becomes one entry per registered stage that takes
 that step (train: the trainable ones; evaluate, register: all), each from the stage's ``dvc`` declaration
 (faceparse.stages.DvcInputs) and its params section. A ``- ${item.params[*]}`` line becomes as many
-``${item.params[i]}`` lines as the longest list of train params keys; shorter lists repeat their last key
+``${item.params[i]}`` lines as the step's longest list of params keys; shorter lists repeat their last key
 (a params key named twice counts once).
 """
 from __future__ import annotations
@@ -49,6 +49,10 @@ def train_params(stage: Stage) -> list[str]:
     return list(stage.dvc.train.params or (f"{p}model", f"{p}train"))
 
 
+def evaluate_params(stage: Stage) -> list[str]:
+    return list(stage.dvc.evaluate.params or (f"{_prefix(stage)}evaluate",))
+
+
 def entries(step: str, root: Path, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """``foreach`` of dvc.yaml's ``step``: stage name → its entry, in registration order (params lists as
     declared, not yet padded)."""
@@ -67,7 +71,7 @@ def entries(step: str, root: Path, names: list[str] | None = None) -> dict[str, 
         elif step == "evaluate":
             e = d.evaluate
             out[name] = {"code": code, "eval": e.eval or code, "lib": e.lib or code, "model": e.model or code,
-                         "bundle": f"${{{p}train.bundle_dir}}", "evaluate": f"{p}evaluate",
+                         "record": e.record or code, "params": evaluate_params(st), "bundle": f"${{{p}train.bundle_dir}}",
                          "metrics": f"${{{p}evaluate.metrics_file}}", "plots": f"${{{p}evaluate.plots_dir}}",
                          "table": f"${{{p}evaluate.table_file}}"}
         elif step == "register":
@@ -104,8 +108,9 @@ def generate(root: Path | str = ".", names: list[str] | None = None, template: P
     """dvc.yaml's text for the registered stages (``names``: these instead), paths relative to ``root``."""
     root = Path(root)
     per_step = {step: entries(step, root, names) for step in STEPS}
-    n_params = max((len(i["params"]) for i in per_step["train"].values()), default=1)
-    out = []
+    n_params = {step: max((len(i.get("params", ())) for i in items.values()), default=1)
+                for step, items in per_step.items()}
+    out, step = [], None
     for line in template.read_text().splitlines():
         if m := _FOREACH.match(line):
             step = m["step"]
@@ -113,9 +118,11 @@ def generate(root: Path | str = ".", names: list[str] | None = None, template: P
                 raise ValueError(f"{template}: STAGES({step}): not a per-stage step ({', '.join(STEPS)})")
             if not per_step[step]:
                 raise ValueError(f"no registered stage takes the {step} step: dvc.yaml's foreach would be empty")
-            out += _foreach(step, m["indent"], per_step[step], n_params)
+            out += _foreach(step, m["indent"], per_step[step], n_params[step])
         elif m := _PARAMS.match(line):
-            out += [f"{m['indent']}- ${{item.params[{i}]}}" for i in range(n_params)]
+            if step is None:
+                raise ValueError(f"{template}: ${{item.params[*]}} before any per-stage step's foreach")
+            out += [f"{m['indent']}- ${{item.params[{i}]}}" for i in range(n_params[step])]
         else:
             out.append(line)
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.repo import Repo
 from typer.testing import CliRunner
 
 from faceparse import dvcgen, stages
@@ -86,6 +87,16 @@ def test_dvc_sees_the_generated_pipeline(repo_root):
     trained = [n for n in BUILT_IN if get_stage(n).info.trainable]
     assert listed == {"prepare", "validate", "synth3d", "compose", "complete", *(f"train@{n}" for n in trained),
                       *(f"{s}@{n}" for s in ("evaluate", "register") for n in BUILT_IN)}
+
+
+def test_3d_evaluation_reruns_when_its_fit_or_the_models_it_fits_with_change(repo_root):
+    """evaluate@recon3d reads recon3d.fit and the shipped landmark / parser models (fit.landmarks / parser: null):
+    dvc must see both, as resolved by dvc itself."""
+    stage = Repo(str(repo_root)).stage.collect("evaluate@recon3d")[0]
+    params = {k for p in stage.params for k in p.params}
+    assert {"recon3d.evaluate", "recon3d.fit", "data.dir"} <= params
+    assert "src/faceparse/pretrained" in {str(d.def_path) for d in stage.deps}
+    assert get_stage("recon3d").dvc.evaluate.params == ("recon3d.evaluate", "recon3d.fit")
 
 
 def _conditions(spec: dict) -> set[str]:

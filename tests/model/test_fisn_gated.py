@@ -2,6 +2,8 @@
 mask IoU the benchmark reports, and the real photos with occluders pasted at known masks."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from faceparse.photo_eval import labelled_photos
 from faceparse.stages import get_stage
 from faceparse.stages.fisn.evaluate import MaskIoU
-from faceparse.stages.fisn.model import GanStep, dilate
+from faceparse.stages.fisn.model import GanStep, RegionPSNR, dilate
 from faceparse.occluders import KINDS, mask_iou, occlude, pasted_cases, read_face
 from faceparse.stages.fisn.unet import Inpainter
 
@@ -69,6 +71,39 @@ def test_the_gated_preset_learns_to_find_and_fill_a_bar_without_a_discriminator(
     assert mask_iou(found.numpy(), test_occ.numpy()) > 0.6
     hole = test_occ.unsqueeze(1).expand_as(out)
     assert (out - test_clean)[hole].abs().mean() < 0.5 * (test_image - test_clean)[hole].abs().mean()
+
+
+def test_a_head_only_pass_trains_the_head_and_leaves_the_inpainter_alone():
+    """fisn.loss with every image term 0 (configs/fisn-head.yaml): the head learns, the generator is never run,
+    and validation scores the head's mask against the truth (``occlusion_iou``)."""
+    torch.manual_seed(0)
+    model = _gated()
+    step = GanStep(model.generator, model.discriminator, False, model.occlusion)
+    opt = torch.optim.Adam([*model.generator.parameters(), *model.occlusion.parameters()], lr=3e-3)
+    gen = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    image, clean, occ = _bars(16)
+    seg = torch.zeros(16, 32, 32, dtype=torch.long)
+    head_only = {**WEIGHTS, "w_l1": 0.0, "w_hole": 0.0}
+    calls = []
+    model.generator.register_forward_hook(lambda *a: calls.append(1))
+    losses = []
+    for _ in range(40):
+        loss, parts = step("G", image, seg, seg, clean, weights=head_only, occluder=occ)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(parts["occlusion"]))
+    assert set(parts) == {"occlusion"} and not calls
+    assert all(torch.equal(v, model.generator.state_dict()[k]) for k, v in gen.items())
+    assert losses[-1] < 0.5 * losses[0]
+    ev = RegionPSNR()
+    region = occ.clone()
+    ev.update(model.eval(), {"image": image, "source": seg, "target": seg, "real": clean, "region": region,
+                             "occluder": occ}, torch.device("cpu"), contextlib.nullcontext())
+    ev.total = ev.sums
+    with torch.no_grad():
+        expect = mask_iou(model.occlusion_mask(image).numpy(), occ.numpy())
+    assert ev.compute()["occlusion_iou"] == pytest.approx(expect, abs=1e-6) and expect > 0.3
 
 
 def test_dilate_grows_a_mask_by_k_pixels():

@@ -152,6 +152,19 @@ def ready_workers(describe: dict[str, Any]) -> int:
     return sum(1 for w in describe.get("workers", []) if str(w.get("status")).upper() == "READY")
 
 
+def wait_version_ready(cl: Client, name: str, version: str, timeout_s: float = 30.0) -> bool:
+    """Whether ``name`` v``version`` has a READY worker within ``timeout_s``. A synchronous registration can
+    return while its worker is still reported LOADING (seen on a loaded machine), so one look is not enough."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        desc = [d for d in cl.versions(name) if str(d["modelVersion"]) == version]
+        if desc and ready_workers(desc[0]) > 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
 def parse_prometheus(text: str) -> list[tuple[str, dict[str, str], float]]:
     """Prometheus text exposition → [(metric, labels, value)] (enough of the format for TorchServe)."""
     out = []

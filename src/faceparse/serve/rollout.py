@@ -26,7 +26,7 @@ from ..config import ConfigError
 from ..defaults import section_defaults
 from ..schema import Rollout
 from ..stages import bundle_stage
-from .client import Client, ServeError, parse_prometheus, ready_workers
+from .client import Client, ServeError, parse_prometheus, wait_version_ready
 from .codecs import codec_for
 from .package import package, resolve_model
 from .rollout_state import read_rollout, write_rollout
@@ -119,8 +119,7 @@ def start_rollout(params: dict[str, Any], model: str, percent: float | None = No
         except ServeError:
             pass
         raise ServeError(f"challenger {name} v{version} failed to register: {e}") from None
-    desc = [d for d in cl.versions(name) if str(d["modelVersion"]) == version]
-    if not desc or ready_workers(desc[0]) == 0:
+    if not wait_version_ready(cl, name, version):
         cl.unregister(name, version)
         raise ServeError(f"challenger {name} v{version} registered but no worker is READY")
 

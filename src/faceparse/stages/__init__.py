@@ -74,10 +74,12 @@ class TrainInputs:
 @dataclass(frozen=True)
 class EvaluateInputs:
     """What dvc.yaml's ``evaluate@<stage>`` depends on besides the bundle, the dataset and the stage's code
-    ("" → the stage's code folder)."""
+    ("" → the stage's code folder) and the params keys evaluation reads (() → its section's ``evaluate``)."""
     eval: str = ""       # its evaluation code
     lib: str = ""
     model: str = ""
+    record: str = ""     # models or records it reads besides the bundle
+    params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,13 @@ class GanStep(nn.Module):
                 loss = loss + 0.0 * sum(p.sum() for p in self.generator.parameters())
             return loss, {}
         w = weights or LOSS_DEFAULTS
+        if not image_terms(w):
+            # the head alone learns (a head-only fine-tune): the generator's forward would be wasted work
+            total, parts = self._head_loss(image, occluder, w, image.new_zeros(()), {})
+            if zero_unused:
+                idle = [*self.generator.parameters(), *self.discriminator.parameters()]
+                total = total + 0.0 * sum(p.sum() for p in idle)
+            return total, parts
         fake = generate(self.generator, image, source, target, self.erase, mask)
         total, parts = self._adversarial(fake, real, target, perceptual, w)
         hole = mask if mask is not None else region
@@ -113,12 +120,17 @@ class GanStep(nn.Module):
             m = hole.unsqueeze(1).to(fake.dtype)
             parts["hole"] = ((fake.float() - real).abs() * m).sum() / (3 * m.sum()).clamp_min(1.0)
             total = total + float(w["w_hole"]) * parts["hole"]
-        if self.occlusion is not None and occluder is not None:
-            parts["occlusion"] = occlusion_loss(self.occlusion(image).float(), occluder)
-            total = total + float(w.get("w_occlusion", LOSS_DEFAULTS["w_occlusion"])) * parts["occlusion"]
+        total, parts = self._head_loss(image, occluder, w, total, parts)
         if zero_unused and "gan" not in parts:
             # DDP wants a gradient for every parameter it holds; the idle discriminator gets zeros
             total = total + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def _head_loss(self, image, occluder, w, total, parts) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The occlusion head's term added to ``total`` (nothing without a head or its truth)."""
+        if self.occlusion is not None and occluder is not None:
+            parts["occlusion"] = occlusion_loss(self.occlusion(image).float(), occluder)
+            total = total + float(w.get("w_occlusion", LOSS_DEFAULTS["w_occlusion"])) * parts["occlusion"]
         return total, {k: v.detach() for k, v in parts.items()}
 
     def _adversarial(self, fake, real, target, perceptual, w) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -132,6 +144,11 @@ class GanStep(nn.Module):
                               float(w["w_fm"]), float(w["w_per"]))
 
 
+def image_terms(w: dict[str, float]) -> bool:
+    """Whether any loss term reads the generator's image."""
+    return any(float(w.get(k, 0.0)) for k in ("w_gan", "w_fm", "w_per", "w_l1", "w_hole"))
+
+
 def adversarial(weights: dict[str, float]) -> bool:
     """Whether the run trains the discriminator at all (w_gan or w_fm above 0)."""
     return any(float(weights.get(k, 0.0)) for k in ("w_gan", "w_fm"))
@@ -142,25 +159,34 @@ class RegionPSNR:
     against the clean image), averaged over the images that have such a region; summed across ranks."""
 
     def __init__(self):
-        self.sums = torch.zeros(3, dtype=torch.float64)   # Σ psnr_out, Σ psnr_input, n
+        self.sums = torch.zeros(5, dtype=torch.float64)   # Σ psnr_out, Σ psnr_input, n, occluder ∩, occluder ∪
         self.total: torch.Tensor | None = None
 
     def update(self, model, batch, device, autocast) -> None:
+        image = to_device(batch["image"], device)
         with autocast:
-            out = model(to_device(batch["image"], device), batch["source"].to(device), batch["target"].to(device))
+            mask = model.occlusion_mask(image)
+            out = model(image, batch["source"].to(device), batch["target"].to(device), mask=mask)
+        if mask is not None and "occluder" in batch:
+            truth = batch["occluder"].to(device)
+            self.sums[3:] += torch.tensor([float((mask & truth).sum()), float((mask | truth).sum())],
+                                          dtype=torch.float64)
         out = to_uint8(out.float().cpu())
         image, real = to_uint8(batch["image"]), to_uint8(batch["real"])
         for o, i, r, reg in zip(out, image, real, batch["region"].numpy()):
             if reg.any():
-                self.sums += torch.tensor([psnr(o, r, reg), psnr(i, r, reg), 1.0], dtype=torch.float64)
+                self.sums[:3] += torch.tensor([psnr(o, r, reg), psnr(i, r, reg), 1.0], dtype=torch.float64)
 
     def reduce(self, dd) -> None:
         self.total = all_reduce_sum(self.sums.clone(), dd)
 
     def compute(self) -> dict[str, Any]:
-        s_out, s_in, n = (float(v) for v in self.total)
-        return {"psnr_out": s_out / n if n else float("nan"), "psnr_input": s_in / n if n else float("nan"),
-                "n_occluded_images": int(n)}
+        s_out, s_in, n, inter, union = (float(v) for v in self.total)
+        out = {"psnr_out": s_out / n if n else float("nan"), "psnr_input": s_in / n if n else float("nan"),
+               "n_occluded_images": int(n)}
+        if union:
+            out["occlusion_iou"] = inter / union   # the head's mask against every true occluder pixel
+        return out
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -30,7 +30,7 @@ from .. import (
     get_stage,
     plots_dir,
 )
-from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, to_uint8
+from .model import BETAS, FisnModel, GanStep, RegionPSNR, adversarial, image_terms, to_uint8
 from .network import PRESETS, MultiscaleDiscriminator, build_generator, build_occlusion, network_report
 from .params import FisnLoss, FisnModel as FisnModelSection
 from .photo import Deoccluder, load_chain
@@ -167,6 +167,9 @@ class FisnStage(Stage):
         if ctx.model.completion is not None:
             load_carried(ctx.model, ctx.params)
         loss = fill_defaults(FisnLoss, ctx.params.get("loss"))
+        if not image_terms(loss) and ctx.model.occlusion is None:
+            raise ValueError("fisn.loss: every image term (w_gan, w_fm, w_per, w_l1, w_hole) is 0 and the preset has "
+                             "no occlusion head: nothing would learn")
         net = perceptual_network_for(str(loss["perceptual"]), ctx.model, ctx.params)
         ctx.state["perceptual"] = PerceptualLoss(net).to(ctx.dd.device)
         ctx.state["weights"] = {k: float(v) for k, v in loss.items() if k.startswith("w_")}

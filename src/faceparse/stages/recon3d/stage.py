@@ -38,11 +38,13 @@ class Recon3dStage(Stage):
                                       lib="src/faceparse/face3d", uses="src/faceparse/stages/recon3d/dataset.py",
                                       record="src/faceparse/assets/ict_facekit",
                                       params=("recon3d.model", "recon3d.loss", "recon3d.train", "recon3d.data.dir")),
-                    evaluate=EvaluateInputs(lib="${recon3d.data.dir}",
-                                            model="${recon3d.evaluate.deocclude}"),
+                    evaluate=EvaluateInputs(lib="${recon3d.data.dir}", model="${recon3d.evaluate.deocclude}",
+                                            record="src/faceparse/pretrained",
+                                            params=("recon3d.evaluate", "recon3d.fit")),
                     notes={"train": "its own data: the synthetic 3D set",
                            "train.lib": "face model, renderer, loss (eq. 10-16)",
-                           "evaluate": "clean / occluded / de-occluded (the fisn bundle) inputs"})
+                           "evaluate": "clean / occluded / de-occluded (the fisn bundle) inputs",
+                           "evaluate.record": "recon3d.fit's landmark and parser models (null: the shipped)"})
     # its own rendered set (synth3d → validate); its occluded test photos also de-occluded through the FISN model
     kfp = KfpWiring(gate="max_recon3d_p90_mm", gate_default=100.0, own_data="synth3d", evaluates_with="fisn")
 
