@@ -27,7 +27,8 @@ from PIL import Image
 
 from faceparse.config import load_params
 from faceparse.serve import server
-from faceparse.serve.testing import CLIENT_MISTAKES, completion_bundle, landmark_bundle, serve_stage, tiny_bundle
+from faceparse.serve.testing import (CLIENT_MISTAKES, completion_bundle, landmark_bundle, recon3d_bundle, serve_stage,
+                                     tiny_bundle)
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,6 @@ def _fisn(tmp, params):
 
 
 def _recon3d(tmp, params):
-    from test_serving_recon3d import recon3d_bundle
-
     return recon3d_bundle(tmp / "bundle")
 
 

@@ -10,27 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceparse.serve.testing import assert_refused, assert_token_required, post_prediction, serve_stage
+from faceparse.serve.testing import (assert_refused, assert_token_required, post_prediction, recon3d_bundle,
+                                     serve_stage)
 
 pytestmark = pytest.mark.integration
-
-
-def recon3d_bundle(directory, input_size: int = 64, seed: int = 0):
-    """A width-8 recon3d network with a small random head (not the zero init: the answers then vary with the
-    photo, so agreement with the in-process model is a real check)."""
-    import torch
-
-    from faceparse.bundle import save_bundle
-    from faceparse.stages import get_stage
-
-    st = get_stage("recon3d")
-    meta = {"stage": "recon3d", "input_size": input_size, **st.data_meta({}, {}),
-            "model_config": st.model_config({"model": {"preset": "small", "overrides": {"width": 8}}})}
-    torch.manual_seed(seed)
-    model = st.build_model(meta)
-    with torch.no_grad():
-        model.backbone.fc.weight.normal_(0.0, 1e-3)
-    return save_bundle(directory, model, meta)
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,12 @@ from PIL import Image
 from faceparse import api, stages
 from faceparse.config import load_params
 from faceparse.serve.imaging import encode_png
-from faceparse.serve.testing import free_ports
+from faceparse.serve.testing import free_ports, recon3d_bundle
 from faceparse.stages import stage_names
 from faceparse.ui.app import PageServer, make_app, synthetic_samples
 from faceparse.ui.backends import InProcess
 from faceparse.ui.cards import Card, card_of, stage_cards
 from test_serving_fisn import fisn_bundle
-from test_serving_recon3d import recon3d_bundle
 from ui_browser import VIEWPORT, launch
 
 pytestmark = pytest.mark.integration

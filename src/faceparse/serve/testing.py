@@ -36,18 +36,23 @@ def tiny_bundle(directory, seed: int = 0, cfg: dict | None = None, num_classes: 
     are used instead (a 'retrained' challenger that nearly agrees with it). Extra ``meta`` goes into
     bundle.json (e.g. ``fault_injection={"error_rate": 1.0}``)."""
     if noise_from is not None:
-        model, base = load_bundle(noise_from)
-        cfg, num_classes = base["model_config"], int(base["num_classes"])
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn(p.shape, generator=g) * noise)
-    else:
-        cfg = dict(cfg or TINY)
-        torch.manual_seed(seed)
-        model = build_model(cfg, num_classes)
+        return variant_bundle(noise_from, directory, seed=seed, noise=noise, **meta)
+    cfg = dict(cfg or TINY)
+    torch.manual_seed(seed)
+    model = build_model(cfg, num_classes)
     return save_bundle(directory, model, {"model_config": cfg, "num_classes": num_classes,
                                           "label_table": "celebamask-hq", **meta})
+
+
+def variant_bundle(source, directory, seed: int = 0, noise: float = 0.0, **meta) -> Path:
+    """A copy of any stage's bundle ``source`` whose weights get ``noise`` × N(0, 1) (a 'retrained' challenger
+    that nearly agrees with it); extra ``meta`` goes into its bundle.json."""
+    model, base = load_bundle(source)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * noise)
+    return save_bundle(directory, model, {**base, **meta})
 
 
 def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
@@ -172,6 +177,19 @@ def landmark_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
             "model_config": {"preset": "small", "arch": "small", "width": 0.25, "num_points": 68, "dropout": 0.0,
                              "head": "integral", "refine": 1}}
     return save_bundle(directory, get_stage("landmarks").build_model(meta), meta)
+
+
+def recon3d_bundle(directory, input_size: int = 64, seed: int = 0) -> Path:
+    """A width-8 recon3d network with a small random head (not the zero init: the answers then vary with the
+    photo, so agreement with the in-process model is a real check)."""
+    st = get_stage("recon3d")
+    meta = {"stage": "recon3d", "input_size": input_size, **st.data_meta({}, {}),
+            "model_config": st.model_config({"model": {"preset": "small", "overrides": {"width": 8}}})}
+    torch.manual_seed(seed)
+    model = st.build_model(meta)
+    with torch.no_grad():
+        model.backbone.fc.weight.normal_(0.0, 1e-3)
+    return save_bundle(directory, model, meta)
 
 
 def completion_bundle(directory, params: dict[str, Any], parser_size: int = 64, landmark_size: int = 80) -> Path:
