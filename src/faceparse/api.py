@@ -41,6 +41,9 @@ from .stages.landmarks.photo import draw_points
 # (tests/code/test_light_imports.py)
 
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+# the stages whose bundles the whole chain (faceparse.chain.load_chain) loads — here, where the page can read
+# it without torch; completion: the one the de-occluder carries unless given
+CHAIN_STAGES = ("fisn", "recon3d", "completion")
 
 
 class NoPretrainedModel(FileNotFoundError):

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from .api import as_image, pretrained_dir
+from .api import CHAIN_STAGES, as_image, pretrained_dir
 from .bundle import WEIGHTS, load_bundle
 from .evaluate import pick_device
 from .hashing import sha256_file
@@ -47,9 +47,6 @@ from .stages.fisn.photo import deocclude_photo
 from .stages.landmarks.photo import draw_points
 from .stages.recon3d.fitting import FitInputs, fit_config
 from .stages.recon3d.api import Mesh, Reconstructor
-
-# the bundles a chain loads (completion: the one fisn carries unless given); the page's copy: ui.chain_api
-STAGES = ("fisn", "recon3d", "completion")
 
 
 @dataclass
@@ -201,14 +198,14 @@ def load_chain(models: dict[str, str | os.PathLike] | None = None, fit: dict[str
     """A :class:`FaceChain` of the shipped bundles; ``models`` overrides them by stage name (``fisn``, ``recon3d``,
     and ``completion`` to run another than the one the FISN bundle carries; a bundle dir or ``models:/name@alias``); ``fit``: ``recon3d.fit`` settings (``{"enabled": False}``: the regressor only);
     ``resolution``: the long side the maps are computed at (64-4096; the photo's when smaller)."""
-    unknown = sorted(set(models or {}) - set(STAGES))
+    unknown = sorted(set(models or {}) - set(CHAIN_STAGES))
     if unknown:
-        raise ValueError(f"load_chain(models=...): unknown stage(s) {unknown}; the chain's stages: {list(STAGES)}")
+        raise ValueError(f"load_chain(models=...): unknown stage(s) {unknown}; the chain's stages: {list(CHAIN_STAGES)}")
     if not 64 <= int(resolution) <= 4096:
         raise ValueError(f"load_chain(resolution={resolution}): give 64-4096 (the maps' long side)")
     dev = pick_device(device)
     loaded = {}
-    for stage in STAGES:
+    for stage in CHAIN_STAGES:
         ref = (models or {}).get(stage) or (None if stage == "completion" else pretrained_dir(stage))
         if ref is None:
             continue

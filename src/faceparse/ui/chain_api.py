@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..api import CHAIN_STAGES
 from ..serve.imaging import encode_png, label_png
 from .cards import b64
 
@@ -26,13 +27,10 @@ class ChainUnavailable(RuntimeError):
     """The chain's models could not be loaded (the message says why)."""
 
 
-CHAIN_MODELS = ("fisn", "recon3d", "completion")   # the stages faceparse.chain.load_chain takes models for
-
-
 class ChainRoute:
     def __init__(self, models: dict[str, str | None] | None = None):
         """``models``: the page's --model STAGE=REF; those of the chain's stages are used, the others ignored."""
-        self.models = {k: v for k, v in (models or {}).items() if v and k in CHAIN_MODELS}
+        self.models = {k: v for k, v in (models or {}).items() if v and k in CHAIN_STAGES}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="faceparse-chain")
         self._chain = None
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from ...api import as_image
 from ...face3d.io import landmarks_in_photo, obj_text, overlay_faces
@@ -42,7 +41,7 @@ class Reconstruction:
     meshes: list               # one Mesh per face, most confident first
     render: np.ndarray         # (H, W, 3) uint8: the photo with each face's mesh drawn over it
     faces: list                # detected faces (photo pixels); [] with detection off
-    crops: Any = None          # faceparse.face3d.render.Render of each face at the model's input size
+    crops: Any = None          # faceparse.face3d.render.Render of each face (Reconstructor.render_size)
     coefficients: Any = None   # (N, K) the fitted coefficient vectors
     fit_seconds: list = field(default_factory=list)
 
@@ -60,17 +59,18 @@ class Reconstructor:
     def __repr__(self) -> str:
         return f"Reconstructor({self.source!r}, fitted={self.fitter is not None})"
 
+    def render_size(self, placements) -> int:
+        """Drawn at the size the faces take in the photo (up to OVERLAY_MAX): the model's 128² render, scaled
+        up, shows every pixel step of the silhouette."""
+        return min(OVERLAY_MAX, max(int(self.meta.get("input_size", 128)), max(crop_px(pl) for pl in placements)))
+
     def __call__(self, image, detect: bool = True, plan=None) -> Reconstruction:
         """NoFaceError when detection finds no face; ``plan``: the photo's faces when already found."""
         img, what = as_image(image)
         plan = plan or plan_photo(img, int(self.meta.get("input_size", 128)), detect=detect, what=what)
         info: dict[str, Any] = {}
-        y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info)
-        # drawn again at the size the faces take in the photo (up to OVERLAY_MAX): the model's 128² render,
-        # scaled up, shows every pixel step of the silhouette
-        s = min(OVERLAY_MAX, max(int(self.meta.get("input_size", 128)), max(crop_px(pl) for pl in pls)))
-        with torch.no_grad():
-            rend = self.net.render(torch.from_numpy(y).to(rend.image.device), s)
+        y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info, self.render_size)
+        s = rend.image.shape[-1]
         tri = self.net.face.triangles.cpu().numpy()
         meshes = [Mesh(rend.vertices[k].detach().cpu().numpy(), tri, rend.colours[k].detach().cpu().numpy(),
                        describe(self.net.face, y[k]), landmarks_in_photo(rend, k, pls[k], s)) for k in range(len(pls))]

@@ -98,29 +98,27 @@ def load_fitter(params: dict[str, Any], fit: bool | None = None):
     return None if cfg is None else (cfg, FitInputs.load(own))
 
 
-def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: dict | None = None):
-    """(coefficients (N, K), Render at the input size, placements) of each face of ``plan`` (a photo's faces,
-    or the whole image), cropped as the 3D training faces were framed (``photos.frame_for``). ``fitter``
-    (``load_fitter``): each face's coefficients fitted after the regressor; ``info`` gets the fit's seconds
-    per face."""
+def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: dict | None = None,
+                      render_size=None):
+    """(coefficients (N, K), Render, placements) of each face of ``plan`` (a photo's faces, or the whole image),
+    cropped as the 3D training faces were framed (``photos.frame_for``). ``fitter`` (``load_fitter``): each
+    face's coefficients fitted after the regressor; ``info`` gets the fit's seconds per face;
+    ``render_size(placements)``: the one render's size (default: the model's input size)."""
     import torch
 
-    from ...face3d.io import reconstruct
-
     pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
-    y, rend = reconstruct(net, x)
+    with torch.no_grad():
+        y = net(x).float()
     if fitter is not None:
         from .fitting import fit_each
 
         cfg, seen = fitter
-        dev = next(net.parameters()).device
-        yf, secs = fit_each(net, x, torch.from_numpy(y).to(dev), cfg, seen.observe(x))
-        with torch.no_grad():
-            rend = net.render(yf.float(), x.shape[-1])
-        y = yf.float().cpu().numpy()
+        y, secs = fit_each(net, x, y, cfg, seen.observe(x))
         if info is not None:
             info["fit_seconds"] = [round(s, 4) for s in secs]
-    return y, rend, pls
+    with torch.no_grad():
+        rend = net.render(y.float(), render_size(pls) if render_size else x.shape[-1])
+    return y.float().cpu().numpy(), rend, pls
 
 
 def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, detect: bool = True,
