@@ -11,15 +11,7 @@ from ...api import as_image
 from ...face3d.io import landmarks_in_photo, obj_text, overlay_faces
 from ...face3d.net import describe
 from ...photos import paint_order, plan_photo
-from .photo import load_fitter, reconstruct_photo
-
-OVERLAY_MAX = 512       # px: the render over the photo (each face drawn at most this large)
-
-
-def crop_px(pl) -> int:
-    """About how many photo pixels a face's crop spans (its side)."""
-    a, b = pl.points_to_photo(np.array([[0.0, 0.0], [1.0, 0.0]]))
-    return int(round(float(np.linalg.norm(b - a))))
+from .photo import load_fitter, overlay_size, reconstruct_photo
 
 
 @dataclass
@@ -41,7 +33,7 @@ class Reconstruction:
     meshes: list               # one Mesh per face, most confident first
     render: np.ndarray         # (H, W, 3) uint8: the photo with each face's mesh drawn over it
     faces: list                # detected faces (photo pixels); [] with detection off
-    crops: Any = None          # faceparse.face3d.render.Render of each face (Reconstructor.render_size)
+    crops: Any = None          # faceparse.face3d.render.Render of each face (photo.overlay_size)
     coefficients: Any = None   # (N, K) the fitted coefficient vectors
     fit_seconds: list = field(default_factory=list)
 
@@ -59,17 +51,13 @@ class Reconstructor:
     def __repr__(self) -> str:
         return f"Reconstructor({self.source!r}, fitted={self.fitter is not None})"
 
-    def render_size(self, placements) -> int:
-        """Drawn at the size the faces take in the photo (up to OVERLAY_MAX): the model's 128² render, scaled
-        up, shows every pixel step of the silhouette."""
-        return min(OVERLAY_MAX, max(int(self.meta.get("input_size", 128)), max(crop_px(pl) for pl in placements)))
-
     def __call__(self, image, detect: bool = True, plan=None) -> Reconstruction:
         """NoFaceError when detection finds no face; ``plan``: the photo's faces when already found."""
         img, what = as_image(image)
         plan = plan or plan_photo(img, int(self.meta.get("input_size", 128)), detect=detect, what=what)
         info: dict[str, Any] = {}
-        y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info, self.render_size)
+        y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info,
+                                         lambda pls: overlay_size(self.meta, pls))
         s = rend.image.shape[-1]
         tri = self.net.face.triangles.cpu().numpy()
         meshes = [Mesh(rend.vertices[k].detach().cpu().numpy(), tri, rend.colours[k].detach().cpu().numpy(),

@@ -98,6 +98,21 @@ def load_fitter(params: dict[str, Any], fit: bool | None = None):
     return None if cfg is None else (cfg, FitInputs.load(own))
 
 
+OVERLAY_MAX = 512       # px: the render over the photo (each face drawn at most this large)
+
+
+def crop_px(pl) -> int:
+    """About how many photo pixels a face's crop spans (its side)."""
+    a, b = pl.points_to_photo(np.array([[0.0, 0.0], [1.0, 0.0]]))
+    return int(round(float(np.linalg.norm(b - a))))
+
+
+def overlay_size(meta: dict[str, Any], placements) -> int:
+    """The render drawn over the photo at the size its faces take there (up to OVERLAY_MAX): the model's 128²
+    render, scaled up, shows every pixel step of the silhouette."""
+    return min(OVERLAY_MAX, max(int(meta.get("input_size", 128)), max(crop_px(pl) for pl in placements)))
+
+
 def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: dict | None = None,
                       render_size=None):
     """(coefficients (N, K), Render, placements) of each face of ``plan`` (a photo's faces, or the whole image),
@@ -145,10 +160,12 @@ def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, d
         files["deoccluded"] = out / f"{stem}_deoccluded.png"
         photo.save(files["deoccluded"])
     info: dict[str, Any] = {}
-    y, rend, pls = reconstruct_photo(net, meta, photo, plan, fitter, info)
+    y, rend, pls = reconstruct_photo(net, meta, photo, plan, fitter, info, lambda p: overlay_size(meta, p))
     version = str(entry.get("model_uri") or entry["ref"])
     files["obj"].write_text(mesh_obj(net.face, rend, 0, f"faceparse recon3d: {version}\nsource: {path}"))
-    files["coeffs"].write_bytes(coeffs_json(net.face, y[0], landmarks_in_photo(rend, 0, pls[0], size), img.size, version))
+    drawn = rend.image.shape[-1]
+    files["coeffs"].write_bytes(coeffs_json(net.face, y[0], landmarks_in_photo(rend, 0, pls[0], drawn), img.size,
+                                            version))
     Image.fromarray(overlay_faces(np.asarray(photo.convert("RGB")), rend.image, rend.mask, pls,
                                   paint_order(plan))).save(files["overlay"])
     return {"input": str(path), "ok": True, **{k: str(v) for k, v in files.items()}, "size": list(img.size),
