@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .staging import staging_dir
 from .models.int8 import apply_precision, check_precision
 from .stages import bundle_stage, get_stage
 
@@ -26,7 +26,7 @@ def save_bundle(directory: str | os.PathLike, model: torch.nn.Module, meta: dict
             raise ValueError(f"bundle meta of a {stage.name} model is missing {key!r}")
     d = Path(directory)
     d.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", dir=d.parent))
+    tmp = staging_dir(d)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, tmp / WEIGHTS)
     (tmp / META).write_text(json.dumps({"input_size": 256, "stage": "parser", **meta}, indent=2, default=str))

@@ -24,12 +24,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .staging import staging_dir
 from .config import ConfigError, load_params, section
 from .defaults import fill_defaults
 from .hashing import sha256_file
@@ -445,7 +445,7 @@ def _download(source: str, dst: Path, uri: str) -> Path:
 
     _check_replaceable(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    tmp = staging_dir(dst)
     try:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(tmp),

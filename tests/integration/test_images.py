@@ -2,18 +2,27 @@
 three exist, run offline (--network none) as a non-root user, the train image imports faceparse + torch, the
 serve image has TorchServe + Java 17, the mlflow image the MLflow server; and every image the compiled
 pipeline (pipelines/faceparse_pipeline.yaml), the launchers' default and the cluster manifests name is one
-of the tags `make images` gives. Skipped, with the reason, where podman is missing or the images have not
-been built (`make images` first: ~14 min cold)."""
+of the tags `make images` gives; the serve image answers a real photo through its canary router and TorchServe
+(token auth on) and refuses garbage with a 4xx; the mlflow image serves a registry written outside it.
+Skipped, with the reason, where podman is missing or the images have not been built (`make images` first:
+~14 min cold; a code change rebuilds the last layers only)."""
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
+from mlflow import MlflowClient
+
+from faceparse.serve import server
+from faceparse.serve.testing import free_port, port_overrides, post_prediction, tiny_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -114,3 +123,94 @@ def test_pipeline_and_manifest_images_are_tags_make_images_gives(local_tags):
     named["faceparse.launch.settings.DEFAULT_IMAGE"] = {DEFAULT_IMAGE}
     wrong = {where: sorted(imgs - local_tags) for where, imgs in named.items() if imgs - local_tags}
     assert not wrong, f"images named but not tagged by `make images`: {wrong}"
+
+
+def _started(name: str, image: str, mount: Path, *cmd: str, entrypoint: str | None = None) -> None:
+    """``image`` running detached as ``name`` on the host's network and process namespace (the server's state
+    file names loopback ports and pids the host can check), ``mount`` at the same path inside."""
+    mount.chmod(0o777)   # the image's non-root user writes there
+    podman("rm", "-f", name, timeout=120)
+    args = ["run", "-d", "--name", name, "--network", "host", "--pid", "host", "--no-healthcheck",
+            "-v", f"{mount}:{mount}"] + (["--entrypoint", entrypoint] if entrypoint else [])
+    out = podman(*args, image, *cmd)
+    assert out.returncode == 0, out.stderr
+
+
+def _wait_for(path: Path, name: str, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not (path.is_file() and path.stat().st_size):
+        time.sleep(1)
+    if not (path.is_file() and path.stat().st_size):
+        logs = podman("logs", name, timeout=60)
+        pytest.fail(f"{name}: no {path.name} within {timeout_s:.0f} s\n{logs.stdout[-3000:]}\n{logs.stderr[-3000:]}")
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder the image's non-root user can reach (pytest's own tmp_path sits under a root-only 0700 folder)."""
+    d = Path(tempfile.mkdtemp(prefix="faceparse-image-test-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)   # files the container's user wrote: root (the host side) removes them
+
+
+@pytest.fixture(scope="module")
+def served_in_container(local_tags):
+    """`faceparse serve start` inside the serve image: TorchServe and the canary router, token auth on."""
+    tmp = Path(tempfile.mkdtemp(prefix="faceparse-image-test-"))
+    tiny_bundle(tmp / "bundle", input_size=64, stage="parser")
+    sets = " ".join(f"--set {o}" for o in port_overrides())
+    name = f"faceparse-serve-test-{os.getpid()}"
+    _started(name, IMAGES["serve"], tmp, "bash", "-c",
+             f"faceparse serve start -p /app/params.yaml --model {tmp}/bundle --run-dir {tmp}/run "
+             f"--model-store {tmp}/store {sets} --json > {tmp}/start.json 2> {tmp}/start.err && exec sleep infinity")
+    try:
+        _wait_for(tmp / "start.json", name)
+        yield server.read_state(tmp / "run")
+        podman("exec", name, "faceparse", "serve", "stop", "--run-dir", str(tmp / "run"), timeout=120)
+    finally:
+        podman("rm", "-f", name, timeout=120)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_serve_image_answers_a_photo_through_its_router_and_refuses_garbage(served_in_container, real_samples):
+    st = served_in_container
+    photo = (real_samples / "1.jpg").read_bytes()
+    r = post_prediction(st, photo)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png", r.text[:300]
+    assert r.headers.get("X-Model-Version") == "1"          # answered through the router
+    bad = post_prediction(st, b"garbage")
+    assert bad.status_code == 400 and "unreadable image" in bad.json()["message"]
+    assert post_prediction(st, photo, token=None).status_code in (400, 401)      # token auth is on
+    assert post_prediction(st, photo).status_code == 200                         # and it still answers
+
+
+def test_mlflow_image_serves_a_registry_written_outside_it(local_tags, shared_dir):
+    """The registry a pipeline wrote (sqlite + artifacts, here by the host's MLflow) read through the image's
+    server: the model, its version and the run's metric."""
+    store = shared_dir / "mlflow"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("faceparse", artifact_location=str(store / "artifacts"))
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "mean_f1", 0.42)
+    client.create_registered_model("faceparse-fpliif")
+    client.create_model_version("faceparse-fpliif", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    os.chmod(store / "mlflow.db", 0o666)
+    port, name = free_port(), f"faceparse-mlflow-test-{os.getpid()}"
+    _started(name, IMAGES["mlflow"], store, "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1")
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(1)
+        served = MlflowClient(url)
+        (version,) = served.search_model_versions("name='faceparse-fpliif'")
+        assert version.version == "1" and version.run_id == run.info.run_id
+        assert served.get_run(run.info.run_id).data.metrics["mean_f1"] == 0.42
+    finally:
+        podman("rm", "-f", name, timeout=120)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -30,6 +29,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..staging import staging_dir
 from ..images import read_image, read_label as _read_label
 from ..labels import CELEBAMASK_HQ, HELEN, LAPA, get_table
 from ..landmark_map import draw_map
@@ -394,7 +394,7 @@ def check_output(out: Path, src: Path | None = None) -> None:
 def atomic_dir(out: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``out``; on success it replaces ``out`` by rename, on error it goes."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = staging_dir(out, ".tmp-")
     try:
         yield tmp
     except BaseException:

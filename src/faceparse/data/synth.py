@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +55,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from faceparse.data.synth_face import OCCLUDER_KINDS, OCCLUDER_VISIBLE, paint, sample_geometry
 from faceparse.data.synth_render import render
 from faceparse.labels import CELEBAMASK_HQ, celebamask_to_lapa
+from faceparse.staging import staging_dir
 
 __all__ = ["SynthSample", "generate_sample", "write_dataset", "to_lapa", "sample_id", "assign_splits",
            "occlusion_plan", "OCCLUDER_KINDS", "OCCLUDER_VISIBLE"]
@@ -186,7 +186,7 @@ def replace_dir(tmp: Path, out_dir: Path) -> None:
     _check_target(out_dir)
     old = None
     if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old = staging_dir(out_dir, ".old-")
         old.rmdir()
         out_dir.rename(old)
     tmp.rename(out_dir)
@@ -222,7 +222,7 @@ def write_dataset(out_dir, n: int, size: int = 256, seed: int = 0, occlusion_pro
     plan = occlusion_plan(n, seed, split_of, occlusion_prob, test_occlusion_prob)
     _check_target(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = staging_dir(out_dir, ".tmp-")
     try:
         for sub in ("images", "labels", "complete", "occlusion", "landmarks", "clean"):
             (tmp / sub).mkdir()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..staging import staging_dir
 from ..defaults import fill_defaults
 from ..face3d.model import N_ALBEDO, SKIN, FaceModel, asset_sha256
 from ..face3d.render import F0, Renderer
@@ -214,7 +214,7 @@ def write_dataset3d(out_dir, n: int, size: int = 128, seed: int = 0, occlusion_p
     face = FaceModel(n_albedo=int(n_albedo or N_ALBEDO))
     renderer = Renderer(face, size)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = staging_dir(out_dir, ".tmp-")
     try:
         ids = [sample_id(seed, i) for i in range(n)]
         rows, kinds = _render_into(tmp, renderer, seed, size, ids, split_of, plan, progress, f"synth3d → {out_dir}")
@@ -282,7 +282,7 @@ def add_renders3d(dataset_dir, n: int, seed: int = 0, occlusion_prob: float = 0.
         raise ValueError(f"{root}: 3D renders join a CelebAMask-HQ-labelled synthetic dataset once "
                          f"(label_table {info.get('label_table')!r}, renders3d {info.get('renders3d')})")
     size = int(info["size"])
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.renders3d-", dir=root.parent))
+    tmp = staging_dir(root, ".renders3d-")
     try:
         ids = [f"synth3d_{int(seed)}_{i:06d}" for i in range(n)]
         rows, kinds = _render_into(tmp, Renderer(FaceModel(), size), int(seed), size, ids, ["train"] * n,

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ...staging import staging_dir
 from ... import plots
 from ...api import shipped_or_champion
 from ...images import read_image
@@ -157,7 +157,7 @@ def complete_dataset(params: dict[str, Any], dataset_dir: str | os.PathLike, out
     net, meta = load_completion(params, model, parser, landmarks)
     settings, size = Settings.from_dict(meta["model_config"]), int(meta["input_size"])
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    tmp = staging_dir(dst)
     try:
         for sub in ("completed", "occlusion"):
             (tmp / sub).mkdir()
