@@ -39,9 +39,10 @@ bench: venv
 	$(VENV)/bin/python scripts/bench_model.py
 
 # Mutation testing (mutmut) of metrics, canary routing + rollout decision, registry promotion, response
-# encoding, config + schema validation; scratch copy in runs/mutation/ (~15 min on 2 cores).
+# encoding, config + schema validation; scratch copy in runs/mutation/ (~13 min on one core beside other
+# work; .ci/run runs it after the suite).
 mutation: venv
-	OMP_NUM_THREADS=1 $(VENV)/bin/python scripts/mutation.py --workers $${MUTATION_WORKERS:-2} --fail-under 80
+	OMP_NUM_THREADS=1 $(VENV)/bin/python scripts/mutation.py --workers $${MUTATION_WORKERS:-2} --fail-under 85
 
 # Re-resolve the lock from requirements.in (maintainers only; ~5 min of pip backtracking).
 lock:

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceparse.labels import LabelTable
-from faceparse.metrics import Confusion, scores
+from faceparse.labels import CELEBAMASK_HQ, LabelTable
+from faceparse.metrics import Confusion, constant_f1, scores
 
 T3 = LabelTable("t3", ("background", "a", "b"))
 G4 = LabelTable("g4", ("background", "a", "b", "c"), groups={"ab": ("a", "b"), "c_only": ("c",)})
@@ -154,3 +154,16 @@ def test_absent_classes_give_nan_without_numpy_warnings():
         zero = scores(np.zeros((3, 3)), T3)
     assert math.isnan(s["f1"]["a"]) and math.isnan(s["mean_f1"]) and math.isnan(s["miou"])
     assert math.isnan(zero["pixel_acc"])
+
+
+def test_constant_f1_is_the_mean_f1_of_answering_one_class_everywhere():
+    """The parser's promotion floor (3× this): by hand on background 50, skin 30, nose 20 pixels of truth."""
+    table = CELEBAMASK_HQ
+    m = np.zeros((19, 19))
+    for name, n in (("background", 50), ("skin", 30), ("nose", 20)):
+        m[table.index(name), table.index(name)] = n
+    # skin everywhere: skin F1 = 2·30 / (2·30 + 70 false skin) ; nose F1 = 0 ; absent classes do not count
+    assert constant_f1(m, table) == pytest.approx((60 / 130 + 0.0) / 2)
+    assert constant_f1(m, table, "nose") == pytest.approx((40 / 120 + 0.0) / 2)
+    assert math.isnan(constant_f1(m, table, "no such class"))
+    assert constant_f1(m, table) == constant_f1(m * 7, table)          # counts, not their scale
