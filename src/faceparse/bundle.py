@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from .staging import staging_dir
 from .models.int8 import apply_precision, check_precision
 from .stages import bundle_stage, get_stage
+from .staging import staging_dir
 
 WEIGHTS, META = "weights.pt", "bundle.json"
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .staging import staging_dir
 from .config import ConfigError, load_params, section
 from .defaults import fill_defaults
 from .hashing import sha256_file
 from .schema import Registry
 from .stages import bundle_stage, get_stage
+from .staging import staging_dir
 from .tracking import get_or_create_experiment, tracking_uri
 
 # Imports inside functions here: this module is on the start-up path of the command line, the page or the

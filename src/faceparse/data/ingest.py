@@ -29,10 +29,10 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..staging import staging_dir
 from ..images import read_image, read_label as _read_label
 from ..labels import CELEBAMASK_HQ, HELEN, LAPA, get_table
 from ..landmark_map import draw_map
+from ..staging import staging_dir
 from .manifest import INFO, SPLITS, sample_row, write_info, write_manifest
 from .pts import crop_to_face, read_pts
 

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..staging import staging_dir
 from ..defaults import fill_defaults
 from ..face3d.model import N_ALBEDO, SKIN, FaceModel, asset_sha256
 from ..face3d.render import F0, Renderer
 from ..hashing import sha256_file
 from ..labels import CELEBAMASK_HQ, CELEBAMASK_HQ as T
 from ..stages.recon3d.params import Recon3dData
+from ..staging import staging_dir
 from .manifest import class_pixels, read_info, read_manifest, write_info, write_manifest
 from .synth import (
     _VISIBLE_LUT,

@@ -18,12 +18,6 @@ OVERLAY_ALPHA = 0.75
 
 
 @torch.no_grad()
-def reconstruct(model, x: torch.Tensor):
-    """Model inputs (B, 3, S, S) → (coefficients (B, K) numpy, Render at S)."""
-    y = model(x).float()
-    return y.cpu().numpy(), model.render(y)
-
-
 def obj_text(vertices: np.ndarray, colours: np.ndarray, faces: np.ndarray, comment: str = "") -> str:
     """Wavefront OBJ: ``v x y z r g b`` (cm; colours clipped to [0, 1], the common vertex-colour extension),
     1-based triangles."""

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...staging import staging_dir
 from ... import plots
 from ...api import shipped_or_champion
 from ...images import read_image
@@ -28,6 +27,7 @@ from ...labels import CELEBAMASK_HQ
 from ...photos import NoFaceError, crop_batch, crop_side, faces_json, frame_for, paste_maps, plan_photo
 from ...registry import resolve_bundle
 from ...runtime import tick
+from ...staging import staging_dir
 from ...tracking import tracking_uri
 from .. import for_stage, get_stage
 

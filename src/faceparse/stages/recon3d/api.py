@@ -11,7 +11,7 @@ from ...api import as_image
 from ...face3d.io import landmarks_in_photo, obj_text, overlay_faces
 from ...face3d.net import describe
 from ...photos import paint_order, plan_photo
-from .photo import load_fitter, overlay_size, reconstruct_photo
+from .photo import load_fitter, reconstruct_photo
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Reconstruction:
     meshes: list               # one Mesh per face, most confident first
     render: np.ndarray         # (H, W, 3) uint8: the photo with each face's mesh drawn over it
     faces: list                # detected faces (photo pixels); [] with detection off
-    crops: Any = None          # faceparse.face3d.render.Render of each face (photo.overlay_size)
+    crops: Any = None          # faceparse.face3d.render.Render of each face (at photo.overlay_size)
     coefficients: Any = None   # (N, K) the fitted coefficient vectors
     fit_seconds: list = field(default_factory=list)
 
@@ -56,8 +56,7 @@ class Reconstructor:
         img, what = as_image(image)
         plan = plan or plan_photo(img, int(self.meta.get("input_size", 128)), detect=detect, what=what)
         info: dict[str, Any] = {}
-        y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info,
-                                         lambda pls: overlay_size(self.meta, pls))
+        y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info, overlay=True)
         s = rend.image.shape[-1]
         tri = self.net.face.triangles.cpu().numpy()
         meshes = [Mesh(rend.vertices[k].detach().cpu().numpy(), tri, rend.colours[k].detach().cpu().numpy(),

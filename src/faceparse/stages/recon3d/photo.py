@@ -114,11 +114,11 @@ def overlay_size(meta: dict[str, Any], placements) -> int:
 
 
 def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: dict | None = None,
-                      render_size=None):
+                      overlay: bool = False):
     """(coefficients (N, K), Render, placements) of each face of ``plan`` (a photo's faces, or the whole image),
     cropped as the 3D training faces were framed (``photos.frame_for``). ``fitter`` (``load_fitter``): each
-    face's coefficients fitted after the regressor; ``info`` gets the fit's seconds per face;
-    ``render_size(placements)``: the one render's size (default: the model's input size)."""
+    face's coefficients fitted after the regressor; ``info`` gets the fit's seconds per face. One render: at
+    the model's input size, or with ``overlay`` at the size the faces take in the photo (``overlay_size``)."""
     import torch
 
     pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
@@ -132,7 +132,7 @@ def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: d
         if info is not None:
             info["fit_seconds"] = [round(s, 4) for s in secs]
     with torch.no_grad():
-        rend = net.render(y.float(), render_size(pls) if render_size else x.shape[-1])
+        rend = net.render(y.float(), overlay_size(meta, pls) if overlay else x.shape[-1])
     return y.float().cpu().numpy(), rend, pls
 
 
@@ -160,7 +160,7 @@ def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, d
         files["deoccluded"] = out / f"{stem}_deoccluded.png"
         photo.save(files["deoccluded"])
     info: dict[str, Any] = {}
-    y, rend, pls = reconstruct_photo(net, meta, photo, plan, fitter, info, lambda p: overlay_size(meta, p))
+    y, rend, pls = reconstruct_photo(net, meta, photo, plan, fitter, info, overlay=True)
     version = str(entry.get("model_uri") or entry["ref"])
     files["obj"].write_text(mesh_obj(net.face, rend, 0, f"faceparse recon3d: {version}\nsource: {path}"))
     drawn = rend.image.shape[-1]
