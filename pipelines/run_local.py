@@ -1,7 +1,10 @@
 """Run the whole pipeline locally with kfp.local: ``python pipelines/run_local.py [--set k=v ...]``.
 
-kfp.local.SubprocessRunner(use_venv=False) runs every component in this interpreter's environment (the
-project venv; base_image is ignored locally, nothing is installed). Training uses ``launcher=local``:
+``--runner subprocess`` (default): kfp.local.SubprocessRunner(use_venv=False) runs every component in this
+interpreter's environment (the project venv; base_image is ignored, nothing is installed). ``--runner
+docker``: kfp.local.DockerRunner runs every component in the project image its component names (``make
+images`` builds it; ``FACEPARSE_IMAGE`` picks another), through Docker's API — podman's, started and stopped
+by the run, unless DOCKER_HOST names an engine (pipelines/containers.py). Training uses ``launcher=local``:
 torchrun with ``--nproc`` CPU processes. Quick defaults keep it to a few minutes on 2 cores (a small
 synthetic dataset, 2 epochs); later ``--set`` values win. The model is registered in the repo's embedded
 MLflow store (runs/mlflow) unless ``--tracking-uri`` says otherwise, so ``faceparse`` commands see it.
@@ -13,12 +16,19 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from kfp import local  # noqa: E402
+
+from components import IMAGE  # noqa: E402
+from pipelines.containers import ContainerEngineError, docker_runner  # noqa: E402
+
+RUNNERS = ("subprocess", "docker")
 QUICK = ["data.synth.n=32", "train.epochs=2", "evaluate.out_sizes=[64,128,256]"]
 
 
@@ -38,22 +48,34 @@ def task_outputs(run_dir: Path) -> dict[str, dict]:
     return out
 
 
-def run(overrides: list[str], root: Path, tracking_uri: str, nproc: int = 2, quick: bool = True,
-        **pipeline_args) -> Path:
-    """Run the pipeline; return its run directory. Raises RuntimeError when a task fails."""
-    from kfp import local
+@contextmanager
+def task_runner(name: str, tracking_uri: str):
+    """kfp.local's runner by name (RUNNERS); the docker one with its engine up for the block."""
+    if name == "subprocess":
+        yield local.SubprocessRunner(use_venv=False)
+        return
+    if name != "docker":
+        raise ValueError(f"runner {name!r}: one of {', '.join(RUNNERS)}")
+    with docker_runner(IMAGE, tracking_uri) as runner:
+        yield runner
 
+
+def run(overrides: list[str], root: Path, tracking_uri: str, nproc: int = 2, quick: bool = True,
+        runner: str = "subprocess", **pipeline_args) -> Path:
+    """Run the pipeline; return its run directory. Raises RuntimeError when a task fails,
+    ContainerEngineError when ``runner="docker"`` finds no engine or no step image."""
     from pipelines.pipeline import PARAMS_YAML, PIPELINE_NAME, faceparse_pipeline
 
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     ov = (QUICK if quick else []) + [f"registry.tracking_uri={tracking_uri}"] + list(overrides)
     started = time.time()
-    try:
-        faceparse_pipeline(params_yaml=pipeline_args.pop("params_yaml", PARAMS_YAML), overrides=ov,
-                           launcher="local", nproc=nproc, **pipeline_args)
-    finally:
-        print(f"[run_local] {time.time() - started:.0f} s; overrides: {ov}", file=sys.stderr)
+    with task_runner(runner, tracking_uri) as task_run:
+        local.init(runner=task_run, pipeline_root=str(root), raise_on_error=True)
+        try:
+            faceparse_pipeline(params_yaml=pipeline_args.pop("params_yaml", PARAMS_YAML), overrides=ov,
+                               launcher="local", nproc=nproc, **pipeline_args)
+        finally:
+            print(f"[run_local] {runner} runner, {time.time() - started:.0f} s; overrides: {ov}", file=sys.stderr)
     run_dir = latest_run_dir(root, PIPELINE_NAME)
     assert run_dir is not None
     return run_dir
@@ -67,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracking-uri", default=f"sqlite:///{REPO / 'runs' / 'mlflow' / 'mlflow.db'}",
                     help="MLflow tracking URI (default: the repo's embedded store runs/mlflow)")
     ap.add_argument("--nproc", type=int, default=2, help="torchrun processes for the train step (default 2)")
+    ap.add_argument("--runner", choices=RUNNERS, default="subprocess",
+                    help="where each step runs: this venv (subprocess, default) or the project image (docker: "
+                         "podman's Docker API unless DOCKER_HOST is set; `make images` builds the image)")
     ap.add_argument("--full", action="store_true", help="no quick defaults: params.yaml as it is")
     ap.add_argument("--raw-uri", default="", help="s3:// archive of a real dataset layout for prepare")
     ap.add_argument("--allow-quarantine", action="store_true", help="pass the gate when only samples are bad")
@@ -81,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = Path(a.root).resolve()
     try:
-        run_dir = run(a.sets, root, a.tracking_uri, nproc=a.nproc, quick=not a.full, raw_uri=a.raw_uri,
-                      allow_quarantine=a.allow_quarantine)
+        run_dir = run(a.sets, root, a.tracking_uri, nproc=a.nproc, quick=not a.full, runner=a.runner,
+                      raw_uri=a.raw_uri, allow_quarantine=a.allow_quarantine)
+    except ContainerEngineError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
         from pipelines.pipeline import PIPELINE_NAME
 

@@ -3,14 +3,18 @@ three exist, run offline (--network none) as a non-root user, the train image im
 serve image has TorchServe + Java 17, the mlflow image the MLflow server; and every image the compiled
 pipeline (pipelines/faceparse_pipeline.yaml), the launchers' default and the cluster manifests name is one
 of the tags `make images` gives; the serve image answers a real photo through its canary router and TorchServe
-(token auth on) and refuses garbage with a 4xx; the mlflow image serves a registry written outside it.
-Skipped, with the reason, where podman is missing or the images have not been built (`make images` first:
-~14 min cold; a code change rebuilds the last layers only)."""
+(token auth on) and refuses garbage with a 4xx; the mlflow image serves a registry written outside it; the kfp
+pipeline's steps run in the train image (kfp.local.DockerRunner on podman's Docker API) with the metrics of the
+subprocess run. The train and serve images are rebuilt from the checkout first (their cached layers make that
+~10 s after a code change), so the code tested is the checkout's. Skipped, with the reason, where podman is
+missing or the images have not been built (`make images` first: ~14 min cold)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -25,6 +29,12 @@ from faceparse.serve import server
 from faceparse.serve.testing import free_port, port_overrides, post_prediction, tiny_bundle
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo root
+    sys.path.insert(0, str(REPO))
+
+from components import IMAGE  # noqa: E402
+from pipelines.run_local import run, task_outputs  # noqa: E402
+
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 TAG = os.environ.get("FACEPARSE_IMAGE_TAG") or VERSION
 IMAGES = {name: f"localhost/faceparse-{name}:{TAG}" for name in ("train", "serve", "mlflow")}
@@ -56,6 +66,17 @@ def local_tags() -> set[str]:
     if not tags & set(IMAGES.values()):
         pytest.skip(f"the images are not built ({', '.join(IMAGES.values())}): run `make images`")
     return tags
+
+
+@pytest.fixture(scope="module")
+def current_images(local_tags) -> dict[str, str]:
+    """The train and serve images rebuilt from this checkout (layer cache: only what changed)."""
+    started = time.monotonic()
+    out = subprocess.run(["bash", "scripts/build_images.sh", "train", "serve"], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, f"make images failed:\n{out.stderr[-4000:]}"
+    print(f"train + serve images rebuilt from the checkout in {time.monotonic() - started:.0f} s")
+    return IMAGES
 
 
 def test_the_three_images_exist(local_tags):
@@ -154,7 +175,7 @@ def shared_dir():
 
 
 @pytest.fixture(scope="module")
-def served_in_container(local_tags):
+def served_in_container(current_images):
     """`faceparse serve start` inside the serve image: TorchServe and the canary router, token auth on."""
     tmp = Path(tempfile.mkdtemp(prefix="faceparse-image-test-"))
     tiny_bundle(tmp / "bundle", input_size=64, stage="parser")
@@ -214,3 +235,51 @@ def test_mlflow_image_serves_a_registry_written_outside_it(local_tags, shared_di
         assert served.get_run(run.info.run_id).data.metrics["mean_f1"] == 0.42
     finally:
         podman("rm", "-f", name, timeout=120)
+
+
+# the kfp pipeline in containers: the parser's path, the landmark model's and the composed completion stage
+PIPELINE_SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_size=64", "train.epochs=1",
+                  "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
+                  "landmarks.train.epochs=1", "landmarks.train.batch_size=4",
+                  "registry.floor=null", "landmarks.registry.floor=null", "completion.registry.floor=null"]
+PIPELINE_TASKS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package",
+                  "train-2", "evaluate-2", "register-2", "promote-2", "package-2",
+                  "compose", "evaluate-3", "register-3", "promote-3", "package-3", "complete"}
+
+
+def _numbers(node, path: str = "") -> dict[str, float]:
+    """Every number in an evaluation report, by its key path."""
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _numbers(value, f"{path}.{key}").items()}
+    if isinstance(node, list):
+        return {k: v for i, value in enumerate(node) for k, v in _numbers(value, f"{path}[{i}]").items()}
+    return {path: node} if isinstance(node, (int, float)) and not isinstance(node, bool) else {}
+
+
+def _report_numbers(run_dir: Path, task: str) -> dict[str, float]:
+    return _numbers(json.loads((run_dir / task / "report" / "eval.json").read_text()))
+
+
+def _pipeline_run(runner: str, folder: Path) -> tuple[Path, dict]:
+    run_dir = run(PIPELINE_SMALL, folder / "root", f"sqlite:///{folder}/mlflow/mlflow.db", nproc=2, quick=False,
+                  runner=runner, fisn=False, recon3d=False)
+    return run_dir, task_outputs(run_dir)
+
+
+def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(current_images, tmp_path, capfd):
+    """prepare → validate → train (torchrun, 2 processes) → evaluate → register → promote → package for the parser
+    and the landmark model, then the composed completion stage: every step in the train image (DockerRunner,
+    podman's Docker API started and stopped by the run), the same numbers as the subprocess runner's."""
+    in_image, outs = _pipeline_run("docker", tmp_path / "docker")
+    assert set(outs) == PIPELINE_TASKS
+    image = IMAGE if ":" in IMAGE else f"{IMAGE}:latest"
+    assert capfd.readouterr().out.count(f"Found image {image!r}") == len(PIPELINE_TASKS)   # kfp's line per step
+    assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/docker/mlflow/mlflow.db")   # the host reads it
+    assert str(client.get_model_version_by_alias("faceparse-completion", "champion").version) == "1"
+    assert (in_image / "package-3" / "mar").stat().st_size > 10_000
+    in_venv, _ = _pipeline_run("subprocess", tmp_path / "subprocess")
+    for task in ("evaluate", "evaluate-2", "evaluate-3"):
+        ours, theirs = (_report_numbers(d, task) for d in (in_image, in_venv))
+        assert len(ours) > 10 and ours == theirs, f"{task}: {set(ours.items()) ^ set(theirs.items())}"
+    assert 0 < _report_numbers(in_image, "evaluate-2")[".nme"] < 1
