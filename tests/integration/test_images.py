@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo roo
     sys.path.insert(0, str(REPO))
 
 from components import IMAGE  # noqa: E402
-from pipelines.run_local import run, task_outputs  # noqa: E402
+from kfp_runs import small_run  # noqa: E402  (tests/integration, on sys.path through conftest.py)
 
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 TAG = os.environ.get("FACEPARSE_IMAGE_TAG") or VERSION
@@ -238,10 +238,6 @@ def test_mlflow_image_serves_a_registry_written_outside_it(local_tags, shared_di
 
 
 # the kfp pipeline in containers: the parser's path, the landmark model's and the composed completion stage
-PIPELINE_SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_size=64", "train.epochs=1",
-                  "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
-                  "landmarks.train.epochs=1", "landmarks.train.batch_size=4",
-                  "registry.floor=null", "landmarks.registry.floor=null", "completion.registry.floor=null"]
 PIPELINE_TASKS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package",
                   "train-2", "evaluate-2", "register-2", "promote-2", "package-2",
                   "compose", "evaluate-3", "register-3", "promote-3", "package-3", "complete"}
@@ -260,25 +256,22 @@ def _report_numbers(run_dir: Path, task: str) -> dict[str, float]:
     return _numbers(json.loads((run_dir / task / "report" / "eval.json").read_text()))
 
 
-def _pipeline_run(runner: str, folder: Path) -> tuple[Path, dict]:
-    run_dir = run(PIPELINE_SMALL, folder / "root", f"sqlite:///{folder}/mlflow/mlflow.db", nproc=2, quick=False,
-                  runner=runner, fisn=False, recon3d=False)
-    return run_dir, task_outputs(run_dir)
-
-
-def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(current_images, tmp_path, capfd):
+def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(current_images, subprocess_pipeline,
+                                                                                tmp_path, capfd):
     """prepare → validate → train (torchrun, 2 processes) → evaluate → register → promote → package for the parser
     and the landmark model, then the composed completion stage: every step in the train image (DockerRunner,
-    podman's Docker API started and stopped by the run), the same numbers as the subprocess runner's."""
-    in_image, outs = _pipeline_run("docker", tmp_path / "docker")
+    podman's Docker API started and stopped by the run), the same numbers as the subprocess run of every stage
+    (conftest.py; these three stages do not depend on the later ones)."""
+    capfd.readouterr()
+    in_image, outs, uri = small_run("docker", tmp_path / "docker", fisn=False, recon3d=False)
     assert set(outs) == PIPELINE_TASKS
     image = IMAGE if ":" in IMAGE else f"{IMAGE}:latest"
     assert capfd.readouterr().out.count(f"Found image {image!r}") == len(PIPELINE_TASKS)   # kfp's line per step
     assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/docker/mlflow/mlflow.db")   # the host reads it
+    client = MlflowClient(tracking_uri=uri)   # the registry the steps wrote, read by the host
     assert str(client.get_model_version_by_alias("faceparse-completion", "champion").version) == "1"
     assert (in_image / "package-3" / "mar").stat().st_size > 10_000
-    in_venv, _ = _pipeline_run("subprocess", tmp_path / "subprocess")
+    in_venv = subprocess_pipeline[0]
     for task in ("evaluate", "evaluate-2", "evaluate-3"):
         ours, theirs = (_report_numbers(d, task) for d in (in_image, in_venv))
         assert len(ours) > 10 and ours == theirs, f"{task}: {set(ours.items()) ^ set(theirs.items())}"

@@ -23,19 +23,12 @@ from faceparse.launch.dispatch import train_distributed  # noqa: E402
 from faceparse.launch.params import component_params  # noqa: E402
 from faceparse.launch.worker import worker_main  # noqa: E402
 from faceparse.serve.testing import free_port  # noqa: E402
+from kfp_runs import SMALL  # noqa: E402
 from s3server import SeaweedS3  # noqa: E402
 
 pytestmark = pytest.mark.integration
 PARAMS_YAML = (REPO / "params.yaml").read_text()
 BUCKET = "faceparse"
-SMALL = ["data.synth.n=24", "data.size=64", "train.input_size=64", "train.out_size=64", "train.epochs=1",
-         "train.batch_size=4", "evaluate.out_sizes=[32,64]", "landmarks.train.input_size=64",
-         "landmarks.train.epochs=1", "landmarks.train.batch_size=4", "fisn.train.epochs=1", "fisn.train.batch_size=4",
-         "recon3d.data.synth3d.n=8", "recon3d.data.size=48", "recon3d.train.input_size=48", "recon3d.train.epochs=1",
-         "recon3d.train.batch_size=4", "recon3d.model.overrides.width=8",
-         # 1-epoch models do not clear the promotion floors (registry.floor): off here
-         "registry.floor=null", "landmarks.registry.floor=null", "completion.registry.floor=null",
-         "fisn.registry.floor=null"]
 STEPS = {"prepare", "validate", "train", "evaluate", "register", "promote", "package"}
 # the landmark stage's tasks: the same components, numbered by kfp
 LANDMARK_STEPS = {f"{s}-2" for s in ("train", "evaluate", "register", "promote", "package")}
@@ -49,15 +42,10 @@ RECON3D_STEPS = {"synth3d", "validate-2", "train-4", "evaluate-5", "register-5",
 
 # ------------------------------------------------------------------------------------------ kfp.local runs
 @pytest.mark.slow
-def test_local_pipeline_runs_every_step_and_registers_a_model(tmp_path):
+def test_local_pipeline_runs_every_step_and_registers_a_model(subprocess_pipeline):
     from mlflow.tracking import MlflowClient
 
-    from pipelines.run_local import run, task_outputs
-
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    # a 1-epoch generator may well be below the occluded input: open its gate to run promote / package
-    run_dir = run(SMALL, tmp_path / "root", uri, nproc=2, quick=False, min_fisn_psnr_gain=-100.0)
-    outs = task_outputs(run_dir)
+    run_dir, outs, uri = subprocess_pipeline
     assert set(outs) == STEPS | LANDMARK_STEPS | COMPLETION_STEPS | FISN_STEPS | RECON3D_STEPS
     assert outs["validate"]["parameters"]["passed"] is True
     assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
