@@ -13,17 +13,15 @@ step() { printf '\n\033[1;36m== %s\033[0m\n' "$*"; }
 photo=../shared/fixtures/celebamask-hq-samples/0.jpg
 # the registered model stages (faceparse.stages, in pipeline order), comma-separated as --stage takes them
 stages=$(faceparse stages --names | paste -sd, -)
-# each stage's registry model name, read once (one Python start instead of one per name)
-eval "$(python -c "from faceparse.config import load_params; from faceparse.stages import for_stage, stage_names; \
-p = load_params(); print('\n'.join(f'name_{s}={for_stage(p, s)[\"registry\"][\"model_name\"]}' for s in stage_names()))")"
-model_name() { local v="name_$1"; echo "${!v}"; }
-parser=$(model_name parser)
-landmarks=$(model_name landmarks)
+# per registered stage: its name, its photo command (`faceparse COMMAND PHOTO`) and its registry model name,
+# read once (one Python start instead of one per stage)
+stage_table=$(python -c "from faceparse.config import load_params; from faceparse.stages import for_stage, get_stage, stage_names; \
+p = load_params(); print('\n'.join(f'{s}\t{get_stage(s).info.verb or \"predict\"}\t{for_stage(p, s)[\"registry\"][\"model_name\"]}' \
+for s in stage_names()))")
+first=$(head -n 1 <<<"$stage_table" | cut -f 3)   # the first stage's model (the parser's): served and queried
 
-step "dvc repro: prepare → validate → per model stage (parser, landmarks): train → evaluate → register;
-map completion: compose → evaluate → register; the completed maps of the dataset; de-occlusion (FISN,
-carrying the completion bundle): train → evaluate → register; 3D reconstruction (its own rendered
-data): synth3d → train → evaluate (clean / occluded / de-occluded inputs) → register"
+step "dvc repro: prepare → validate → per model stage ($stages): its own data where it has some, then
+train (or compose) → evaluate → register (dvc.yaml, generated from the registered stages)"
 dvc repro
 
 step "promote each stage's challenger ($stages) if it beats the champion"
@@ -43,18 +41,16 @@ print(next((d / r.image for r in m.itertuples() if r.split == 'test' and (d / 'c
 mkdir -p runs/demo/logs
 demos=() pids=()
 demo() { local name=$1; shift; demos+=("$name"); OMP_NUM_THREADS=1 "$@" > "runs/demo/logs/$name.log" 2>&1 & pids+=($!); }
-step "package the champion parser, serve it, query it once; beside it the other demos with models:/NAME@champion: \
-predict ($parser, $landmarks), complete (Algorithm 1), de-occlude (the photo and an occluded synthetic test face), \
-reconstruct in 3D"
-demo serve faceparse serve demo --model "models:/$parser@champion" $nodetect --image "$photo" --out runs/demo/served_overlay.png
-demo predict faceparse predict --model "models:/$parser@champion" $nodetect "$photo" --out runs/demo/predict
-demo landmarks faceparse predict --model "models:/$landmarks@champion" $nodetect "$photo" --out runs/demo/landmarks
-demo complete faceparse complete --model "models:/$(model_name completion)@champion" $nodetect "$photo" --out runs/demo/complete --quiet
-demo deocclude faceparse deocclude --model "models:/$(model_name fisn)@champion" $nodetect "$photo" --out runs/demo/deocclude --quiet
-# the synthetic test face is an aligned crop (nothing for the photo face detector): taken whole
-[ -z "$occluded" ] || demo deocclude-synthetic faceparse deocclude --model "models:/$(model_name fisn)@champion" --no-detect \
-  "$occluded" --out runs/demo/deocclude-synthetic --quiet
-demo reconstruct faceparse reconstruct --model "models:/$(model_name recon3d)@champion" $nodetect "$photo" --out runs/demo/reconstruct --quiet
+step "package the champion of the first stage ($first), serve it, query it once; beside it each stage's photo command \
+with its models:/NAME@champion ($stages), each writing runs/demo/STAGE/"
+demo serve faceparse serve demo --model "models:/$first@champion" $nodetect --image "$photo" --out runs/demo/served_overlay.png
+while IFS=$'\t' read -r stage command name; do
+  demo "$stage" faceparse "$command" --model "models:/$name@champion" $nodetect "$photo" --out "runs/demo/$stage" --quiet
+done <<<"$stage_table"
+# a de-occluder, when one is registered, also on an occluded synthetic test face: an aligned crop, taken whole
+deoccluder=$(awk -F'\t' '$2 == "deocclude" {print $3; exit}' <<<"$stage_table")
+[ -z "$occluded" ] || [ -z "$deoccluder" ] || demo deocclude-synthetic faceparse deocclude \
+  --model "models:/$deoccluder@champion" --no-detect "$occluded" --out runs/demo/deocclude-synthetic --quiet
 failed=()
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}" || failed+=("${demos[$i]}")
@@ -69,4 +65,4 @@ fi
 
 step "done"
 faceparse stages summary   # one line per stage: its test evaluation (Stage.headline)
-echo "prediction: runs/demo/predict/ runs/demo/landmarks/ runs/demo/complete/ runs/demo/deocclude/ runs/demo/reconstruct/   served overlay: runs/demo/served_overlay.png"
+echo "each stage's answer for the photo: runs/demo/{${stages}}/   served overlay: runs/demo/served_overlay.png"

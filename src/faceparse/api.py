@@ -34,7 +34,7 @@ import numpy as np
 
 from .labels import get_table
 from .plots import overlay
-from .stages import bundle_stage, get_stage, stage_names
+from .stages import bundle_input_size, bundle_stage, get_stage, stage_names
 from .stages.landmarks.photo import draw_points
 
 # Imports inside functions here: `import faceparse` stays light; torch loads with the first model
@@ -86,7 +86,7 @@ class Parser:
             raise ValueError(f"{source} is a {meta['stage']} bundle, not a face parser")
         self.net, self.meta, self.source = net, meta, source
         self.table = get_table(meta["label_table"])
-        self.input_size = int(meta.get("input_size", 256))
+        self.input_size = bundle_input_size(meta)
 
     @property
     def classes(self) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .models.int8 import apply_precision, check_precision
-from .stages import bundle_stage, get_stage
+from .stages import BUNDLE_INPUT_SIZE, bundle_stage, get_stage
 from .staging import staging_dir
 
 WEIGHTS, META = "weights.pt", "bundle.json"
@@ -29,7 +29,8 @@ def save_bundle(directory: str | os.PathLike, model: torch.nn.Module, meta: dict
     tmp = staging_dir(d)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, tmp / WEIGHTS)
-    (tmp / META).write_text(json.dumps({"input_size": 256, "stage": "parser", **meta}, indent=2, default=str))
+    full = {"input_size": BUNDLE_INPUT_SIZE, "stage": "parser", **meta}
+    (tmp / META).write_text(json.dumps(full, indent=2, default=str))
     if d.exists():
         old = d.with_name(f".{d.name}.old")
         if old.exists():

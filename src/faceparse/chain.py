@@ -40,7 +40,7 @@ from .photos import NoFaceError, locate_points, plan_photo
 from .plots import overlay
 from .predict import each_photo, expand_inputs
 from .registry import resolve_bundle
-from .stages import bundle_stage
+from .stages import bundle_input_size, bundle_stage
 from .stages.completion.photo import complete_photo
 from .stages.fisn.photo import Chain as DeocclusionChain
 from .stages.fisn.photo import deocclude_photo
@@ -160,7 +160,7 @@ class FaceChain:
             plan = plan_photo(img, int(self.completion_meta["input_size"]), min(max(img.size), self.resolution),
                               detect=detect, what=what)
         with _timed(secs, "landmarks"):
-            points = locate_points(self.landmarks, img, plan, int(self.landmarks_meta.get("input_size", 256)))
+            points = locate_points(self.landmarks, img, plan, bundle_input_size(self.landmarks_meta))
         with _timed(secs, "parser+completion"):     # the completion model composes the parser: M_α is its map
             maps, _ = complete_photo(self.deoccluder.completion, self.completion_meta, img, plan=plan)
         with _timed(secs, "fisn"):

@@ -28,7 +28,7 @@ from .labels import get_table
 from .models import preprocess
 from .models.fpliif import check_out_size
 from .serve.package import resolve_model
-from .stages import bundle_stage
+from .stages import bundle_input_size, bundle_stage
 
 TOL_LOGIT = 1e-3        # max |logit_onnx - logit_torch|
 MIN_AGREEMENT = 0.999   # share of pixels with the same argmax label
@@ -73,7 +73,7 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, resolution: in
     net, meta = load_bundle(bundle_dir)
     if bundle_stage(meta) != "parser":
         raise ValueError(f"ONNX export covers the parser; {model} is a {meta['stage']!r} model")
-    size = int(meta.get("input_size", 256))
+    size = bundle_input_size(meta)
     wrapped = fixed_resolution(net, int(resolution))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from .images import read_image
 from .models import preprocess
 from .models.int8 import calibrate
 from .registry import resolve_bundle
-from .stages import bundle_stage
+from .stages import bundle_input_size, bundle_stage
 from .tracking import tracking_uri
 
 CALIB_BATCH = 4
@@ -65,7 +65,7 @@ def quantize_bundle(model: str | os.PathLike, out: str | os.PathLike, calib: int
     if info.get("label_table") != meta["label_table"]:
         raise ValueError(f"{data} is labelled {info.get('label_table')!r}, the bundle predicts {meta['label_table']!r}")
     rows = calibration_rows(load_split(data, split), int(calib))
-    size = int(meta.get("input_size", 256))
+    size = bundle_input_size(meta)
     ranges = calibrate(net, _batches(rows, size), out_size=size)
     ids = "\n".join(rows["id"]).encode()
     record = {**ranges, "calibration": {"dataset": str(data.resolve()), "split": split, "images": len(rows),

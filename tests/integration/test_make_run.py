@@ -143,7 +143,8 @@ def test_step_times_table_covers_every_step(made):
     assert set(lock["stages"]) <= set(names), set(lock["stages"]) - set(names)
     assert any("package the champion" in n for n in names) and names[-1] == "done"
     total = sum(float(r[1]) for r in rows)
-    assert 0.8 * took <= total <= took, (total, took)
+    # each row is rounded to 0.1 s: their sum may pass the measured time by 0.05 s a row
+    assert 0.8 * took <= total <= took + 0.05 * len(rows), (total, took)
     assert "step times:" in out and "train@parser" in out[out.rfind("step times:"):]
 
 
@@ -168,9 +169,9 @@ def test_model_registered_and_promoted(made):
 def test_predict_and_served_overlay(made, real_samples):
     repo, _, _ = made
     photo = Image.open(real_samples / "0.jpg").convert("RGB")
-    label = np.asarray(Image.open(repo / "runs/demo/predict/0_label.png"))
+    label = np.asarray(Image.open(repo / "runs/demo/parser/0_label.png"))
     assert label.ndim == 2 and label.max() < 19 and len(np.unique(label)) > 1
-    assert (repo / "runs/demo/predict/0_overlay.png").is_file()
+    assert (repo / "runs/demo/parser/0_overlay.png").is_file()
     served = Image.open(repo / "runs/demo/served_overlay.png")
     assert served.format == "PNG" and served.size == (512, 512) and served.mode == "RGB"
     # an overlay: the photo with the map painted over it — close to the photo, and not equal to it
@@ -192,7 +193,7 @@ def test_map_completion_benchmark_and_demo(made):
     bundle = json.loads((repo / params["completion"]["train"]["bundle_dir"] / "bundle.json").read_text())
     assert bundle["composes"]["parser"]["model_uri"] == "models:/faceparse-fpliif/1"   # the version registered
     for k in ("alpha", "beta", "gamma", "occlusion", "sheet"):
-        assert (repo / f"runs/demo/complete/0_{k}.png").is_file(), k
+        assert (repo / f"runs/demo/completion/0_{k}.png").is_file(), k
     assert len(list((repo / params["completion"]["dataset_out"] / "completed").glob("*.png"))) == 24
 
 
@@ -203,4 +204,4 @@ def test_de_occlusion_trained_evaluated_and_demonstrated(made):
     for key in ("psnr_out", "psnr_input", "psnr_inpaint", "ssim_out", "parser_miou"):
         assert key in ev, key
     assert "de-occlusion: PSNR inside the occluded face region" in out
-    assert list((repo / "runs/demo/deocclude").glob("0*")), "the real photo was not de-occluded"
+    assert list((repo / "runs/demo/fisn").glob("0*")), "the real photo was not de-occluded"

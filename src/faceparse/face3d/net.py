@@ -19,7 +19,8 @@ class Recon3dNet(nn.Module):
     def __init__(self, cfg: dict[str, Any], input_size: int):
         super().__init__()
 
-        self.face = FaceModel(int(cfg.get("n_id", 100)), int(cfg.get("n_exp", 53)), int(cfg.get("n_albedo", 16)))
+        # the basis sizes the config names; FaceModel's defaults (the full ICT-FaceKit sets) otherwise
+        self.face = FaceModel(**{k: int(cfg[k]) for k in ("n_id", "n_exp", "n_albedo") if cfg.get(k) is not None})
         self.backbone = build_resnet(cfg, self.face.num_coeffs)
         self.renderer = Renderer(self.face, input_size)
         self.input_size = int(input_size)

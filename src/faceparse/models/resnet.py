@@ -92,6 +92,13 @@ class ResNet(nn.Module):
         return out * self.out_scale if self.out_scale != 1.0 else out
 
 
+RESNET_KEYS = ("block", "layers", "width", "grid")
+
+
 def build_resnet(cfg: dict, num_outputs: int) -> ResNet:
-    return ResNet(num_outputs, block=str(cfg.get("block", "bottleneck")), layers=tuple(cfg.get("layers", (3, 4, 6, 3))),
-                  width=int(cfg.get("width", 64)), grid=int(cfg.get("grid", 1)))
+    """ResNet from the config keys it knows (RESNET_KEYS; others belong to the model around it); a key left
+    out takes the constructor's default."""
+    kw = {k: cfg[k] for k in RESNET_KEYS if cfg.get(k) is not None}
+    if "layers" in kw:
+        kw["layers"] = tuple(kw["layers"])
+    return ResNet(num_outputs, **kw)

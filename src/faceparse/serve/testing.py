@@ -21,7 +21,7 @@ from ..bundle import load_bundle, save_bundle
 from ..config import load_params
 from ..models import build_model, preprocess
 from ..specks import labels_from_logits
-from ..stages import for_stage, get_stage
+from ..stages import bundle_input_size, for_stage, get_stage
 from . import server
 from .client import Client
 from .server import HOST, _port_free
@@ -62,7 +62,7 @@ def reference_labels(bundle_dir, images, resolution: int | None = None) -> list:
     ``resolution`` (default: the input size), argmax over classes, specks dropped (``faceparse.specks``) →
     (R, R) uint8 arrays."""
     model, meta = load_bundle(bundle_dir)
-    size = int(meta.get("input_size", 256))
+    size = bundle_input_size(meta)
     res = int(resolution or size)
     out = []
     with torch.inference_mode():

@@ -377,6 +377,14 @@ def bundle_stage(meta: dict[str, Any]) -> str:
     return str(meta.get("stage") or "parser")
 
 
+BUNDLE_INPUT_SIZE = 256   # what faceparse.bundle.save_bundle records when a meta names no input size
+
+
+def bundle_input_size(meta: dict[str, Any]) -> int:
+    """The square side, in pixels, a bundle's model takes (every saved bundle records it)."""
+    return int(meta.get("input_size", BUNDLE_INPUT_SIZE))
+
+
 def stage_of(params: dict[str, Any]) -> Stage:
     return get_stage(str(params.get("stage") or "parser"))
 

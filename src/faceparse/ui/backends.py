@@ -25,7 +25,7 @@ from typing import Any
 from ..labels import get_table
 from ..photos import NoFaceError
 from ..registry import RegistryError
-from ..stages import get_stage
+from ..stages import bundle_input_size, get_stage
 from .cards import Loaded, NoModel, Options, StageCard, stage_cards
 
 # Imports inside functions here: the page in endpoint mode never loads torch (tests/code/test_light_imports.py)
@@ -136,7 +136,7 @@ class InProcess:
             return
         self.loaded[name] = m
         self.stage_info[name] = {**info, "available": True, "model": m.ref, "version": m.version, "message": None,
-                                 "input_size": int(m.meta.get("input_size", 256))}
+                                 "input_size": bundle_input_size(m.meta)}
 
     def info(self) -> dict[str, Any]:
         return {"mode": self.mode, "endpoint": None, "endpoint_ok": None, "endpoint_message": None,

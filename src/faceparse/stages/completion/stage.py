@@ -10,7 +10,8 @@ from .algorithm import Settings
 from ...hashing import sha256_file
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
-from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_stage, figure, for_stage, get_stage
+from .. import (DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, bundle_input_size, bundle_stage, figure,
+                for_stage, get_stage)
 from .maps import CompletionModel
 from .api import Completer
 from .photo import load_completion
@@ -47,7 +48,7 @@ class CompletionStage(Stage):
     def build_model(self, meta) -> CompletionModel:
         parser = get_stage("parser").build_model(meta["parser"])
         landmarks = get_stage("landmarks").build_model(meta["landmarks"])
-        return CompletionModel(parser, landmarks, int(meta["landmarks"].get("input_size", 256)))
+        return CompletionModel(parser, landmarks, bundle_input_size(meta["landmarks"]))
 
     def settings(self, meta):
         return Settings.from_dict(meta["model_config"])
@@ -71,9 +72,9 @@ class CompletionStage(Stage):
         if metas["parser"].get("label_table") != "celebamask-hq":
             raise ValueError("map completion draws CelebAMask-HQ classes: the parser must use that label table, "
                              f"not {metas['parser'].get('label_table')!r}")
-        model = CompletionModel(nets["parser"], nets["landmarks"], int(metas["landmarks"].get("input_size", 256)))
+        model = CompletionModel(nets["parser"], nets["landmarks"], bundle_input_size(metas["landmarks"]))
         meta = {"stage": self.name, "model_config": self.model_config(params), "label_table": "celebamask-hq",
-                "input_size": int(metas["parser"].get("input_size", 256)), "parser": metas["parser"],
+                "input_size": bundle_input_size(metas["parser"]), "parser": metas["parser"],
                 "landmarks": metas["landmarks"], "composes": parts}
         return model.eval(), meta
 
@@ -96,7 +97,7 @@ class CompletionStage(Stage):
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
         from .evaluate import evaluate_completion
 
-        return evaluate_completion(model, self.settings(meta), int(meta.get("input_size", 256)), frame,
+        return evaluate_completion(model, self.settings(meta), bundle_input_size(meta), frame,
                                    Path(data_dir), params, progress)
 
     def write_reports(self, result, extras, params) -> list[Path]:

@@ -45,7 +45,7 @@ from ...log import progress_bar
 from ...metrics import Confusion
 from ...models import preprocess
 from ...runtime import tick
-from .. import plots_dir, write_table
+from .. import bundle_input_size, plots_dir, write_table
 from ..completion.algorithm import Settings, occlusion_mask
 from ..completion.maps import run_maps
 from .dataset import FisnDataset
@@ -91,7 +91,7 @@ def _parser_for(model, meta):
     parser_meta = meta["completion"]["parser"]
     src = ((meta.get("carries") or {}).get("completion") or {}).get("composes", {}) or {}
     p = src.get("parser") or {}
-    return model.completion.parser, int(parser_meta.get("input_size", 256)), p.get("model_uri") or p.get("ref")
+    return model.completion.parser, bundle_input_size(parser_meta), p.get("model_uri") or p.get("ref")
 
 
 @torch.no_grad()
@@ -103,7 +103,7 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
     if maps_mode == "predicted" and getattr(model, "completion", None) is None:
         raise ValueError("fisn.evaluate.maps=predicted needs the completion model the bundle carries; this bundle "
                          "carries none (trained with fisn.carry.completion: null)")
-    size = int(meta.get("input_size", 64))
+    size = bundle_input_size(meta)
     ds = FisnDataset(frame, data_dir, size, mode="supervised", occluded_only=True)
     if len(ds) == 0:
         raise ValueError(f"{data_dir}: no occluded sample with a clean render (clean/<id>.jpg) in the "
@@ -111,7 +111,7 @@ def evaluate_fisn(model, meta, frame, data_dir: Path, params, progress: bool) ->
     device = next(model.parameters()).device
     parser, parser_size, parser_src = _parser_for(model, meta)
     settings = Settings.from_dict(meta["completion"]["model_config"]) if maps_mode == "predicted" else Settings()
-    comp_size = int(meta["completion"].get("input_size", 256)) if maps_mode == "predicted" else 0
+    comp_size = bundle_input_size(meta["completion"]) if maps_mode == "predicted" else 0
     kinds_file = Path(data_dir) / "occlusion" / "kinds.json"
     kinds = json.loads(kinds_file.read_text()) if kinds_file.is_file() else {}
     n = int(meta["num_classes"])

@@ -101,7 +101,7 @@ class GanStep(nn.Module):
             if zero_unused:
                 loss = loss + 0.0 * sum(p.sum() for p in self.generator.parameters())
             return loss, {}
-        w = weights or LOSS_DEFAULTS
+        w = {**LOSS_DEFAULTS, **(weights or {})}   # a weight left out is its params default
         if not image_terms(w):
             # the head alone learns (a head-only fine-tune): the generator's forward would be wasted work
             total, parts = self._head_loss(image, occluder, w, image.new_zeros(()), {})
@@ -112,10 +112,10 @@ class GanStep(nn.Module):
         fake = generate(self.generator, image, source, target, self.erase, mask)
         total, parts = self._adversarial(fake, real, target, perceptual, w)
         hole = mask if mask is not None else region
-        if float(w.get("w_l1", 0.0)):
+        if float(w["w_l1"]):
             parts["l1"] = nn.functional.l1_loss(fake.float(), real)
             total = total + float(w["w_l1"]) * parts["l1"]
-        if float(w.get("w_hole", 0.0)) and hole is not None:
+        if float(w["w_hole"]) and hole is not None:
             # L1 inside the hole, per pixel of it (0 for a batch without one)
             m = hole.unsqueeze(1).to(fake.dtype)
             parts["hole"] = ((fake.float() - real).abs() * m).sum() / (3 * m.sum()).clamp_min(1.0)
@@ -130,12 +130,12 @@ class GanStep(nn.Module):
         """The occlusion head's term added to ``total`` (nothing without a head or its truth)."""
         if self.occlusion is not None and occluder is not None:
             parts["occlusion"] = occlusion_loss(self.occlusion(image).float(), occluder)
-            total = total + float(w.get("w_occlusion", LOSS_DEFAULTS["w_occlusion"])) * parts["occlusion"]
+            total = total + float(w["w_occlusion"]) * parts["occlusion"]
         return total, {k: v.detach() for k, v in parts.items()}
 
     def _adversarial(self, fake, real, target, perceptual, w) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 9's terms; none computed (nor the discriminator run) when their weights are all 0."""
-        if not any(float(w.get(k, 0.0)) for k in ("w_gan", "w_fm", "w_per")):
+        if not any(float(w[k]) for k in ("w_gan", "w_fm", "w_per")):
             return fake.new_zeros(()), {}
         d_fake = self.discriminator(fake, target)
         with torch.no_grad():
@@ -146,7 +146,8 @@ class GanStep(nn.Module):
 
 def image_terms(w: dict[str, float]) -> bool:
     """Whether any loss term reads the generator's image."""
-    return any(float(w.get(k, 0.0)) for k in ("w_gan", "w_fm", "w_per", "w_l1", "w_hole"))
+    w = {**LOSS_DEFAULTS, **w}
+    return any(float(w[k]) for k in ("w_gan", "w_fm", "w_per", "w_l1", "w_hole"))
 
 
 def adversarial(weights: dict[str, float]) -> bool:

@@ -42,7 +42,7 @@ from ...photos import (
 )
 from ...registry import resolve_bundle
 from ...tracking import tracking_uri
-from .. import for_stage
+from .. import bundle_input_size, for_stage
 from ..completion.photo import write_label
 
 # Imports inside functions here: this module is on the start-up path of the command line, the page or the
@@ -67,7 +67,7 @@ class Chain:
 
     @property
     def size(self) -> int:
-        return int(self.meta.get("input_size", 64))
+        return bundle_input_size(self.meta)
 
     @classmethod
     def of(cls, fisn, meta=None, completion=None, completion_meta=None) -> "Chain":
@@ -82,7 +82,7 @@ class Chain:
                                  "null): give a completion model (--completion); it cannot be served alone")
             completion, completion_meta = fisn.completion, meta["completion"]
         return cls(fisn, meta, completion, Settings.from_dict(completion_meta["model_config"]),
-                   int(completion_meta.get("input_size", 256)))
+                   bundle_input_size(completion_meta))
 
     def run(self, images: list, tensors=None) -> list[Answer]:
         """RGB PIL photos → one Answer each (``tensors``: their generator inputs, when already made)."""

@@ -25,6 +25,7 @@ from .. import (
     KfpWiring,
     Stage,
     TrainInputs,
+    bundle_input_size,
     bundle_stage,
     figure,
     get_stage,
@@ -102,9 +103,9 @@ class FisnStage(Stage):
         model = FisnModel(gen, disc, comp, erase=bool(cfg.get("erase_occluded", False)),
                           occlusion=build_occlusion(cfg.get("occlusion")))
         # what running the chain needs besides weights (serving's warm-up sees the model only)
-        model.chain_info = {"input_size": int(meta.get("input_size", 64)), "completion": None if comp is None else
+        model.chain_info = {"input_size": bundle_input_size(meta), "completion": None if comp is None else
                             {"model_config": meta["completion"]["model_config"],
-                             "input_size": int(meta["completion"].get("input_size", 256))}}
+                             "input_size": bundle_input_size(meta["completion"])}}
         return model
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:

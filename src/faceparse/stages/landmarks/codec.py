@@ -6,6 +6,7 @@ from ...detect import warm_up
 from ...photos import Plan, locate_points
 from ...serve import imaging
 from ...serve.codecs import Item, points_agreement
+from .. import bundle_input_size
 from .photo import draw_points, points_json
 
 
@@ -23,7 +24,7 @@ class LandmarkCodec:
         warm_up()
 
     def run(self, model, meta, items: list[Item], palette, table, version: str) -> list[tuple[bytes, str]]:
-        size = int(meta.get("input_size", 256))
+        size = bundle_input_size(meta)
         outs = []
         for it in items:
             plan = it.plan or Plan([], None, it.image.size)

@@ -287,7 +287,5 @@ def build_landmark_model(cfg: Mapping[str, Any]) -> MobileNetV3Landmarks:
     unknown = set(cfg) - _CFG_KEYS
     if unknown:
         raise ValueError(f"unknown landmark model keys {sorted(unknown)} (known: {sorted(_CFG_KEYS)})")
-    return MobileNetV3Landmarks(arch=str(cfg.get("arch", "large")), width=float(cfg.get("width", 1.0)),
-                                num_points=int(cfg.get("num_points", 68)), dropout=float(cfg.get("dropout", 0.2)),
-                                head=str(cfg.get("head", "fc")), flip_test=bool(cfg.get("flip_test", False)),
-                                refine=int(cfg.get("refine", 0)))
+    # a key left out (or None) takes the constructor's default: the defaults live in one signature
+    return MobileNetV3Landmarks(**{k: v for k, v in cfg.items() if k != "input_size" and v is not None})

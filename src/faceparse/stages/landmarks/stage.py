@@ -20,7 +20,7 @@ from ...photos import locate_points, plan_photo
 from ...runtime import tick
 from ...training.loop import to_device
 from ...training.sync_bn import sync_batchnorm
-from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, write_table
+from .. import DvcInputs, EvaluateInputs, Floor, Info, KfpWiring, Stage, TrainInputs, bundle_input_size, write_table
 from .network import build_landmark_model
 from .photo import draw_points, predict_steps
 
@@ -180,7 +180,7 @@ class LandmarkStage(Stage):
     # --- evaluation on a split ----------------------------------------------------------------------
     @torch.no_grad()
     def evaluate_split(self, model, meta, frame, data_dir, params, progress):
-        ds = eval_dataset(frame, meta, int(meta.get("input_size", 256)))
+        ds = eval_dataset(frame, meta, bundle_input_size(meta))
         ev = PointsEvaluator(meta.get("mean_shape"), framed=is_face_framed(meta))
         bs = int(params["evaluate"]["batch_size"])
         loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False)
@@ -190,7 +190,7 @@ class LandmarkStage(Stage):
             tick()
         ev.reduce()
         m = ev.compute()
-        return {**m, "input_size": int(meta.get("input_size", 256)),
+        return {**m, "input_size": bundle_input_size(meta),
                 "framing": (meta.get("framing") or framing_of({}))["mode"]}, {"arrays": ev.arrays}
 
     def write_reports(self, result, extras, params) -> list[Path]:
@@ -228,7 +228,7 @@ class LandmarkStage(Stage):
         """An RGB PIL photo → ([(68, 2) points per face, most confident first, in the photo's pixels], plan):
         the faces found and framed as the parser's are (``faceparse.photos``); NoFaceError when there is none.
         A bundle trained on whole images (framing ``image``) is given the whole photo, as it was trained."""
-        size = int(meta.get("input_size", 256))
+        size = bundle_input_size(meta)
         plan = plan_photo(image, size, detect=detect and is_face_framed(meta), what=what)
         return locate_points(model, image, plan, size), plan
 

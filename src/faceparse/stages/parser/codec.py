@@ -11,6 +11,7 @@ from ...photos import parse_planned
 from ...serve import imaging
 from ...serve.codecs import Item, by_resolution, label_agreement
 from ...specks import labels_from_logits
+from .. import bundle_input_size
 
 # Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
 
@@ -43,7 +44,7 @@ class ParserCodec:
             labels = labels_from_logits(model(x, out_size=res))
             for k, lab in zip(ks, labels):
                 outs[k] = self.encode(lab, items[k], palette, table, version)
-        size = int(meta.get("input_size", 256))
+        size = bundle_input_size(meta)
         for k, it in enumerate(items):
             if outs[k] is None:
                 outs[k] = self.encode(parse_planned(model, it.image, it.plan, size), it, palette, table, version)

@@ -11,6 +11,7 @@ from ...labels import get_table
 from ...models import check_out_size
 from ...photos import NoFaceError, faces_json, parse_planned, parse_whole, plan_photo
 from ...plots import overlay
+from .. import bundle_input_size
 
 PER_IMAGE_ABOVE = 1024  # output sizes above this are decoded one image at a time
 
@@ -19,7 +20,7 @@ def predict_steps(net, meta, out: Path, resolution: int | None, masks: bool, det
     """(run: images → label maps (or NoFaceError), write: one result, what) for a parser bundle."""
     table = get_table(meta["label_table"])
     palette = table.palette()
-    input_size = int(meta.get("input_size", 256))
+    input_size = bundle_input_size(meta)
     if resolution is not None:
         check_out_size(int(resolution))
     flat_palette = palette.reshape(-1).tolist() + [0] * (768 - palette.size)

@@ -7,12 +7,13 @@ from typing import Any
 from ...photos import faces_json, parse_planned, parse_whole, plan_photo
 from ...serve.imaging import read_label_png
 from ...ui.cards import Answer, Card, EndpointAsk, Loaded, Options, labels_layer, plural
+from .. import bundle_input_size
 
 
 def run(loaded: Loaded, image, opts: Options) -> dict[str, Any]:
     """The photo's faces found, aligned and parsed in place (faceparse.photos), as predict and the API do;
     ``detect`` False: the photo is an aligned face crop, parsed whole."""
-    net, size = loaded.model, int(loaded.meta.get("input_size", 256))
+    net, size = loaded.model, bundle_input_size(loaded.meta)
     plan = plan_photo(image, size, int(opts.resolution), detect=opts.detect, what="this photo")
     labels = (parse_whole(net, [image], size, plan.size[0])[0] if plan.whole else parse_planned(net, image, plan, size))
     return answer(labels, faces_json(plan) if opts.detect else None)

@@ -11,6 +11,7 @@ from ...api import as_image
 from ...face3d.io import landmarks_in_photo, obj_text, overlay_faces
 from ...face3d.net import describe
 from ...photos import paint_order, plan_photo
+from .. import bundle_input_size
 from .photo import load_fitter, reconstruct_photo
 
 
@@ -54,7 +55,7 @@ class Reconstructor:
     def __call__(self, image, detect: bool = True, plan=None) -> Reconstruction:
         """NoFaceError when detection finds no face; ``plan``: the photo's faces when already found."""
         img, what = as_image(image)
-        plan = plan or plan_photo(img, int(self.meta.get("input_size", 128)), detect=detect, what=what)
+        plan = plan or plan_photo(img, bundle_input_size(self.meta), detect=detect, what=what)
         info: dict[str, Any] = {}
         y, rend, pls = reconstruct_photo(self.net, self.meta, img, plan, self.fitter, info, overlay=True)
         s = rend.image.shape[-1]

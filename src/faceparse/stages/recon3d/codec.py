@@ -8,6 +8,7 @@ from ...detect import warm_up
 from ...photos import Plan, paint_order
 from ...serve.codecs import points_agreement
 from ...serve.imaging import locate_faces
+from .. import bundle_input_size
 from .photo import reconstruct_photo
 
 # Imports inside functions here: the canary router stays torch-free (tests/code/test_light_imports.py)
@@ -31,7 +32,7 @@ class Recon3dCodec:
     def run(self, model, meta, items, palette, table, version: str) -> list[tuple[bytes, str]]:
         from ...face3d.io import answer_item
 
-        size = int(meta.get("input_size", 128))
+        size = bundle_input_size(meta)
         outs = []
         for it in items:
             plan = it.plan or Plan([], None, it.image.size)

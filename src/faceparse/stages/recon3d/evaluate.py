@@ -38,7 +38,7 @@ from ...face3d.metrics import face_errors
 from ...log import console
 from ...models import preprocess
 from ...runtime import tick
-from .. import plots_dir, write_table
+from .. import bundle_input_size, plots_dir, write_table
 from ..fisn.photo import load_chain
 from .dataset import Recon3dDataset
 from .fitting import FitInputs, fit_config, fit_each
@@ -96,7 +96,7 @@ def _deoccluded(chain, ds, idx: list[int], size: int) -> tuple[torch.Tensor, lis
 
 def evaluate_recon3d(model, meta, frame, data_dir: Path, params, progress: bool) -> tuple[dict, dict]:
     ev = params["evaluate"]
-    size, bs = int(meta.get("input_size", 128)), int(ev["batch_size"])
+    size, bs = bundle_input_size(meta), int(ev["batch_size"])
     if not (data_dir / "coeffs").is_dir() or not (data_dir / "clean").is_dir():
         raise ValueError(f"{data_dir}: no coeffs/ or clean/: the 3D benchmark needs the synthetic 3D set "
                          "(`faceparse data synth3d`)")

@@ -28,7 +28,7 @@ import numpy as np
 from ...api import shipped_or_champion
 from ...photos import NoFaceError, crop_batch, faces_json, frame_for, paint_order, plan_photo
 from ...tracking import tracking_uri
-from .. import for_stage
+from .. import bundle_input_size, for_stage
 
 # Imports inside functions here: this module is on the start-up path of the command line, the page or the
 # router, so heavy libraries load on first use (tests/code/test_light_imports.py)
@@ -110,7 +110,7 @@ def crop_px(pl) -> int:
 def overlay_size(meta: dict[str, Any], placements) -> int:
     """The render drawn over the photo at the size its faces take there (up to OVERLAY_MAX): the model's 128²
     render, scaled up, shows every pixel step of the silhouette."""
-    return min(OVERLAY_MAX, max(int(meta.get("input_size", 128)), max(crop_px(pl) for pl in placements)))
+    return min(OVERLAY_MAX, max(bundle_input_size(meta), max(crop_px(pl) for pl in placements)))
 
 
 def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: dict | None = None,
@@ -121,7 +121,7 @@ def reconstruct_photo(net, meta: dict[str, Any], img, plan, fitter=None, info: d
     the model's input size, or with ``overlay`` at the size the faces take in the photo (``overlay_size``)."""
     import torch
 
-    pls, x = crop_batch(img, plan, int(meta.get("input_size", 128)), frame_for(meta))
+    pls, x = crop_batch(img, plan, bundle_input_size(meta), frame_for(meta))
     with torch.no_grad():
         y = net(x).float()
     if fitter is not None:
@@ -145,7 +145,7 @@ def _write_one(out: Path, stem: str, path: Path, img, net, meta, chain, entry, d
     from ...face3d.io import coeffs_json, landmarks_in_photo, mesh_obj, overlay_faces
     from ...log import console
 
-    size = int(meta.get("input_size", 128))
+    size = bundle_input_size(meta)
     try:
         plan = plan_photo(img, size, detect=detect, what=str(path))
     except NoFaceError as e:

@@ -14,7 +14,7 @@ from ...models.resnet import PRESETS, build_resnet
 from ...photos import RENDERED
 from ...training.loop import to_device
 from ...training.sync_bn import sync_batchnorm
-from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, figure
+from .. import DvcInputs, EvaluateInputs, Info, KfpWiring, Stage, TrainInputs, bundle_input_size, figure
 from .dataset import Recon3dDataset
 from .params import Recon3dModel
 from .scoring import MeshEvaluator
@@ -76,7 +76,7 @@ class Recon3dStage(Stage):
     def build_model(self, meta):
         from ...face3d.net import Recon3dNet
 
-        return Recon3dNet({k: v for k, v in meta["model_config"].items() if k != "preset"}, int(meta.get("input_size", 128)))
+        return Recon3dNet({k: v for k, v in meta["model_config"].items() if k != "preset"}, bundle_input_size(meta))
 
     def model_report(self, mcfg, input_size: int) -> dict[str, Any]:
         net = build_resnet(mcfg, 1)
