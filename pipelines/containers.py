@@ -12,6 +12,9 @@ the published tag; ``make images`` builds both names), with:
   mounted at the same paths, so the host reads every artifact and the registry the steps wrote;
 - the caller's uid:gid (the usual ``docker run --user $(id -u):$(id -g)`` for bind mounts: files on the
   host belong to whoever ran the pipeline) and ``HOME=/tmp`` (that uid may have no home in the image);
+- the S3 credentials / endpoint and the MLflow tracking URI of the caller's environment, where set — what a
+  cluster's steps get from the faceparse-s3 / faceparse-mlflow secrets (pipelines/pipeline.py), and what
+  the subprocess runner's steps inherit;
 - the host's network (an http MLflow server or an S3 endpoint on 127.0.0.1 stays reachable) and 1 GiB of
   /dev/shm (torchrun's processes and the data loaders share tensors through it; Docker's default is 64 MiB).
 """
@@ -29,6 +32,9 @@ from pathlib import Path
 import docker
 from docker.types import Mount
 from kfp import local
+from kfp.local import docker_task_handler
+
+from pipelines.pipeline import MLFLOW_ENV, S3_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SOCKET_WAIT_S = 30.0
@@ -51,8 +57,9 @@ def runner_args(tracking_uri: str) -> dict:
     if store is not None:
         store.mkdir(parents=True, exist_ok=True)
         mounts.append(Mount(target=str(store), source=str(store), type="bind"))
-    return {"user": f"{os.getuid()}:{os.getgid()}", "environment": {"HOME": "/tmp"}, "network_mode": "host",
-            "shm_size": "1g", "mounts": mounts}
+    passed = {k: os.environ[k] for k in (*S3_ENV, *MLFLOW_ENV) if k in os.environ}
+    return {"user": f"{os.getuid()}:{os.getgid()}", "environment": {"HOME": "/tmp", **passed},
+            "network_mode": "host", "shm_size": "1g", "mounts": mounts}
 
 
 def _podman_env() -> dict[str, str]:
@@ -122,9 +129,37 @@ def require_image(image: str) -> None:
                                        "FACEPARSE_IMAGE to an image this engine has)") from None
 
 
+def run_container(client: docker.DockerClient, image: str, command: list[str], volumes: dict,
+                  **run_args) -> int:
+    """One step's container: its log streamed, its exit code returned, then removed. Replaces kfp's
+    ``run_docker_container`` (kfp 2.17), which starts the container with auto-remove and, when the engine has
+    removed it before its exit code is read (podman does, at once), reports success: a failed step passed."""
+    image = docker_task_handler.add_latest_tag_if_not_present(image)
+    container = client.containers.run(image=image, command=command, detach=True, stdout=True, stderr=True,
+                                      volumes=volumes, **run_args)
+    try:
+        print(f"step container {container.short_id} from image {image!r}")
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
+
+
+@contextmanager
+def _exit_codes_kept() -> Iterator[None]:
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = run_container
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original
+
+
 @contextmanager
 def docker_runner(image: str, tracking_uri: str) -> Iterator[local.DockerRunner]:
-    """A DockerRunner for a run tracked at ``tracking_uri``, the engine up and ``image`` present."""
-    with docker_host():
+    """A DockerRunner for a run tracked at ``tracking_uri``, the engine up, ``image`` present, and each step's
+    exit code kept (run_container)."""
+    with docker_host(), _exit_codes_kept():
         require_image(image)
         yield local.DockerRunner(**runner_args(tracking_uri))

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import tomllib
@@ -25,6 +26,8 @@ import requests
 import yaml
 from mlflow import MlflowClient
 
+from faceparse.data.prepare import synthesize
+from faceparse.data.storage import upload
 from faceparse.serve import server
 from faceparse.serve.testing import free_port, port_overrides, post_prediction, tiny_bundle
 
@@ -32,8 +35,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo root
     sys.path.insert(0, str(REPO))
 
+import components as c  # noqa: E402
 from components import IMAGE  # noqa: E402
+from kfp import local  # noqa: E402
 from kfp_runs import small_run  # noqa: E402  (tests/integration, on sys.path through conftest.py)
+from pipelines.containers import docker_runner  # noqa: E402
+from s3server import SeaweedS3  # noqa: E402
 
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 TAG = os.environ.get("FACEPARSE_IMAGE_TAG") or VERSION
@@ -266,7 +273,7 @@ def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(
     in_image, outs, uri = small_run("docker", tmp_path / "docker", fisn=False, recon3d=False)
     assert set(outs) == PIPELINE_TASKS
     image = IMAGE if ":" in IMAGE else f"{IMAGE}:latest"
-    assert capfd.readouterr().out.count(f"Found image {image!r}") == len(PIPELINE_TASKS)   # kfp's line per step
+    assert capfd.readouterr().out.count(f"from image {image!r}") == len(PIPELINE_TASKS)   # a line per step
     assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
     client = MlflowClient(tracking_uri=uri)   # the registry the steps wrote, read by the host
     assert str(client.get_model_version_by_alias("faceparse-completion", "champion").version) == "1"
@@ -276,3 +283,35 @@ def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(
         ours, theirs = (_report_numbers(d, task) for d in (in_image, in_venv))
         assert len(ours) > 10 and ours == theirs, f"{task}: {set(ours.items()) ^ set(theirs.items())}"
     assert 0 < _report_numbers(in_image, "evaluate-2")[".nme"] < 1
+
+
+def test_a_step_in_the_image_fetches_its_raw_archive_from_s3(current_images, tmp_path, monkeypatch):
+    """prepare in the train image, its raw archive on a real S3 server (SeaweedFS on 127.0.0.1): the caller's S3
+    endpoint and credentials reach the step, as the faceparse-s3 secret does on a cluster."""
+    layout = tmp_path / "faces"
+    synth = synthesize(tmp_path / "synth", 64, {"n": 24, "seed": 0}, progress=False)
+    for sub in ("images", "labels"):
+        shutil.copytree(Path(synth) / sub, layout / sub)
+    with tarfile.open(tmp_path / "faces.tar.gz", "w:gz") as tar:
+        tar.add(layout, arcname="faces")
+    with SeaweedS3(tmp_path / "seaweedfs", buckets=["faceparse"]) as s3:
+        for key, value in s3.env({}).items():
+            monkeypatch.setenv(key, value)
+        upload(tmp_path / "faces.tar.gz", "s3://faceparse/raw/faces.tar.gz")
+        with docker_runner(IMAGE, f"sqlite:///{tmp_path}/mlflow/mlflow.db") as runner:
+            local.init(runner=runner, pipeline_root=str(tmp_path / "root"), raise_on_error=True)
+            task = c.prepare(params_yaml=(REPO / "params.yaml").read_text(), raw_uri="s3://faceparse/raw/faces.tar.gz",
+                             overrides=["data.source=labelmaps", "data.size=64"])
+    meta = task.outputs["dataset"].metadata
+    assert meta["source"] == "labelmaps" and meta["count"] == 24
+    assert (Path(task.outputs["dataset"].path) / "manifest.parquet").is_file()
+
+
+def test_a_step_that_fails_in_its_container_fails_the_run(current_images, tmp_path):
+    """The step's exit code reaches kfp (its own runner took a container removed before its exit code was read
+    for a success)."""
+    with docker_runner(IMAGE, f"sqlite:///{tmp_path}/mlflow/mlflow.db") as runner:
+        local.init(runner=runner, pipeline_root=str(tmp_path / "root"), raise_on_error=True)
+        with pytest.raises(RuntimeError, match="prepare.*FAILURE"):
+            c.prepare(params_yaml=(REPO / "params.yaml").read_text(), overrides=["data.source=synth"],
+                      raw_uri="s3://faceparse/raw/faces.tar.gz")   # refused: a raw archive for synthetic data
