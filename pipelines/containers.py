@@ -34,6 +34,7 @@ from docker.types import Mount
 from kfp import local
 from kfp.local import docker_task_handler
 
+from faceparse.tracking import sqlite_path
 from pipelines.pipeline import MLFLOW_ENV, S3_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,17 +45,13 @@ class ContainerEngineError(RuntimeError):
     """No usable container engine, or the step image is missing: says what to run."""
 
 
-def sqlite_dir(tracking_uri: str) -> Path | None:
-    """The folder of a local sqlite MLflow store (its artifacts sit beside it), else None."""
-    prefix = "sqlite:///"
-    return Path(tracking_uri[len(prefix):]).parent if tracking_uri.startswith(prefix) else None
-
-
 def runner_args(tracking_uri: str) -> dict:
-    """DockerRunner's ``containers.run`` arguments for a run tracked at ``tracking_uri``."""
+    """DockerRunner's ``containers.run`` arguments for a run tracked at ``tracking_uri`` (absolute: a relative
+    path would mean the container's folder; run_local.run makes it absolute)."""
     mounts = []
-    store = sqlite_dir(tracking_uri)
-    if store is not None:
+    db = sqlite_path(tracking_uri)   # a local store: its folder (artifacts beside the database) is mounted
+    if db is not None:
+        store = db.parent
         store.mkdir(parents=True, exist_ok=True)
         mounts.append(Mount(target=str(store), source=str(store), type="bind"))
     passed = {k: os.environ[k] for k in (*S3_ENV, *MLFLOW_ENV) if k in os.environ}

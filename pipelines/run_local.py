@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
 from kfp import local  # noqa: E402
 
 from components import IMAGE  # noqa: E402
+from faceparse.tracking import tracking_uri as resolve_tracking_uri  # noqa: E402
 from pipelines.containers import ContainerEngineError, docker_runner  # noqa: E402
 
 RUNNERS = ("subprocess", "docker")
@@ -67,6 +68,8 @@ def run(overrides: list[str], root: Path, tracking_uri: str, nproc: int = 2, qui
     from pipelines.pipeline import PARAMS_YAML, PIPELINE_NAME, faceparse_pipeline
 
     root.mkdir(parents=True, exist_ok=True)
+    # absolute here, once: every step, in this venv or in a container, then means the same store
+    tracking_uri = resolve_tracking_uri({"registry": {"tracking_uri": tracking_uri}})
     ov = (QUICK if quick else []) + [f"registry.tracking_uri={tracking_uri}"] + list(overrides)
     started = time.time()
     with task_runner(runner, tracking_uri) as task_run:

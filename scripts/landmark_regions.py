@@ -1,6 +1,6 @@
 """Where a landmark model beats the trivial baseline on real photos, region by region: NME against the reference
 points beside the photos (dlib68.json) of the model and of its mean shape similarity-fitted to the face detector's
-five points (faceparse.photo_eval.mean_shape_fit), and their ratio, over all 68 points, the 51 without the jaw,
+five points (faceparse.photo_eval.photo_point_errors), and their ratio, over all 68 points, the 51 without the jaw,
 the 41 of eyes, nose and mouth, and each region.
 
     python scripts/landmark_regions.py [--model REF] [--fixtures DIR]
@@ -12,22 +12,10 @@ import argparse
 import numpy as np
 
 import faceparse
-from faceparse.ibug68 import REGIONS, point_errors
-from faceparse.photo_eval import mean_shape_fit, reference_points
+from faceparse.ibug68 import REGIONS
+from faceparse.photo_eval import photo_point_errors, reference_points
 
 SETS = {"all 68": range(68), "51 (no jaw)": range(17, 68), "41 (eyes, nose, mouth)": range(27, 68), **REGIONS}
-
-
-def errors(model, fixtures: str) -> tuple[np.ndarray, np.ndarray]:
-    """(photos, 68) point errors of the model and of the baseline, each photo's face nearest its reference."""
-    mean = np.asarray(model.meta["mean_shape"], dtype=np.float64)
-    ours, base = [], []
-    for photo, ref in reference_points(fixtures).items():
-        found = model(photo)
-        k = int(np.argmin([np.linalg.norm(p.mean(0) - ref.mean(0)) for p in found.points]))
-        ours.append(point_errors(found.points[k][None], ref[None])[0])
-        base.append(point_errors(mean_shape_fit(mean, found.faces[k].points)[None], ref[None])[0])
-    return np.array(ours), np.array(base)
 
 
 def main() -> None:
@@ -37,7 +25,8 @@ def main() -> None:
     ap.add_argument("--fixtures", default="../shared/fixtures/celebamask-hq-samples",
                     help="photos with dlib68.json beside them")
     a = ap.parse_args()
-    ours, base = errors(faceparse.load(a.model), a.fixtures)
+    rows = list(photo_point_errors(faceparse.load(a.model), reference_points(a.fixtures)))
+    ours, base = np.array([err for _, err, _ in rows]), np.array([b for _, _, b in rows])
     print(f"{'points':24s} {'model':>7s} {'baseline':>9s} {'ratio':>6s}")
     for name, idx in SETS.items():
         o, b = ours[:, list(idx)].mean(), base[:, list(idx)].mean()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,21 +101,33 @@ def _nearest_face(points: list[np.ndarray], faces: list, ref: np.ndarray) -> int
     return int(np.argmin([np.linalg.norm(p.mean(0) - ref.mean(0)) for p in points])) if faces else 0
 
 
-def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool = True) -> dict[str, Any]:
-    """NME (over the reference's outer-eye-corner distance) of a :class:`faceparse.api.Landmarker` on each
-    photo, by region, beside the baseline ``mean_shape_fit`` of the bundle's mean shape to the detector's five
-    points; the mean over photos, and the model / baseline ratio."""
+def photo_point_errors(landmarker, references: dict[Path, np.ndarray], detect: bool = True
+                       ) -> Iterator[tuple[Path, np.ndarray, np.ndarray | None]]:
+    """Per photo: (photo, the 68 point errors of a :class:`faceparse.api.Landmarker` against the reference, in
+    units of its outer-eye-corner distance, the same for the baseline ``mean_shape_fit`` of the bundle's mean
+    shape to the detector's five points — None when no face was detected). The face scored is the one
+    nearest the reference."""
     mean = np.asarray(landmarker.meta["mean_shape"], dtype=np.float64)
-    rows = []
     for photo, ref in references.items():
         found = landmarker(photo, detect=detect)
         k = _nearest_face(found.points, found.faces, ref)
         err = point_errors(found.points[k][None], ref[None])[0]
+        base = None
+        if found.faces:
+            base = point_errors(mean_shape_fit(mean, found.faces[k].points)[None], ref[None])[0]
+        yield photo, err, base
+
+
+def score_landmarks(landmarker, references: dict[Path, np.ndarray], detect: bool = True) -> dict[str, Any]:
+    """NME (over the reference's outer-eye-corner distance) of a :class:`faceparse.api.Landmarker` on each
+    photo, by region, beside the baseline ``mean_shape_fit`` of the bundle's mean shape to the detector's five
+    points; the mean over photos, and the model / baseline ratio."""
+    rows = []
+    for photo, err, base in photo_point_errors(landmarker, references, detect):
         row = {"photo": photo.name, "nme": float(err.mean()),
                **{f"nme_{r}": float(err[list(idx)].mean()) for r, idx in REGIONS.items()}}
-        if found.faces:
-            base = mean_shape_fit(mean, found.faces[k].points)
-            row["baseline_nme"] = float(point_errors(base[None], ref[None]).mean())
+        if base is not None:
+            row["baseline_nme"] = float(base.mean())
         rows.append(row)
     out: dict[str, Any] = {"nme": float(np.mean([r["nme"] for r in rows])), "n_images": len(rows), "detect": detect,
                            "photos": rows}

@@ -35,7 +35,7 @@ from .hashing import sha256_file
 from .schema import Registry
 from .stages import bundle_stage, get_stage
 from .staging import staging_dir
-from .tracking import get_or_create_experiment, tracking_uri
+from .tracking import get_or_create_experiment, sqlite_path, tracking_uri
 
 # Imports inside functions here: this module is on the start-up path of the command line, the page or the
 # router, so heavy libraries load on first use (tests/code/test_light_imports.py)
@@ -70,13 +70,6 @@ def redact(uri: str) -> str:
     return uri
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    rest = uri[len("sqlite:///"):]
-    return Path(rest.split("?", 1)[0]) if rest and rest != ":memory:" else None
-
-
 def check_reachable(uri: str, must_exist: bool = False, timeout: float = 5.0) -> None:
     """Fail fast, naming the URI, instead of MLflow's minutes of HTTP retries against a dead server.
     ``must_exist``: for reads, a sqlite store that does not exist is an error (instead of a new empty one)."""
@@ -92,7 +85,7 @@ def check_reachable(uri: str, must_exist: bool = False, timeout: float = 5.0) ->
             raise RegistryError(f"the MLflow tracking server at {redact(uri)} is unhealthy: /health answered "
                                 f"{r.status_code}")
         return
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is not None:
         if must_exist and not db.is_file():
             raise RegistryError(f"no MLflow store at {uri} ({db.resolve()} does not exist): nothing has been "

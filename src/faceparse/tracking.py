@@ -58,11 +58,19 @@ def tracking_uri(params: Mapping[str, Any] | None = None) -> str:
     return uri
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (its query string dropped), else None (an in-memory database too)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    rest = uri[len("sqlite:///"):]
+    return Path(rest.split("?", 1)[0]) if rest and rest != ":memory:" else None
+
+
 def artifact_location(uri: str) -> str | None:
     """Artifact root for NEW experiments: runs/mlflow/artifacts beside a local sqlite store; None (the
     server's / store's default) for any other URI."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+    db = sqlite_path(uri)
+    if db is not None:
         root = db.parent / EMBEDDED_ARTIFACTS
         root.mkdir(parents=True, exist_ok=True)
         return root.as_uri()

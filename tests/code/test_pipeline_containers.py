@@ -37,7 +37,6 @@ def test_the_callers_s3_and_mlflow_settings_reach_the_steps(tmp_path, monkeypatc
 
 def test_a_server_store_needs_no_mount():
     assert containers.runner_args("http://127.0.0.1:5000")["mounts"] == []
-    assert containers.sqlite_dir("http://127.0.0.1:5000") is None
 
 
 def test_no_engine_is_named_with_what_to_run(monkeypatch):

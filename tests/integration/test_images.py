@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import tomllib
@@ -36,15 +35,14 @@ if str(REPO) not in sys.path:  # components/ and pipelines/ live at the repo roo
     sys.path.insert(0, str(REPO))
 
 import components as c  # noqa: E402
-from components import IMAGE  # noqa: E402
 from kfp import local  # noqa: E402
-from kfp_runs import small_run  # noqa: E402  (tests/integration, on sys.path through conftest.py)
+from kfp_runs import labelmaps_archive, small_run  # noqa: E402  (tests/integration, on sys.path through conftest.py)
 from pipelines.containers import docker_runner  # noqa: E402
 from s3server import SeaweedS3  # noqa: E402
 
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-TAG = os.environ.get("FACEPARSE_IMAGE_TAG") or VERSION
-IMAGES = {name: f"localhost/faceparse-{name}:{TAG}" for name in ("train", "serve", "mlflow")}
+TAG = os.environ.get("FACEPARSE_c.IMAGE_TAG") or VERSION
+c.IMAGES = {name: f"localhost/faceparse-{name}:{TAG}" for name in ("train", "serve", "mlflow")}
 ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "infra" / "containers.conf")}
 
 pytestmark = pytest.mark.slow
@@ -70,8 +68,8 @@ def local_tags() -> set[str]:
     out = podman("images", "--format", "{{.Repository}}:{{.Tag}}", timeout=60)
     assert out.returncode == 0, out.stderr
     tags = set(out.stdout.split())
-    if not tags & set(IMAGES.values()):
-        pytest.skip(f"the images are not built ({', '.join(IMAGES.values())}): run `make images`")
+    if not tags & set(c.IMAGES.values()):
+        pytest.skip(f"the images are not built ({', '.join(c.IMAGES.values())}): run `make images`")
     return tags
 
 
@@ -83,35 +81,35 @@ def current_images(local_tags) -> dict[str, str]:
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, f"make images failed:\n{out.stderr[-4000:]}"
     print(f"train + serve images rebuilt from the checkout in {time.monotonic() - started:.0f} s")
-    return IMAGES
+    return c.IMAGES
 
 
 def test_the_three_images_exist(local_tags):
-    missing = [image for image in IMAGES.values() if image not in local_tags]
+    missing = [image for image in c.IMAGES.values() if image not in local_tags]
     assert not missing, f"not built: {missing} (`make images`)"
 
 
-@pytest.mark.parametrize("name", sorted(IMAGES))
+@pytest.mark.parametrize("name", sorted(c.IMAGES))
 def test_images_run_as_a_non_root_user(local_tags, name):
-    user = podman("image", "inspect", "--format", "{{.Config.User}}", IMAGES[name], timeout=60).stdout.strip()
-    assert user and user.split(":")[0] not in ("root", "0"), f"{IMAGES[name]}: USER {user!r}"
-    uid = run_in(IMAGES[name], "id", "-u", entrypoint="/usr/bin/env")
+    user = podman("image", "inspect", "--format", "{{.Config.User}}", c.IMAGES[name], timeout=60).stdout.strip()
+    assert user and user.split(":")[0] not in ("root", "0"), f"{c.IMAGES[name]}: USER {user!r}"
+    uid = run_in(c.IMAGES[name], "id", "-u", entrypoint="/usr/bin/env")
     assert int(uid) != 0
 
 
 def test_train_image_imports_faceparse_offline(local_tags):
-    out = run_in(IMAGES["train"], "python", "-c",
+    out = run_in(c.IMAGES["train"], "python", "-c",
                  "import faceparse, faceparse.launch.dispatch, kfp, torch, cv2; "
                  "print(faceparse.__version__, torch.__version__, torch.cuda.is_available())")
     version, torch_version, _ = out.split()
     assert version == VERSION
     lock_torch = next(ln for ln in (REPO / "requirements.lock").read_text().splitlines() if ln.startswith("torch=="))
     assert torch_version == lock_torch.split("==")[1]            # the lock's CPU wheel
-    assert "Usage" in run_in(IMAGES["train"], "faceparse", "--help")
+    assert "Usage" in run_in(c.IMAGES["train"], "faceparse", "--help")
 
 
 def test_serve_image_has_torchserve_and_java(local_tags):
-    out = run_in(IMAGES["serve"], "sh", "-c",
+    out = run_in(c.IMAGES["serve"], "sh", "-c",
                  "python -c 'import faceparse, torch; print(torch.__version__)' && torchserve --version"
                  " && java -version 2>&1")
     assert "TorchServe Version is 0.12" in out
@@ -120,7 +118,7 @@ def test_serve_image_has_torchserve_and_java(local_tags):
 
 def test_mlflow_image_has_the_server(local_tags):
     lock_mlflow = next(ln for ln in (REPO / "requirements.lock").read_text().splitlines() if ln.startswith("mlflow=="))
-    out = run_in(IMAGES["mlflow"], "-c", "mlflow --version && python -c 'import psycopg2, boto3'", entrypoint="sh")
+    out = run_in(c.IMAGES["mlflow"], "-c", "mlflow --version && python -c 'import psycopg2, boto3'", entrypoint="sh")
     assert lock_mlflow.split("==")[1] in out
 
 
@@ -188,7 +186,7 @@ def served_in_container(current_images):
     tiny_bundle(tmp / "bundle", input_size=64, stage="parser")
     sets = " ".join(f"--set {o}" for o in port_overrides())
     name = f"faceparse-serve-test-{os.getpid()}"
-    _started(name, IMAGES["serve"], tmp, "bash", "-c",
+    _started(name, c.IMAGES["serve"], tmp, "bash", "-c",
              f"faceparse serve start -p /app/params.yaml --model {tmp}/bundle --run-dir {tmp}/run "
              f"--model-store {tmp}/store {sets} --json > {tmp}/start.json 2> {tmp}/start.err && exec sleep infinity")
     try:
@@ -226,7 +224,7 @@ def test_mlflow_image_serves_a_registry_written_outside_it(local_tags, shared_di
     client.create_model_version("faceparse-fpliif", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     os.chmod(store / "mlflow.db", 0o666)
     port, name = free_port(), f"faceparse-mlflow-test-{os.getpid()}"
-    _started(name, IMAGES["mlflow"], store, "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
+    _started(name, c.IMAGES["mlflow"], store, "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1")
     try:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
@@ -272,7 +270,7 @@ def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(
     capfd.readouterr()
     in_image, outs, uri = small_run("docker", tmp_path / "docker", fisn=False, recon3d=False)
     assert set(outs) == PIPELINE_TASKS
-    image = IMAGE if ":" in IMAGE else f"{IMAGE}:latest"
+    image = c.IMAGE if ":" in c.IMAGE else f"{c.IMAGE}:latest"
     assert capfd.readouterr().out.count(f"from image {image!r}") == len(PIPELINE_TASKS)   # a line per step
     assert outs["register-3"]["parameters"]["model_uri"] == "models:/faceparse-completion/1"
     client = MlflowClient(tracking_uri=uri)   # the registry the steps wrote, read by the host
@@ -288,17 +286,12 @@ def test_pipeline_steps_run_in_the_train_image_with_the_subprocess_runs_metrics(
 def test_a_step_in_the_image_fetches_its_raw_archive_from_s3(current_images, tmp_path, monkeypatch):
     """prepare in the train image, its raw archive on a real S3 server (SeaweedFS on 127.0.0.1): the caller's S3
     endpoint and credentials reach the step, as the faceparse-s3 secret does on a cluster."""
-    layout = tmp_path / "faces"
-    synth = synthesize(tmp_path / "synth", 64, {"n": 24, "seed": 0}, progress=False)
-    for sub in ("images", "labels"):
-        shutil.copytree(Path(synth) / sub, layout / sub)
-    with tarfile.open(tmp_path / "faces.tar.gz", "w:gz") as tar:
-        tar.add(layout, arcname="faces")
+    archive = labelmaps_archive(synthesize(tmp_path / "synth", 64, {"n": 24, "seed": 0}, progress=False), tmp_path)
     with SeaweedS3(tmp_path / "seaweedfs", buckets=["faceparse"]) as s3:
         for key, value in s3.env({}).items():
             monkeypatch.setenv(key, value)
-        upload(tmp_path / "faces.tar.gz", "s3://faceparse/raw/faces.tar.gz")
-        with docker_runner(IMAGE, f"sqlite:///{tmp_path}/mlflow/mlflow.db") as runner:
+        upload(archive, "s3://faceparse/raw/faces.tar.gz")
+        with docker_runner(c.IMAGE, f"sqlite:///{tmp_path}/mlflow/mlflow.db") as runner:
             local.init(runner=runner, pipeline_root=str(tmp_path / "root"), raise_on_error=True)
             task = c.prepare(params_yaml=(REPO / "params.yaml").read_text(), raw_uri="s3://faceparse/raw/faces.tar.gz",
                              overrides=["data.source=labelmaps", "data.size=64"])
@@ -310,7 +303,7 @@ def test_a_step_in_the_image_fetches_its_raw_archive_from_s3(current_images, tmp
 def test_a_step_that_fails_in_its_container_fails_the_run(current_images, tmp_path):
     """The step's exit code reaches kfp (its own runner took a container removed before its exit code was read
     for a success)."""
-    with docker_runner(IMAGE, f"sqlite:///{tmp_path}/mlflow/mlflow.db") as runner:
+    with docker_runner(c.IMAGE, f"sqlite:///{tmp_path}/mlflow/mlflow.db") as runner:
         local.init(runner=runner, pipeline_root=str(tmp_path / "root"), raise_on_error=True)
         with pytest.raises(RuntimeError, match="prepare.*FAILURE"):
             c.prepare(params_yaml=(REPO / "params.yaml").read_text(), overrides=["data.source=synth"],

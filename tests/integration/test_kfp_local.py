@@ -5,9 +5,7 @@ launcher's S3 round trip (stage inputs → in-pod worker: fetch, torchrun, uploa
 with only the Kubernetes API stood in for."""
 import json
 import os
-import shutil
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from faceparse.launch.dispatch import train_distributed  # noqa: E402
 from faceparse.launch.params import component_params  # noqa: E402
 from faceparse.launch.worker import worker_main  # noqa: E402
 from faceparse.serve.testing import free_port  # noqa: E402
-from kfp_runs import SMALL  # noqa: E402
+from kfp_runs import SMALL, labelmaps_archive  # noqa: E402
 from s3server import SeaweedS3  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -146,13 +144,7 @@ def test_prepare_fetches_a_raw_archive_from_s3_and_ingests_it(s3_env, synth_data
     """A labelmaps layout (images/ + labels/) in a .tar.gz on S3 → the canonical dataset."""
     from faceparse.data.storage import upload
 
-    layout = tmp_path / "faces"
-    for sub in ("images", "labels"):
-        shutil.copytree(synth_dataset / sub, layout / sub)
-    archive = tmp_path / "faces.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(layout, arcname="faces")
-    upload(archive, f"s3://{BUCKET}/raw/faces.tar.gz")
+    upload(labelmaps_archive(synth_dataset, tmp_path), f"s3://{BUCKET}/raw/faces.tar.gz")
 
     ds = Dataset(name="dataset", uri=str(tmp_path / "out"))
     c.prepare.python_func(params_yaml=PARAMS_YAML, overrides=["data.source=labelmaps", "data.size=64"],
